@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Idempotent host set-up for building and testing the AtomixOS boot toolkit on Debian 12 x86_64.
+# Installs apt packages (amd64 and arm64 multiarch), the Rust target for the static /init, and
+# unpacks the test kernel and busybox (Debian arm64 packages) into the cache directory.
+#
+# Usage: scripts/setup.sh            (as root; safe to run again: it skips what is already there)
+# Env:   ATOMIX_CACHE  cache directory (default: <repo>/.cache, ignored by git)
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cache=${ATOMIX_CACHE:-$repo/.cache}
+mkdir -p "$cache"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+host_pkgs=(
+  qemu-system-arm qemu-user-static u-boot-qemu u-boot-tools
+  squashfs-tools dosfstools mtools gdisk fdisk cpio zstd kmod util-linux file
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross libclang-dev clang pkg-config
+  f2fs-tools libf2fs-format-dev libf2fs-dev uuid-dev libselinux1-dev
+)
+arm64_pkgs=(libf2fs-format-dev:arm64 libf2fs-dev:arm64 uuid-dev:arm64 libselinux1-dev:arm64)
+
+stamp="$cache/apt.stamp"
+want="$(printf '%s\n' "${host_pkgs[@]}" "${arm64_pkgs[@]}" | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! dpkg -s "${host_pkgs[@]}" >/dev/null 2>&1; then
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    log "adding arm64 multiarch"
+    as_root dpkg --add-architecture arm64
+  fi
+  log "apt-get update"
+  as_root apt-get update -qq
+  log "installing ${#host_pkgs[@]} host packages and ${#arm64_pkgs[@]} arm64 libraries"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${host_pkgs[@]}" "${arm64_pkgs[@]}" >/dev/null
+  echo "$want" > "$stamp"
+fi
+
+if command -v rustup >/dev/null 2>&1; then
+  if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+    log "rustup target add aarch64-unknown-linux-gnu"
+    rustup target add aarch64-unknown-linux-gnu
+  fi
+  rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+  rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+fi
+
+# Download an arm64 package (resolving a metapackage to its versioned dependency) and unpack it.
+# $1: package name, $2: unpack directory under the cache.
+fetch_arm64() {
+  local pkg=$1 dir=$2
+  if [ -f "$cache/$dir/.done" ]; then return; fi
+  rm -rf "$cache/$dir" "$cache/dl-$dir"
+  mkdir -p "$cache/dl-$dir"
+  (cd "$cache/dl-$dir" && apt-get download -qq -o APT::Sandbox::User=root "$pkg:arm64")
+  dpkg-deb -x "$cache"/dl-"$dir"/*.deb "$cache/$dir"
+  rm -rf "$cache/dl-$dir"
+  touch "$cache/$dir/.done"
+}
+
+# The test kernel: linux-image-arm64 is a metapackage; its first dependency names the ABI version.
+kpkg=$(apt-cache depends linux-image-arm64:arm64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+kpkg=${kpkg%:arm64}
+if [ -z "$kpkg" ]; then
+  echo "setup: cannot resolve linux-image-arm64:arm64 to a kernel package (apt-get update?)" >&2
+  exit 1
+fi
+if [ ! -f "$cache/kernel/.done" ] || [ "$(cat "$cache/kernel/.pkg" 2>/dev/null)" != "$kpkg" ]; then
+  log "downloading test kernel $kpkg"
+  rm -f "$cache/kernel/.done"
+  fetch_arm64 "$kpkg" kernel
+  echo "$kpkg" > "$cache/kernel/.pkg"
+fi
+fetch_arm64 busybox-static busybox
+
+# Stable names for the harness: the kernel Image and its module tree.
+kimage=$(ls "$cache"/kernel/boot/vmlinuz-* | head -n1)
+ln -sfn "$kimage" "$cache/Image"
+log "kernel: $kimage"
+log "done (cache: $cache)"
