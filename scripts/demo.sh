@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The main job: build the initramfs and a qemu-virt disk image, then boot it in QEMU aarch64
+# (real Debian arm64 kernel, TCG) and stream the console until the switched root powers off.
+# Artefacts land in out/demo/. Installs what it needs first (scripts/setup.sh).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+out=out/demo
+mkdir -p "$out"
+
+scripts/setup.sh
+cargo build --profile init --target aarch64-unknown-linux-gnu -p atomix-initrd --locked
+cargo build --release -p atomix -p atomix-systests --locked
+atomix=target/release/atomix
+
+set -x
+target/release/atomix-test-rootfs "$out/rootfs"
+$atomix initramfs build --board qemu-virt --out "$out/initramfs.img"
+$atomix image build --board qemu-virt --rootfs "$out/rootfs" \
+  --kernel .cache/Image --initramfs "$out/initramfs.img" --out "$out/disk.img"
+$atomix qemu --kernel .cache/Image --initramfs "$out/initramfs.img" --disk "$out/disk.img" \
+  --append "console=ttyAMA0 panic=-1 atomixos.lowerdev=PARTLABEL=rootfs-a rauc.slot=boot.0" \
+  --timeout 60
