@@ -1,0 +1,894 @@
+//! Disk image assembly: GPT, boot vfat and rootfs squashfs in one sparse, reproducible file.
+//!
+//! The partition layout comes from a [`DiskLayout`] value ([`DiskLayout::atomix`] is DESIGN
+//! section 3's image-time part: `boot-a` and `rootfs-a` after a 16 MiB raw region), so board
+//! layouts and the raw loader region can be added as data. The GPT is written by
+//! `atomix_repart::gpt`; the vfat by the `fatfs` crate inside a partition-sized window of the
+//! image; the squashfs by `mksquashfs` (or taken ready-made) and copied into its slot.
+//!
+//! Reproducibility: GUIDs and the vfat volume id derive from [`DiskSpec::seed`], every timestamp
+//! from [`DiskSpec::epoch`]; unused space is left as holes (never written). The image is built
+//! in a temporary file beside the output and renamed into place only when complete.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use atomix_repart::gpt::{self, Geometry, GptError, Guid, Partition, Table};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+const MIB: u64 = 1 << 20;
+const SECTOR: u64 = 512;
+const SQUASHFS_MAGIC: [u8; 4] = *b"hsqs";
+
+/// What a partition of the layout is filled with at image time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    /// A FAT16 filesystem holding [`DiskSpec::boot_files`] in its root directory.
+    BootVfat {
+        /// Volume label, at most 11 characters of `A-Z 0-9 - _`.
+        volume_label: String,
+    },
+    /// The rootfs squashfs ([`DiskSpec::rootfs`]).
+    Rootfs,
+}
+
+/// One partition of a [`DiskLayout`]; offsets and sizes in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLayout {
+    /// Entry number in the GPT (the `N` of `/dev/vdaN`).
+    pub number: u32,
+    /// GPT partition name (PARTLABEL).
+    pub label: String,
+    /// GPT partition type.
+    pub type_guid: Guid,
+    /// First byte.
+    pub start: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// GPT attribute bits.
+    pub attributes: u64,
+    /// What the image puts there.
+    pub content: Content,
+}
+
+/// The part of a disk layout an image carries; offsets and sizes in bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskLayout {
+    /// GPT first usable byte: nothing below it is ever allocated (the raw loader region).
+    pub first_usable: u64,
+    /// The partitions the image creates.
+    pub partitions: Vec<PartitionLayout>,
+    /// Space after the last partition up to the image end; holds the backup GPT.
+    pub tail: u64,
+}
+
+impl DiskLayout {
+    /// DESIGN section 3, image-time part: `boot-a` (xbootldr, legacy-BIOS-bootable, vfat
+    /// `BOOT-A`) at 16 MiB, 128 MiB; `rootfs-a` (root-arm64, squashfs) at 144 MiB, 1024 MiB;
+    /// first usable LBA 32768; the image ends 1 MiB after `rootfs-a`.
+    pub fn atomix() -> Self {
+        DiskLayout {
+            first_usable: 16 * MIB,
+            partitions: vec![
+                PartitionLayout {
+                    number: 1,
+                    label: "boot-a".into(),
+                    type_guid: gpt::types::XBOOTLDR,
+                    start: 16 * MIB,
+                    size: 128 * MIB,
+                    attributes: gpt::ATTR_LEGACY_BIOS_BOOTABLE,
+                    content: Content::BootVfat {
+                        volume_label: "BOOT-A".into(),
+                    },
+                },
+                PartitionLayout {
+                    number: 2,
+                    label: "rootfs-a".into(),
+                    type_guid: gpt::types::ROOT_ARM64,
+                    start: 144 * MIB,
+                    size: 1024 * MIB,
+                    attributes: 0,
+                    content: Content::Rootfs,
+                },
+            ],
+            tail: MIB,
+        }
+    }
+
+    /// The smallest image size: the end of the last partition plus [`DiskLayout::tail`].
+    pub fn end(&self) -> u64 {
+        let last = self.partitions.iter().map(|p| p.start + p.size).max();
+        last.unwrap_or(self.first_usable) + self.tail
+    }
+
+    /// The GPT for an image of `size` bytes, GUIDs derived from `seed`.
+    pub fn table(&self, size: u64, seed: &str) -> Result<Table, DiskError> {
+        for p in &self.partitions {
+            if !p.start.is_multiple_of(SECTOR) || !p.size.is_multiple_of(SECTOR) || p.size == 0 {
+                return Err(DiskError::Unaligned {
+                    label: p.label.clone(),
+                    start: p.start,
+                    size: p.size,
+                });
+            }
+        }
+        if !self.first_usable.is_multiple_of(SECTOR) {
+            return Err(DiskError::UnalignedFirstUsable {
+                first_usable: self.first_usable,
+            });
+        }
+        let geometry = Geometry::new(size, SECTOR).map_err(|source| DiskError::Table { source })?;
+        let mut table = Table::spanning(&geometry, disk_guid(seed));
+        table.first_usable_lba = self.first_usable / SECTOR;
+        table.partitions = self
+            .partitions
+            .iter()
+            .map(|p| Partition {
+                number: p.number,
+                type_guid: p.type_guid,
+                uuid: partition_uuid(seed, &p.label),
+                first_lba: p.start / SECTOR,
+                last_lba: (p.start + p.size) / SECTOR - 1,
+                attributes: p.attributes,
+                name: p.label.clone(),
+            })
+            .collect();
+        table
+            .validate(&geometry)
+            .map_err(|source| DiskError::Table { source })?;
+        Ok(table)
+    }
+
+    fn role(
+        &self,
+        pick: fn(&Content) -> bool,
+        role: &'static str,
+    ) -> Result<&PartitionLayout, DiskError> {
+        let mut found = self.partitions.iter().filter(|p| pick(&p.content));
+        match (found.next(), found.next()) {
+            (Some(p), None) => Ok(p),
+            (None, _) => Err(DiskError::MissingRole { role }),
+            (Some(_), Some(_)) => Err(DiskError::DuplicateRole { role }),
+        }
+    }
+}
+
+impl Default for DiskLayout {
+    fn default() -> Self {
+        DiskLayout::atomix()
+    }
+}
+
+/// Disk GUID for `seed`.
+pub fn disk_guid(seed: &str) -> Guid {
+    Guid::from_seed(format!("atomix-image/{seed}/disk").as_bytes())
+}
+
+/// Partition GUID (PARTUUID) of the partition labelled `label` for `seed`.
+pub fn partition_uuid(seed: &str, label: &str) -> Guid {
+    Guid::from_seed(format!("atomix-image/{seed}/partition/{label}").as_bytes())
+}
+
+fn volume_id(seed: &str, label: &str) -> u32 {
+    let b = Guid::from_seed(format!("atomix-image/{seed}/vfat/{label}").as_bytes()).to_bytes();
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Where the rootfs comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootfsSource {
+    /// A directory, packed with mksquashfs (zstd, 1 MiB blocks, all files root-owned, no xattrs,
+    /// all times set to the epoch).
+    Dir(PathBuf),
+    /// A ready squashfs image, copied as is.
+    Squashfs(PathBuf),
+}
+
+/// Everything a disk image is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSpec {
+    /// Partition layout.
+    pub layout: DiskLayout,
+    /// Files for the boot vfat: (name in the FAT root directory, source file).
+    pub boot_files: Vec<(String, PathBuf)>,
+    /// The rootfs.
+    pub rootfs: RootfsSource,
+    /// SOURCE_DATE_EPOCH: every timestamp in the image (clamped to FAT's 1980..=2107 on the vfat).
+    pub epoch: u64,
+    /// Seed of the disk and partition GUIDs and the vfat volume id.
+    pub seed: String,
+    /// Image size in bytes (sparse); `None` = [`DiskLayout::end`]. The backup GPT goes at its end.
+    pub size: Option<u64>,
+}
+
+/// One partition of a built image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionReport {
+    /// Entry number.
+    pub number: u32,
+    /// PARTLABEL.
+    pub label: String,
+    /// Type GUID.
+    pub type_guid: String,
+    /// PARTUUID.
+    pub uuid: String,
+    /// First byte.
+    pub start: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// GPT attribute bits.
+    pub attributes: u64,
+}
+
+/// What [`build`] made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DiskReport {
+    /// Apparent size of the image in bytes.
+    pub size: u64,
+    /// Bytes the (sparse) image occupies on the file system.
+    pub allocated: u64,
+    /// Disk GUID.
+    pub disk_guid: String,
+    /// The partitions.
+    pub partitions: Vec<PartitionReport>,
+    /// Total size of the boot files.
+    pub boot_bytes: u64,
+    /// Size of the squashfs in the rootfs slot.
+    pub rootfs_bytes: u64,
+    /// SHA-256 of the whole image, lowercase hex.
+    pub sha256: String,
+}
+
+/// Failures building a disk image.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("the layout has no {role} partition")]
+    MissingRole { role: &'static str },
+    #[error("the layout has more than one {role} partition")]
+    DuplicateRole { role: &'static str },
+    #[error("partition {label}: start {start} or size {size} is not a positive multiple of 512")]
+    Unaligned {
+        label: String,
+        start: u64,
+        size: u64,
+    },
+    #[error("first usable byte {first_usable} is not a multiple of 512")]
+    UnalignedFirstUsable { first_usable: u64 },
+    #[error("volume label {label:?} is not 1-11 characters of A-Z 0-9 - _")]
+    VolumeLabel { label: String },
+    #[error("image size {size} is smaller than the layout's end {needed} or not a multiple of 512")]
+    Size { size: u64, needed: u64 },
+    #[error("invalid partition table for the image")]
+    Table {
+        #[source]
+        source: GptError,
+    },
+    #[error("boot file name {name:?} is not a valid name in the FAT root directory")]
+    BootFileName { name: String },
+    #[error("boot file name {name:?} is given twice (FAT names are case-insensitive)")]
+    DuplicateBootFile { name: String },
+    #[error("cannot read boot file {name} from {path}")]
+    BootFile {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("epoch {epoch} does not fit squashfs's 32-bit timestamps")]
+    Epoch { epoch: u64 },
+    #[error("cannot run mksquashfs on {dir}")]
+    MksquashfsSpawn {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("mksquashfs on {dir} failed ({status}): {stderr}")]
+    Mksquashfs {
+        dir: PathBuf,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("cannot read rootfs image {path}")]
+    RootfsRead {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("rootfs image {path} is not a squashfs (no \"hsqs\" magic)")]
+    NotSquashfs { path: PathBuf },
+    #[error("rootfs image {path} is {size} bytes, larger than the {slot}-byte slot {label}")]
+    RootfsTooLarge {
+        path: PathBuf,
+        size: u64,
+        slot: u64,
+        label: String,
+    },
+    #[error("cannot create a temporary file in {dir}")]
+    TempFile {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot size {path} to {size} bytes")]
+    Resize {
+        path: PathBuf,
+        size: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write the partition table of {path}")]
+    WriteTable {
+        path: PathBuf,
+        #[source]
+        source: GptError,
+    },
+    #[error("cannot format partition {label} as vfat")]
+    FormatVfat {
+        label: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write {name} into the vfat of partition {label}")]
+    VfatFile {
+        name: String,
+        label: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot copy the rootfs into partition {label}")]
+    CopyRootfs {
+        label: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot finish {path}")]
+    Finish {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Builds the disk image described by `spec` at `out`, reporting steps through `progress`.
+///
+/// On failure `out` is left as it was (no partial image appears there).
+pub fn build(
+    spec: &DiskSpec,
+    out: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<DiskReport, DiskError> {
+    let layout = &spec.layout;
+    let boot = layout.role(|c| matches!(c, Content::BootVfat { .. }), "boot vfat")?;
+    let rootfs = layout.role(|c| matches!(c, Content::Rootfs), "rootfs")?;
+    let needed = layout.end();
+    let size = spec.size.unwrap_or(needed);
+    if size < needed || !size.is_multiple_of(SECTOR) {
+        return Err(DiskError::Size { size, needed });
+    }
+    let table = layout.table(size, &spec.seed)?;
+    let (volume_name, volume_label) = match &boot.content {
+        Content::BootVfat { volume_label } => (volume_label, fat_label(volume_label)?),
+        Content::Rootfs => return Err(DiskError::MissingRole { role: "boot vfat" }),
+    };
+    let boot_bytes = check_boot_files(&spec.boot_files)?;
+
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let stem = out
+        .file_name()
+        .map_or_else(|| "image".into(), |n| n.to_string_lossy().into_owned());
+    let temp = |suffix: &str| {
+        tempfile::Builder::new()
+            .prefix(&format!(".{stem}."))
+            .suffix(suffix)
+            .tempfile_in(&dir)
+            .map_err(|source| DiskError::TempFile {
+                dir: dir.clone(),
+                source,
+            })
+    };
+
+    // The squashfs first: it is the slow part and may not fit.
+    let packed;
+    let sqfs_path = match &spec.rootfs {
+        RootfsSource::Squashfs(p) => p.clone(),
+        RootfsSource::Dir(d) => {
+            progress(&format!("packing {} with mksquashfs", d.display()));
+            packed = temp(".sqfs")?;
+            mksquashfs(d, packed.path(), spec.epoch)?;
+            packed.path().to_path_buf()
+        }
+    };
+    let rootfs_bytes = check_squashfs(&sqfs_path, rootfs)?;
+
+    let image = temp(".img")?;
+    let path = out.to_path_buf();
+    let file = image.as_file();
+    file.set_len(size).map_err(|source| DiskError::Resize {
+        path: path.clone(),
+        size,
+        source,
+    })?;
+    progress(&format!(
+        "writing GPT ({} partitions, {size} bytes)",
+        table.partitions.len()
+    ));
+    gpt::write(&mut &*file, size, &table).map_err(|source| DiskError::WriteTable {
+        path: path.clone(),
+        source,
+    })?;
+
+    progress(&format!(
+        "formatting {} as FAT16 {volume_name:?}",
+        boot.label
+    ));
+    write_vfat(file, boot, volume_label, spec)?;
+
+    progress(&format!(
+        "copying rootfs ({rootfs_bytes} bytes) into {}",
+        rootfs.label
+    ));
+    copy_rootfs(file, &sqfs_path, rootfs)?;
+
+    progress("hashing the image");
+    let finish = |source| DiskError::Finish {
+        path: path.clone(),
+        source,
+    };
+    file.sync_all().map_err(finish)?;
+    let sha256 = sha256_of(file, size).map_err(finish)?;
+    file.set_permissions(fs::Permissions::from_mode(0o644))
+        .map_err(finish)?;
+    let allocated = file.metadata().map_err(finish)?.blocks() * 512;
+    image.persist(out).map_err(|e| DiskError::Finish {
+        path: path.clone(),
+        source: e.error,
+    })?;
+    log::info!("built {} ({size} bytes, sha256 {sha256})", out.display());
+
+    Ok(DiskReport {
+        size,
+        allocated,
+        disk_guid: table.disk_guid.to_string(),
+        partitions: table
+            .partitions
+            .iter()
+            .map(|p| PartitionReport {
+                number: p.number,
+                label: p.name.clone(),
+                type_guid: p.type_guid.to_string(),
+                uuid: p.uuid.to_string(),
+                start: p.first_lba * SECTOR,
+                size: p.sectors() * SECTOR,
+                attributes: p.attributes,
+            })
+            .collect(),
+        boot_bytes,
+        rootfs_bytes,
+        sha256,
+    })
+}
+
+/// The 11-byte, space-padded FAT volume label.
+fn fat_label(label: &str) -> Result<[u8; 11], DiskError> {
+    let ok = |c: u8| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'-' || c == b'_';
+    if label.is_empty() || label.len() > 11 || !label.bytes().all(ok) {
+        return Err(DiskError::VolumeLabel {
+            label: label.to_owned(),
+        });
+    }
+    let mut out = [b' '; 11];
+    out[..label.len()].copy_from_slice(label.as_bytes());
+    Ok(out)
+}
+
+/// Checks names and that every source is a readable regular file; returns the total size.
+fn check_boot_files(files: &[(String, PathBuf)]) -> Result<u64, DiskError> {
+    let mut total = 0;
+    for (i, (name, path)) in files.iter().enumerate() {
+        let bad = |c: char| c.is_control() || "/\\:*?\"<>|".contains(c);
+        if name.is_empty()
+            || name.len() > 255
+            || name.starts_with('.')
+            || name.ends_with(' ')
+            || name.chars().any(bad)
+        {
+            return Err(DiskError::BootFileName { name: name.clone() });
+        }
+        if files[..i].iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            return Err(DiskError::DuplicateBootFile { name: name.clone() });
+        }
+        let failed = |source| DiskError::BootFile {
+            name: name.clone(),
+            path: path.clone(),
+            source,
+        };
+        let meta = fs::metadata(path).map_err(failed)?;
+        if !meta.is_file() {
+            return Err(failed(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        File::open(path).map_err(failed)?;
+        total += meta.len();
+    }
+    Ok(total)
+}
+
+fn mksquashfs(dir: &Path, out: &Path, epoch: u64) -> Result<(), DiskError> {
+    if u32::try_from(epoch).is_err() {
+        return Err(DiskError::Epoch { epoch });
+    }
+    let epoch = epoch.to_string();
+    let output = Command::new("mksquashfs")
+        .arg(dir)
+        .arg(out)
+        .args([
+            "-comp",
+            "zstd",
+            "-b",
+            "1M",
+            "-noappend",
+            "-all-root",
+            "-no-xattrs",
+        ])
+        .args([
+            "-mkfs-time",
+            &epoch,
+            "-all-time",
+            &epoch,
+            "-quiet",
+            "-no-progress",
+        ])
+        .output()
+        .map_err(|source| DiskError::MksquashfsSpawn {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(DiskError::Mksquashfs {
+            dir: dir.to_path_buf(),
+            status: output.status,
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Checks the magic and that the image fits the slot; returns its size.
+fn check_squashfs(path: &Path, slot: &PartitionLayout) -> Result<u64, DiskError> {
+    let failed = |source| DiskError::RootfsRead {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = File::open(path).map_err(failed)?;
+    let size = f.metadata().map_err(failed)?.len();
+    let mut magic = [0u8; 4];
+    if size < 4 {
+        return Err(DiskError::NotSquashfs {
+            path: path.to_path_buf(),
+        });
+    }
+    f.read_exact(&mut magic).map_err(failed)?;
+    if magic != SQUASHFS_MAGIC {
+        return Err(DiskError::NotSquashfs {
+            path: path.to_path_buf(),
+        });
+    }
+    if size > slot.size {
+        return Err(DiskError::RootfsTooLarge {
+            path: path.to_path_buf(),
+            size,
+            slot: slot.size,
+            label: slot.label.clone(),
+        });
+    }
+    Ok(size)
+}
+
+fn write_vfat(
+    file: &File,
+    part: &PartitionLayout,
+    volume_label: [u8; 11],
+    spec: &DiskSpec,
+) -> Result<(), DiskError> {
+    let format_failed = |source| DiskError::FormatVfat {
+        label: part.label.clone(),
+        source,
+    };
+    let options = fatfs::FormatVolumeOptions::new()
+        .fat_type(fatfs::FatType::Fat16)
+        .volume_label(volume_label)
+        .volume_id(volume_id(&spec.seed, &part.label));
+    fatfs::format_volume(Window::new(file, part.start, part.size), options)
+        .map_err(format_failed)?;
+    // fatfs wants a &'static time provider; one small provider per build is leaked.
+    let time: &'static EpochTime = Box::leak(Box::new(EpochTime::new(spec.epoch)));
+    let fs = fatfs::FileSystem::new(
+        Window::new(file, part.start, part.size),
+        fatfs::FsOptions::new().time_provider(time),
+    )
+    .map_err(format_failed)?;
+    for (name, path) in &spec.boot_files {
+        let failed = |source| DiskError::VfatFile {
+            name: name.clone(),
+            label: part.label.clone(),
+            source,
+        };
+        let mut src = File::open(path).map_err(|source| DiskError::BootFile {
+            name: name.clone(),
+            path: path.clone(),
+            source,
+        })?;
+        let mut dst = fs.root_dir().create_file(name).map_err(failed)?;
+        dst.truncate().map_err(failed)?;
+        io::copy(&mut src, &mut dst).map_err(failed)?;
+        dst.flush().map_err(failed)?;
+    }
+    fs.unmount().map_err(format_failed)
+}
+
+fn copy_rootfs(mut file: &File, sqfs: &Path, slot: &PartitionLayout) -> Result<(), DiskError> {
+    let failed = |source| DiskError::CopyRootfs {
+        label: slot.label.clone(),
+        source,
+    };
+    let mut src = File::open(sqfs).map_err(failed)?;
+    file.seek(SeekFrom::Start(slot.start)).map_err(failed)?;
+    let copied = io::copy(&mut src, &mut file).map_err(failed)?;
+    if copied > slot.size {
+        // The size was checked before; the file grew while we copied it.
+        return Err(failed(io::Error::other(
+            "the squashfs grew while being copied",
+        )));
+    }
+    Ok(())
+}
+
+/// SHA-256 of the first `size` bytes of `file`, reading only its data extents: holes are hashed
+/// as the zeros they read as, without reading them (a 1.2 GiB image is mostly holes).
+fn sha256_of(file: &File, size: u64) -> io::Result<String> {
+    const CHUNK: u64 = 4 * MIB;
+    let zeros = vec![0u8; CHUNK as usize];
+    let mut buf = vec![0u8; CHUNK as usize];
+    let mut hasher = Sha256::new();
+    let mut pos = 0;
+    while pos < size {
+        let data = match rustix::fs::seek(file, rustix::fs::SeekFrom::Data(pos)) {
+            Ok(at) => at.min(size),
+            Err(rustix::io::Errno::NXIO) => size,
+            Err(e) => return Err(e.into()),
+        };
+        while pos < data {
+            let n = (data - pos).min(CHUNK);
+            hasher.update(&zeros[..n as usize]);
+            pos += n;
+        }
+        if pos == size {
+            break;
+        }
+        let hole = rustix::fs::seek(file, rustix::fs::SeekFrom::Hole(pos))?.min(size);
+        while pos < hole {
+            let n = (hole - pos).min(CHUNK);
+            file.read_exact_at(&mut buf[..n as usize], pos)?;
+            hasher.update(&buf[..n as usize]);
+            pos += n;
+        }
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// A `len`-byte window of `file` starting at byte `start`, with its own position; reads and
+/// writes are positional (`pread`/`pwrite`), so several windows can share one file.
+#[derive(Debug)]
+struct Window<'a> {
+    file: &'a File,
+    start: u64,
+    len: u64,
+    pos: u64,
+}
+
+impl<'a> Window<'a> {
+    fn new(file: &'a File, start: u64, len: u64) -> Self {
+        Window {
+            file,
+            start,
+            len,
+            pos: 0,
+        }
+    }
+
+    /// How many of `want` bytes fit between the position and the end of the window.
+    fn room(&self, want: usize) -> usize {
+        let left = self.len.saturating_sub(self.pos);
+        usize::try_from(left).map_or(want, |left| want.min(left))
+    }
+}
+
+impl Read for Window<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.room(buf.len());
+        let n = self.file.read_at(&mut buf[..n], self.start + self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Write for Window<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.room(buf.len());
+        if n == 0 && !buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "write past the end of the partition",
+            ));
+        }
+        let n = self.file.write_at(&buf[..n], self.start + self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Seek for Window<'_> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        match target {
+            Some(n) if n <= self.len => {
+                self.pos = n;
+                Ok(n)
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek outside the partition",
+            )),
+        }
+    }
+}
+
+/// A fatfs time provider that always answers with one fixed instant.
+#[derive(Debug)]
+struct EpochTime(fatfs::DateTime);
+
+impl EpochTime {
+    /// FAT times run from 1980-01-01 to 2107-12-31 23:59:58 (UTC here); clamp into that.
+    fn new(epoch: u64) -> Self {
+        const FAT_MIN: u64 = 315_532_800; // 1980-01-01T00:00:00Z
+        const FAT_MAX: u64 = 4_354_819_198; // 2107-12-31T23:59:58Z
+        let t = epoch.clamp(FAT_MIN, FAT_MAX);
+        let (year, month, day) = civil_from_days(t / 86_400);
+        let secs = t % 86_400;
+        // Every value below is bounded (year <= 2107, secs < 86400), so the casts are lossless.
+        EpochTime(fatfs::DateTime {
+            date: fatfs::Date {
+                year: year as u16,
+                month: month as u16,
+                day: day as u16,
+            },
+            time: fatfs::Time {
+                hour: (secs / 3600) as u16,
+                min: (secs / 60 % 60) as u16,
+                sec: (secs % 60) as u16,
+                millis: 0,
+            },
+        })
+    }
+}
+
+impl fatfs::TimeProvider for EpochTime {
+    fn get_current_date(&self) -> fatfs::Date {
+        self.0.date
+    }
+
+    fn get_current_date_time(&self) -> fatfs::DateTime {
+        self.0
+    }
+}
+
+/// (year, month, day) of the day `days` after 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(10_957), (2000, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+    }
+
+    #[test]
+    fn epoch_time_is_clamped_and_split() {
+        let t = EpochTime::new(1_700_000_000).0; // 2023-11-14T22:13:20Z
+        assert_eq!((t.date.year, t.date.month, t.date.day), (2023, 11, 14));
+        assert_eq!((t.time.hour, t.time.min, t.time.sec), (22, 13, 20));
+        let t = EpochTime::new(0).0;
+        assert_eq!((t.date.year, t.date.month, t.date.day), (1980, 1, 1));
+        let t = EpochTime::new(u64::MAX).0;
+        assert_eq!((t.date.year, t.date.month, t.date.day), (2107, 12, 31));
+        assert_eq!((t.time.hour, t.time.min, t.time.sec), (23, 59, 58));
+    }
+
+    #[test]
+    fn layout_end_and_table() {
+        let layout = DiskLayout::atomix();
+        assert_eq!(layout.end(), 1169 * MIB);
+        let t = layout.table(layout.end(), "s").unwrap();
+        assert_eq!(t.first_usable_lba, 32768);
+        assert_eq!(t.partitions[0].first_lba, 32768);
+        assert_eq!(t.partitions[0].last_lba, 294_911);
+        assert_eq!(t.partitions[1].first_lba, 294_912);
+        assert_eq!(t.partitions[1].last_lba, 2_392_063);
+        assert_eq!(t.last_usable_lba, 1169 * MIB / 512 - 34);
+    }
+
+    #[test]
+    fn overlapping_layout_is_refused_naming_the_partition() {
+        let mut layout = DiskLayout::atomix();
+        layout.partitions[1].start -= MIB;
+        let err = layout.table(layout.end(), "s").unwrap_err();
+        let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(
+            chain.contains("rootfs-a") && chain.contains("boot-a"),
+            "{chain}"
+        );
+    }
+
+    #[test]
+    fn window_bounds() {
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(100).unwrap();
+        let mut w = Window::new(&f, 10, 20);
+        assert_eq!(w.write(&[1u8; 30]).unwrap(), 20);
+        assert!(w.write(&[1]).is_err());
+        assert!(w.seek(SeekFrom::Current(1)).is_err());
+        assert_eq!(w.seek(SeekFrom::End(-5)).unwrap(), 15);
+        let mut buf = [0u8; 10];
+        assert_eq!(w.read(&mut buf).unwrap(), 5);
+        let mut all = vec![0u8; 100];
+        f.read_exact_at(&mut all, 0).unwrap();
+        assert!(all[..10].iter().all(|&b| b == 0));
+        assert!(all[10..30].iter().all(|&b| b == 1));
+        assert!(all[30..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn fat_labels() {
+        assert_eq!(&fat_label("BOOT-A").unwrap(), b"BOOT-A     ");
+        assert!(fat_label("boot-a").is_err());
+        assert!(fat_label("TWELVE-CHARS").is_err());
+        assert!(fat_label("").is_err());
+    }
+}

@@ -1,0 +1,401 @@
+//! T1: disk images checked with the real tools (sfdisk, sgdisk, fsck.vfat, mtools, unsquashfs).
+
+// Helpers outside #[test] functions panic on purpose: a failed fixture step is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::fs::{self, File};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use atomix_image::disk::{self, DiskError, DiskLayout, DiskReport, DiskSpec, RootfsSource};
+
+const MIB: u64 = 1 << 20;
+const EPOCH: u64 = 1_700_000_000;
+
+/// Runs `tool args...` in `dir`; returns stdout, panics with stderr on failure.
+fn run(dir: &Path, tool: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(tool)
+        .args(args)
+        .current_dir(dir)
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
+    assert!(
+        out.status.success(),
+        "{tool} {args:?} failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn run_text(dir: &Path, tool: &str, args: &[&str]) -> String {
+    String::from_utf8(run(dir, tool, args)).unwrap()
+}
+
+/// Deterministic pseudo-random bytes (xorshift64), so compression has real work to do.
+fn noise(len: usize, mut state: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// Inputs in `dir/in`: three boot files and a small rootfs tree.
+struct Inputs {
+    boot_files: Vec<(String, PathBuf)>,
+    rootfs: PathBuf,
+}
+
+fn inputs(dir: &Path) -> Inputs {
+    let input = dir.join("in");
+    fs::create_dir_all(&input).unwrap();
+    let mut boot_files = Vec::new();
+    for (name, data) in [
+        ("Image", noise(3 * MIB as usize + 12_345, 1)),
+        ("initrd.img", noise(700_001, 2)),
+        ("boot.scr", b"echo atomix\n".to_vec()),
+    ] {
+        let path = input.join(format!("src-{name}"));
+        fs::write(&path, data).unwrap();
+        boot_files.push((name.to_owned(), path));
+    }
+    let rootfs = input.join("rootfs");
+    fs::create_dir_all(rootfs.join("etc")).unwrap();
+    fs::create_dir_all(rootfs.join("usr/bin")).unwrap();
+    fs::write(rootfs.join("etc/os-release"), "ID=atomixos\n").unwrap();
+    fs::write(rootfs.join("usr/bin/blob"), noise(2 * MIB as usize, 3)).unwrap();
+    std::os::unix::fs::symlink("usr/bin", rootfs.join("bin")).unwrap();
+    Inputs { boot_files, rootfs }
+}
+
+fn spec(inputs: &Inputs, seed: &str) -> DiskSpec {
+    DiskSpec {
+        layout: DiskLayout::atomix(),
+        boot_files: inputs.boot_files.clone(),
+        rootfs: RootfsSource::Dir(inputs.rootfs.clone()),
+        epoch: EPOCH,
+        seed: seed.to_owned(),
+        size: None,
+    }
+}
+
+fn build(spec: &DiskSpec, out: &Path) -> Result<DiskReport, DiskError> {
+    let mut steps = Vec::new();
+    let started = Instant::now();
+    let result = disk::build(spec, out, &mut |s| {
+        steps.push(format!("{:.2?} {s}", started.elapsed()));
+    });
+    eprintln!(
+        "build of {} took {:?}: {steps:?}",
+        out.display(),
+        started.elapsed()
+    );
+    result
+}
+
+/// Copies `len` bytes at `offset` of `image` into a new file `to`.
+fn extract(image: &Path, offset: u64, len: u64, to: &Path) {
+    let mut buf = vec![0u8; len as usize];
+    File::open(image)
+        .unwrap()
+        .read_exact_at(&mut buf, offset)
+        .unwrap();
+    fs::write(to, buf).unwrap();
+}
+
+/// Names in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn image_passes_the_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let inputs = inputs(d);
+    let img = d.join("disk.img");
+    let report = build(&spec(&inputs, "golden"), &img).unwrap();
+
+    // Size, sparseness, report.
+    let meta = fs::metadata(&img).unwrap();
+    assert_eq!(meta.len(), 1169 * MIB);
+    assert_eq!(report.size, meta.len());
+    eprintln!(
+        "image: apparent {} bytes, allocated {} bytes, rootfs {} bytes",
+        report.size, report.allocated, report.rootfs_bytes
+    );
+    assert!(
+        report.allocated < 32 * MIB,
+        "image not sparse: {} bytes allocated",
+        report.allocated
+    );
+    let sha = run_text(d, "sha256sum", &["disk.img"]);
+    assert_eq!(sha.split_whitespace().next().unwrap(), report.sha256);
+    assert_eq!(
+        listing(d),
+        ["disk.img", "in"],
+        "temporary files left behind"
+    );
+
+    // GPT: golden sfdisk dump, sgdisk verification.
+    let dump = run_text(d, "sfdisk", &["-d", "disk.img"]);
+    let golden = "\
+label: gpt
+label-id: 4753FCBA-E1E2-4CAA-8266-732DEB341872
+device: disk.img
+unit: sectors
+first-lba: 32768
+last-lba: 2394078
+sector-size: 512
+
+disk.img1 : start=       32768, size=      262144, type=BC13C2FF-59E6-4262-A352-B275FD6F7172, uuid=7F163877-B3A5-431A-AB39-AE2F8C8FF474, name=\"boot-a\", attrs=\"LegacyBIOSBootable\"
+disk.img2 : start=      294912, size=     2097152, type=B921B045-1DF0-41C3-AF44-4C6F280D3FAE, uuid=18C569BA-E30B-4636-8B68-B09DA2ED74B7, name=\"rootfs-a\"
+";
+    assert_eq!(dump, golden);
+    let verify = run_text(d, "sgdisk", &["-v", "disk.img"]);
+    assert!(
+        verify.contains("No problems found."),
+        "sgdisk -v:\n{verify}"
+    );
+    assert_eq!(report.partitions[0].uuid, dump_uuid(&dump, 1));
+    assert_eq!(report.partitions[1].uuid, dump_uuid(&dump, 2));
+
+    // Boot vfat: fsck clean, FAT16, label, files equal to the inputs.
+    extract(&img, 16 * MIB, 128 * MIB, &d.join("boot.vfat"));
+    let fsck = run_text(d, "fsck.vfat", &["-n", "-v", "boot.vfat"]);
+    // fsck.fat exits non-zero on any damage; `run` checked that. Its file count includes the
+    // volume label entry.
+    assert!(
+        fsck.contains("2 FATs, 16 bit entries"),
+        "fsck.vfat:\n{fsck}"
+    );
+    assert!(fsck.contains("boot.vfat: 4 files"), "fsck.vfat:\n{fsck}");
+    assert!(!fsck.contains("Dirty"), "fsck.vfat:\n{fsck}");
+    let mdir = run_text(d, "mdir", &["-i", "disk.img@@16M", "::"]);
+    assert!(
+        mdir.contains("Volume in drive : is BOOT-A"),
+        "mdir:\n{mdir}"
+    );
+    for (name, src) in &inputs.boot_files {
+        assert!(
+            mdir.contains(name.as_str()),
+            "{name} missing from mdir:\n{mdir}"
+        );
+        let data = run(d, "mtype", &["-i", "disk.img@@16M", &format!("::{name}")]);
+        assert!(
+            data == fs::read(src).unwrap(),
+            "{name} differs from its input"
+        );
+    }
+    // Timestamps come from the epoch (2023-11-14 22:13:20 UTC).
+    assert!(mdir.contains("2023-11-14  22:13"), "mdir:\n{mdir}");
+
+    // Rootfs: zstd, 1 MiB blocks, contents equal to the input tree.
+    extract(&img, 144 * MIB, report.rootfs_bytes, &d.join("rootfs.sqfs"));
+    let stat = run_text(d, "unsquashfs", &["-s", "rootfs.sqfs"]);
+    assert!(stat.contains("Compression zstd"), "unsquashfs -s:\n{stat}");
+    assert!(
+        stat.contains("Block size 1048576"),
+        "unsquashfs -s:\n{stat}"
+    );
+    run(
+        d,
+        "unsquashfs",
+        &["-q", "-n", "-d", "unpacked", "rootfs.sqfs"],
+    );
+    let diff = Command::new("diff")
+        .args(["-r", "--no-dereference"])
+        .arg(&inputs.rootfs)
+        .arg(d.join("unpacked"))
+        .status()
+        .unwrap();
+    assert!(diff.success(), "unpacked rootfs differs from the input");
+}
+
+fn dump_uuid(dump: &str, n: u32) -> String {
+    let line = dump
+        .lines()
+        .find(|l| l.starts_with(&format!("disk.img{n} ")))
+        .unwrap();
+    let at = line.find("uuid=").unwrap() + 5;
+    line[at..at + 36].to_owned()
+}
+
+#[test]
+fn same_spec_gives_identical_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let inputs = inputs(d);
+    let a = build(&spec(&inputs, "repro"), &d.join("a.img")).unwrap();
+    let b = build(&spec(&inputs, "repro"), &d.join("b.img")).unwrap();
+    assert_eq!(a.sha256, b.sha256);
+    assert_eq!(a, b);
+    let cmp = Command::new("cmp")
+        .arg(d.join("a.img"))
+        .arg(d.join("b.img"))
+        .status();
+    assert!(cmp.unwrap().success(), "a.img and b.img differ");
+
+    // The seed and the epoch really reach the image.
+    let c = build(&spec(&inputs, "other"), &d.join("c.img")).unwrap();
+    assert_ne!(a.sha256, c.sha256);
+    assert_ne!(a.partitions[0].uuid, c.partitions[0].uuid);
+    let mut later = spec(&inputs, "repro");
+    later.epoch += 3600;
+    let e = build(&later, &d.join("e.img")).unwrap();
+    assert_ne!(a.sha256, e.sha256);
+    assert_eq!(a.partitions, e.partitions);
+}
+
+#[test]
+fn ready_squashfs_and_larger_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let inputs = inputs(d);
+    let sqfs = d.join("in/root.sqfs");
+    run(
+        d,
+        "mksquashfs",
+        &[
+            inputs.rootfs.to_str().unwrap(),
+            sqfs.to_str().unwrap(),
+            "-quiet",
+            "-no-progress",
+        ],
+    );
+    let mut s = spec(&inputs, "ready");
+    s.rootfs = RootfsSource::Squashfs(sqfs.clone());
+    s.size = Some(4096 * MIB);
+    let report = build(&s, &d.join("big.img")).unwrap();
+    assert_eq!(fs::metadata(d.join("big.img")).unwrap().len(), 4096 * MIB);
+    assert_eq!(report.rootfs_bytes, fs::metadata(&sqfs).unwrap().len());
+    let mut copied = vec![0u8; report.rootfs_bytes as usize];
+    File::open(d.join("big.img"))
+        .unwrap()
+        .read_exact_at(&mut copied, 144 * MIB)
+        .unwrap();
+    assert!(copied == fs::read(&sqfs).unwrap());
+    let dump = run_text(d, "sfdisk", &["-d", "big.img"]);
+    assert!(dump.contains("last-lba: 8388574"), "{dump}");
+    let verify = run_text(d, "sgdisk", &["-v", "big.img"]);
+    assert!(
+        verify.contains("No problems found."),
+        "sgdisk -v:\n{verify}"
+    );
+}
+
+#[test]
+fn too_large_rootfs_is_refused_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let inputs = inputs(d);
+    let out = d.join("disk.img");
+    fs::write(&out, "previous").unwrap();
+    let huge = d.join("in/huge.sqfs");
+    fs::write(&huge, b"hsqs").unwrap();
+    File::options()
+        .write(true)
+        .open(&huge)
+        .unwrap()
+        .set_len(1024 * MIB + 1)
+        .unwrap();
+    let mut s = spec(&inputs, "huge");
+    s.rootfs = RootfsSource::Squashfs(huge);
+    let err = build(&s, &out).unwrap_err();
+    assert!(matches!(err, DiskError::RootfsTooLarge { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("1073741825") && msg.contains("1073741824"),
+        "{msg}"
+    );
+    assert_eq!(fs::read(&out).unwrap(), b"previous", "output was touched");
+    assert_eq!(
+        listing(d),
+        ["disk.img", "in"],
+        "temporary files left behind"
+    );
+}
+
+#[test]
+fn not_a_squashfs_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let inputs = inputs(d);
+    let mut s = spec(&inputs, "x");
+    s.rootfs = RootfsSource::Squashfs(inputs.boot_files[0].1.clone());
+    let err = build(&s, &d.join("disk.img")).unwrap_err();
+    assert!(matches!(err, DiskError::NotSquashfs { .. }), "{err:?}");
+    assert_eq!(listing(d), ["in"]);
+}
+
+#[test]
+fn missing_boot_file_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let inputs = inputs(d);
+    let mut s = spec(&inputs, "missing");
+    s.boot_files
+        .push(("rk3328-rock64.dtb".into(), d.join("in/nowhere.dtb")));
+    let err = build(&s, &d.join("disk.img")).unwrap_err();
+    assert!(matches!(err, DiskError::BootFile { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("rk3328-rock64.dtb") && msg.contains("nowhere.dtb"),
+        "{msg}"
+    );
+    assert_eq!(listing(d), ["in"], "output or temporary files left behind");
+}
+
+#[test]
+fn rootfs_dir_that_does_not_fit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let inputs = inputs(d);
+    let mut s = spec(&inputs, "small");
+    // A 1 MiB slot cannot hold the 2 MiB of incompressible noise in the tree.
+    s.layout.partitions[1].size = MIB;
+    let err = build(&s, &d.join("disk.img")).unwrap_err();
+    match &err {
+        DiskError::RootfsTooLarge { size, slot, .. } => {
+            assert_eq!(*slot, MIB);
+            assert!(*size > MIB);
+        }
+        other => panic!("expected RootfsTooLarge, got {other:?}"),
+    }
+    assert_eq!(listing(d), ["in"], "output or temporary files left behind");
+}
+
+#[test]
+fn bad_boot_file_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = inputs(dir.path());
+    for name in ["", "dtbs/x.dtb", ".hidden", "a:b"] {
+        let mut s = spec(&inputs, "n");
+        s.boot_files[0].0 = name.to_owned();
+        let err = build(&s, &dir.path().join("disk.img")).unwrap_err();
+        assert!(
+            matches!(err, DiskError::BootFileName { .. }),
+            "{name:?}: {err:?}"
+        );
+    }
+    let mut s = spec(&inputs, "n");
+    s.boot_files[1].0 = "IMAGE".into();
+    let err = build(&s, &dir.path().join("disk.img")).unwrap_err();
+    assert!(
+        matches!(err, DiskError::DuplicateBootFile { .. }),
+        "{err:?}"
+    );
+}
