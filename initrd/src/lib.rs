@@ -1,1 +1,21 @@
-//! Placeholder.
+//! The AtomixOS `/init`: PID 1 of the initramfs.
+//!
+//! Owns: the stage order ([`stage::STAGES`]), the boot parameters ([`cmdline`]), module loading,
+//! waiting for the slot device ([`device`]), the failure policy and the kmsg logger ([`kmsg`]),
+//! and the timings in `/run/atomix/initrd.json` ([`report`]).
+//!
+//! Must not: hold mount, GPT or filesystem-format logic itself; that lives in `atomix-sysroot`,
+//! `atomix-repart` and `atomix-board`. Every side effect goes through [`system::System`], whose
+//! real implementation is [`host::HostSystem`]; the rest is plain logic with unit tests.
+
+#![forbid(unsafe_code)]
+
+pub mod boot;
+pub mod cmdline;
+pub mod device;
+pub mod host;
+pub mod kmsg;
+pub mod modules;
+pub mod report;
+pub mod stage;
+pub mod system;

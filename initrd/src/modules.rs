@@ -1,0 +1,105 @@
+//! The module list `/etc/atomix/modules.load`, written by the initramfs builder.
+//!
+//! One module per line in load order: `<name> <absolute path inside the initramfs>`. `#` starts a
+//! comment; blank lines are fine. Dependencies and softdeps were resolved when the list was
+//! written: there is no modprobe at boot.
+
+use std::path::PathBuf;
+
+/// Where the initramfs builder puts the list.
+pub const MODULES_LOAD: &str = "/etc/atomix/modules.load";
+
+/// One line of the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleEntry {
+    /// Module name (as in `lsmod`).
+    pub name: String,
+    /// The `.ko` file inside the initramfs.
+    pub path: PathBuf,
+}
+
+/// A malformed line of the list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{MODULES_LOAD} line {line}: {problem}")]
+pub struct ModuleListError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// Parses the list text.
+///
+/// # Errors
+///
+/// The first malformed line: not exactly two fields, or a relative path.
+pub fn parse_list(text: &str) -> Result<Vec<ModuleEntry>, ModuleListError> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let bad = |problem: String| ModuleListError {
+            line: i + 1,
+            problem,
+        };
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [name, path] = fields[..] else {
+            return Err(bad(format!(
+                "expected `<name> <absolute path>`, got {line:?}"
+            )));
+        };
+        if !path.starts_with('/') {
+            return Err(bad(format!("module path {path:?} is not absolute")));
+        }
+        out.push(ModuleEntry {
+            name: name.to_owned(),
+            path: PathBuf::from(path),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_in_order_with_comments() {
+        let l = parse_list(
+            "# generated\n\nvirtio_blk /lib/modules/x/virtio_blk.ko\n  squashfs\t/lib/modules/x/squashfs.ko # fs\n",
+        )
+        .unwrap();
+        assert_eq!(
+            l,
+            [
+                ModuleEntry {
+                    name: "virtio_blk".into(),
+                    path: "/lib/modules/x/virtio_blk.ko".into()
+                },
+                ModuleEntry {
+                    name: "squashfs".into(),
+                    path: "/lib/modules/x/squashfs.ko".into()
+                },
+            ]
+        );
+        assert!(parse_list("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn rejects_malformed_lines() {
+        let e = parse_list("a /a.ko\nb\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert_eq!(
+            e.to_string(),
+            "/etc/atomix/modules.load line 2: expected `<name> <absolute path>`, got \"b\""
+        );
+        let e = parse_list("a lib/a.ko").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/atomix/modules.load line 1: module path \"lib/a.ko\" is not absolute"
+        );
+        assert!(parse_list("a /a.ko extra").is_err());
+    }
+}
