@@ -1,0 +1,204 @@
+//! The `qemu-system-aarch64` command line.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+use crate::QemuConfig;
+
+/// The full command line for `cfg`: the binary first, then its arguments (paths that are not
+/// UTF-8 are shown lossily). For printing, `--dry-run` and tests; [`crate::run`] uses the same
+/// arguments.
+///
+/// Fixed part: `-M virt -cpu <cpu> -m <MiB> -nographic -serial stdio -monitor none -nic none`
+/// (+ `-no-reboot`). The serial port is plain stdio with no monitor multiplexed onto it, so every
+/// byte typed goes to the guest (no Ctrl-A escape) and the guest console arrives on stdout;
+/// `-nic none` drops the default virtio-net NIC (pitfall P11). Each disk is
+/// `-drive file=<path>,if=none,format=raw,id=d<N> -device <model>,drive=d<N>`.
+pub fn command_line(cfg: &QemuConfig) -> Vec<String> {
+    std::iter::once(cfg.binary.as_os_str())
+        .chain(args(cfg).iter().map(OsString::as_os_str))
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// [`command_line`] as one string a POSIX shell can run: arguments that hold anything but
+/// `[A-Za-z0-9_./=:,+@%-]` are single-quoted.
+pub fn command_line_string(cfg: &QemuConfig) -> String {
+    command_line(cfg)
+        .iter()
+        .map(|arg| shell_quote(arg))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./=:,+@%-".contains(c));
+    if plain {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// The arguments after the binary.
+pub(crate) fn args(cfg: &QemuConfig) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |arg: &str| args.push(arg.into());
+    push("-M");
+    push("virt");
+    push("-cpu");
+    push(&cfg.cpu);
+    push("-m");
+    push(&cfg.memory_mib.to_string());
+    push("-nographic");
+    push("-serial");
+    push("stdio");
+    push("-monitor");
+    push("none");
+    if cfg.no_reboot {
+        push("-no-reboot");
+    }
+    push("-nic");
+    push("none");
+    let mut push_path = |flag: &str, value: &OsStr| {
+        args.push(flag.into());
+        args.push(value.to_owned());
+    };
+    if let Some(bios) = &cfg.bios {
+        push_path("-bios", bios.as_os_str());
+    }
+    if let Some(kernel) = &cfg.kernel {
+        push_path("-kernel", kernel.as_os_str());
+    }
+    if let Some(initramfs) = &cfg.initramfs {
+        push_path("-initrd", initramfs.as_os_str());
+    }
+    if let Some(append) = &cfg.append {
+        push_path("-append", OsStr::new(append));
+    }
+    for (index, disk) in cfg.disks.iter().enumerate() {
+        let mut drive = b"file=".to_vec();
+        // QEMU's option syntax escapes a comma in a value by doubling it.
+        for &byte in disk.as_os_str().as_bytes() {
+            drive.push(byte);
+            if byte == b',' {
+                drive.push(b',');
+            }
+        }
+        drive.extend_from_slice(format!(",if=none,format=raw,id=d{index}").as_bytes());
+        args.push("-drive".into());
+        args.push(OsString::from_vec(drive));
+        args.push("-device".into());
+        args.push(format!("{},drive=d{index}", cfg.transport.device_model()).into());
+    }
+    args.extend(cfg.extra_args.iter().map(OsString::from));
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Transport;
+    use std::path::PathBuf;
+
+    fn joined(cfg: &QemuConfig) -> String {
+        command_line(cfg).join(" ")
+    }
+
+    #[test]
+    fn default_config_has_the_fixed_flags_only() {
+        let cfg = QemuConfig::default();
+        assert_eq!(
+            joined(&cfg),
+            "qemu-system-aarch64 -M virt -cpu cortex-a53 -m 1024 -nographic -serial stdio \
+             -monitor none -no-reboot -nic none"
+        );
+    }
+
+    #[test]
+    fn direct_kernel_boot_with_two_pci_disks() {
+        let cfg = QemuConfig {
+            kernel: Some("/c/Image".into()),
+            initramfs: Some("/o/initrd.img".into()),
+            append: Some("console=ttyAMA0 panic=-1 atomixos.lowerdev=PARTLABEL=rootfs-a".into()),
+            disks: vec!["/o/disk.img".into(), "/o/second.img".into()],
+            memory_mib: 512,
+            extra_args: vec!["-s".into()],
+            ..QemuConfig::default()
+        };
+        let line = command_line(&cfg);
+        let tail: Vec<&str> = line[15..].iter().map(String::as_str).collect();
+        assert_eq!(
+            tail,
+            [
+                "-kernel",
+                "/c/Image",
+                "-initrd",
+                "/o/initrd.img",
+                "-append",
+                "console=ttyAMA0 panic=-1 atomixos.lowerdev=PARTLABEL=rootfs-a",
+                "-drive",
+                "file=/o/disk.img,if=none,format=raw,id=d0",
+                "-device",
+                "virtio-blk-pci,drive=d0",
+                "-drive",
+                "file=/o/second.img,if=none,format=raw,id=d1",
+                "-device",
+                "virtio-blk-pci,drive=d1",
+                "-s",
+            ]
+        );
+        assert_eq!(line[5..7], ["-m", "512"]);
+    }
+
+    #[test]
+    fn bios_mmio_and_reboot_allowed() {
+        let cfg = QemuConfig {
+            binary: PathBuf::from("/opt/qemu"),
+            bios: Some("/usr/lib/u-boot/qemu_arm64/u-boot.bin".into()),
+            disks: vec!["d.img".into()],
+            transport: Transport::Mmio,
+            no_reboot: false,
+            cpu: "cortex-a72".into(),
+            ..QemuConfig::default()
+        };
+        assert_eq!(
+            joined(&cfg),
+            "/opt/qemu -M virt -cpu cortex-a72 -m 1024 -nographic -serial stdio -monitor none \
+             -nic none -bios /usr/lib/u-boot/qemu_arm64/u-boot.bin \
+             -drive file=d.img,if=none,format=raw,id=d0 -device virtio-blk-device,drive=d0"
+        );
+    }
+
+    #[test]
+    fn the_shell_form_quotes_what_needs_it() {
+        let cfg = QemuConfig {
+            kernel: Some("/c/Image".into()),
+            append: Some("console=ttyAMA0 init=/it's".into()),
+            ..QemuConfig::default()
+        };
+        assert!(
+            command_line_string(&cfg)
+                .ends_with(" -kernel /c/Image -append 'console=ttyAMA0 init=/it'\\''s'"),
+            "{}",
+            command_line_string(&cfg)
+        );
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn commas_in_disk_paths_are_doubled() {
+        let cfg = QemuConfig {
+            disks: vec!["/tmp/a,b/disk,1.img".into()],
+            ..QemuConfig::default()
+        };
+        let line = command_line(&cfg);
+        assert!(
+            line.contains(&"file=/tmp/a,,b/disk,,1.img,if=none,format=raw,id=d0".to_owned()),
+            "{line:?}"
+        );
+    }
+}
