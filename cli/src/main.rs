@@ -1,1 +1,159 @@
-fn main() {}
+//! `atomix`: the board bring-up engineer's command.
+//!
+//! Owns: argument parsing, defaults (the set-up cache, the workspace's `/init` build), output
+//! formatting (human and `--json`) and exit codes.
+//!
+//! Must not: hold logic the libraries should own — every subcommand is a thin call into
+//! `atomix-image`, `atomix-qemu` or `atomix-board`.
+//!
+//! Exit codes: 0 success; 1 the operation failed (the error chain is printed); 2 bad usage;
+//! `atomix qemu` also: 3 the guest reset (rebooted), 4 kernel panic, 5 timeout, 6 QEMU exited
+//! with no power-off/reset/panic on the console.
+
+#![forbid(unsafe_code)]
+
+mod image;
+mod initramfs;
+mod paths;
+mod qemu;
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "atomix", version, about = "Build, boot and inspect AtomixOS images", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Initramfs: build the cpio archive holding /init and its kernel modules.
+    #[command(subcommand)]
+    Initramfs(initramfs::InitramfsCmd),
+    /// Disk images: build one from a kernel, an initramfs and a root filesystem.
+    #[command(subcommand)]
+    Image(image::ImageCmd),
+    /// Boot in QEMU aarch64 (TCG), stream the console, exit by how the guest ended
+    /// (0 power-off, 3 reset, 4 panic, 5 timeout, 6 QEMU exited on its own).
+    Qemu(qemu::QemuArgs),
+    /// List the board profiles.
+    Boards,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Initramfs(cmd) => initramfs::run(cmd).map(|()| 0),
+        Command::Image(cmd) => image::run(cmd).map(|()| 0),
+        Command::Qemu(args) => qemu::run(args),
+        Command::Boards => boards().map(|()| 0),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("atomix: error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn boards() -> Result<()> {
+    for name in atomix_board::Board::names() {
+        let board = atomix_board::Board::builtin(name)?;
+        println!("{:<10} {}", board.name, board.description);
+    }
+    Ok(())
+}
+
+/// SOURCE_DATE_EPOCH from the environment (0 when unset), for reproducible output.
+fn epoch_from_env() -> Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) if !value.is_empty() => value.trim().parse().with_context(|| {
+            format!("SOURCE_DATE_EPOCH={value:?}: expected seconds since 1970 as an integer")
+        }),
+        _ => Ok(0),
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// A size with an optional binary suffix: `4096`, `512M`, `16G` (K/M/G/T are powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, shift) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => {
+                    return Err(format!(
+                        "`{text}`: unknown unit `{c}` (expected K, M, G or T)"
+                    ));
+                }
+            };
+            (&text[..i], shift)
+        }
+        _ => (text, 0),
+    };
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}`: expected a size such as 2147483648, 512M or 16G"))?;
+    value
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("`{text}`: too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("16g"), Ok(16 << 30));
+        assert!(parse_size("16X").unwrap_err().contains("unknown unit"));
+        assert!(parse_size("G").is_err());
+        assert!(
+            parse_size("99999999999T")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn qemu_exit_codes_are_distinct() {
+        use atomix_qemu::Ending;
+        let endings = [
+            Ending::PowerOff,
+            Ending::Reset,
+            Ending::Panic {
+                message: String::new(),
+            },
+            Ending::Timeout,
+            Ending::Exited { code: Some(1) },
+        ];
+        let mut codes: Vec<u8> = endings.iter().map(qemu::exit_code).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), endings.len());
+    }
+}
