@@ -6,7 +6,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 out=out/demo
-mkdir -p "$out"
+rm -rf "$out" && mkdir -p "$out"   # each run starts clean
 
 scripts/setup.sh
 cargo build --profile init --target aarch64-unknown-linux-gnu -p atomix-initrd --locked

@@ -88,6 +88,10 @@ pub fn run(args: QemuArgs) -> Result<u8> {
         }
     })?;
     let code = exit_code(&outcome.ending);
+    if matches!(outcome.ending, Ending::Exited { .. }) && !outcome.stderr.trim().is_empty() {
+        // QEMU gave up by itself (a locked or missing disk, a bad option): show why.
+        eprintln!("atomix qemu: qemu said: {}", outcome.stderr.trim());
+    }
     if json {
         print_json(&serde_json::json!({
             "ending": outcome.ending.to_string(),

@@ -40,13 +40,26 @@ pub(crate) struct QemuProcess {
 
 impl QemuProcess {
     /// Spawns `command` with piped stdio as the leader of a new process group.
+    ///
+    /// `ETXTBSY` is retried a few times: a program file that was just written (a wrapper script,
+    /// a freshly built binary) can still be open for writing in a child that another thread of
+    /// this process forked and has not yet exec'd (the close-on-exec window).
     pub(crate) fn spawn(command: &mut Command) -> io::Result<Self> {
-        let child = command
+        command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()?;
+            .process_group(0);
+        let mut attempts = 0;
+        let child = loop {
+            match command.spawn() {
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error()) && attempts < 20 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                result => break result?,
+            }
+        };
         let group = Some(Pid::from_child(&child));
         log::debug!("qemu started, pid {}", child.id());
         Ok(Self {

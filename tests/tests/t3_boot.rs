@@ -240,6 +240,35 @@ fn assert_booted(name: &str, outcome: &Outcome, lowerdev: &str) {
     }
 }
 
+/// Checks a boot that failed in `stage` with `message` (and a hint), announced `policy_line`,
+/// never reached the rootfs, and ended in a reset.
+fn assert_fatal_then_reset(
+    name: &str,
+    out: &Outcome,
+    stage: &str,
+    message: &str,
+    policy_line: &str,
+) {
+    let c = &out.console;
+    check(
+        name,
+        out.ending == Ending::Reset,
+        &format!("ended {}", out.ending),
+    );
+    check(
+        name,
+        c.contains(&format!("fatal: stage {stage} failed")) && c.contains(message),
+        &format!("no `{stage}` failure saying `{message}`"),
+    );
+    check(name, c.contains("hint: "), "no hint");
+    check(
+        name,
+        c.contains(policy_line),
+        &format!("no `{policy_line}`"),
+    );
+    check(name, !c.contains("ROOTFS-INIT"), "the rootfs ran");
+}
+
 #[test]
 fn boots_from_device_path() {
     let f = fixture();
@@ -302,21 +331,14 @@ fn missing_slot_device_times_out_then_reboots() {
         "atomixos.lowerdev=PARTLABEL=rootfs-z atomix.device-timeout=3 atomix.reboot-delay=2",
         vec![],
     );
-    check(
+    assert_fatal_then_reset(
         name,
-        out.ending == Ending::Reset,
-        &format!("ended {}", out.ending),
+        &out,
+        "device",
+        "timed out after 3 s waiting for PARTLABEL=rootfs-z",
+        "rebooting in 2 s",
     );
     let c = &out.console;
-    check(
-        name,
-        c.contains("fatal: stage device failed")
-            && c.contains("timed out after 3 s waiting for PARTLABEL=rootfs-z"),
-        "no device error naming the device",
-    );
-    check(name, c.contains("hint: "), "no hint");
-    check(name, c.contains("rebooting in 2 s"), "no reboot notice");
-    check(name, !c.contains("ROOTFS-INIT"), "the rootfs ran");
     // Guest clock: the wait lasted the timeout, and the reset came after the delay.
     let start = kernel_time(c, "atomix-init: stage cmdline: ok").unwrap();
     let fatal = kernel_time(c, "fatal: stage device failed").unwrap();
@@ -344,20 +366,13 @@ fn garbage_slot_fails_to_mount_naming_device_and_fs() {
         "atomixos.lowerdev=PARTLABEL=rootfs-a atomix.reboot-delay=1",
         vec![],
     );
-    check(
+    assert_fatal_then_reset(
         name,
-        out.ending == Ending::Reset,
-        &format!("ended {}", out.ending),
+        &out,
+        "lower",
+        "cannot mount /dev/vda2 (squashfs) read-only at /run/rootfs-base",
+        "rebooting in 1 s",
     );
-    let c = &out.console;
-    check(
-        name,
-        c.contains("fatal: stage lower failed")
-            && c.contains("cannot mount /dev/vda2 (squashfs) read-only at /run/rootfs-base"),
-        "no mount error naming device and filesystem",
-    );
-    check(name, c.contains("rebooting in 1 s"), "no reboot notice");
-    check(name, !c.contains("ROOTFS-INIT"), "the rootfs ran");
 }
 
 #[test]
