@@ -53,7 +53,10 @@ impl QemuProcess {
         let mut attempts = 0;
         let child = loop {
             match command.spawn() {
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error()) && attempts < 20 => {
+                Err(e)
+                    if e.raw_os_error() == Some(rustix::io::Errno::TXTBSY.raw_os_error())
+                        && attempts < 20 =>
+                {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(25));
                 }
