@@ -29,7 +29,10 @@ use atomix_sysroot::SysrootError;
 use crate::cmdline::{BootParams, CmdlineError, Emergency, FailurePolicy};
 use crate::device::DeviceError;
 use crate::modules::{MODULES_LOAD, ModuleListError, parse_list};
-use crate::report::{ModuleRecord, REPORT_PATH, Report, SlotRecord, StageRecord, ms};
+use crate::report::{
+    ModuleRecord, PROC_SELF_STATUS, REPORT_PATH, Report, SlotRecord, StageRecord, ms,
+    parse_vm_hwm_kib,
+};
 use crate::stage::{STAGES, Stage};
 use crate::system::{EarlyError, ModuleLoadError, System};
 
@@ -148,6 +151,8 @@ struct Boot<'s, S: System> {
     start: Duration,
     report: Report,
     params: Option<BootParams>,
+    /// The policy while `params` is not there: salvaged from a command line that did not parse.
+    fallback_policy: FailurePolicy,
     device: Option<PathBuf>,
 }
 
@@ -159,15 +164,16 @@ pub fn run<S: System>(sys: &mut S) -> Ending {
         start,
         report: Report::new(start),
         params: None,
+        fallback_policy: FailurePolicy::default(),
         device: None,
     };
     for &stage in STAGES {
-        let policy = boot.policy();
         if let Some(p) = &boot.params
             && p.break_before == Some(stage)
         {
             boot.break_before(stage);
         }
+        let policy = boot.policy();
         boot.sys.set_panic_context(stage, policy);
         let t0 = boot.sys.now();
         let result = boot.run_stage(stage);
@@ -195,6 +201,8 @@ pub fn run<S: System>(sys: &mut S) -> Ending {
                 {
                     let _ = boot.sys.write_report(Path::new(REPORT_PATH), &json);
                 }
+                // Read again: a failed cmdline stage has salvaged what it could of the policy.
+                let policy = boot.policy();
                 return fail(boot.sys, policy, stage, &err);
             }
         }
@@ -204,7 +212,9 @@ pub fn run<S: System>(sys: &mut S) -> Ending {
 
 impl<S: System> Boot<'_, S> {
     fn policy(&self) -> FailurePolicy {
-        self.params.as_ref().map(|p| p.policy).unwrap_or_default()
+        self.params
+            .as_ref()
+            .map_or(self.fallback_policy, |p| p.policy)
     }
 
     /// The parsed parameters; stages after `cmdline` only run once it succeeded.
@@ -286,6 +296,7 @@ impl<S: System> Boot<'_, S> {
             .sys
             .read_file(Path::new(CMDLINE_PATH))
             .map_err(|source| StageError::ReadCmdline { source })?;
+        self.fallback_policy = FailurePolicy::salvage(&text);
         let p = BootParams::parse(&text)?;
         crate::kmsg::set_debug(p.debug);
         for w in &p.warnings {
@@ -381,6 +392,13 @@ impl<S: System> Boot<'_, S> {
             .params
             .as_ref()
             .map_or_else(|| PathBuf::from("/sbin/init"), |p| p.init.clone());
+        // After switch_root `/proc` is back at `/proc`; a missing value is just `null`.
+        self.report.peak_rss_kib = self
+            .sys
+            .read_file(Path::new(PROC_SELF_STATUS))
+            .ok()
+            .as_deref()
+            .and_then(parse_vm_hwm_kib);
         if let Err(e) = self.write_report() {
             // The boot matters more than the report; say so and go on.
             log::warn!("{e}: {}", error_chain(&e).join(": "));
@@ -720,6 +738,10 @@ mod tests {
     fn happy_path_order_and_report() {
         capture();
         let mut f = with_modules(Fake::new(CMDLINE));
+        f.files.insert(
+            PROC_SELF_STATUS.into(),
+            "Name:\tinit\nVmPeak:\t    9000 kB\nVmHWM:\t    2048 kB\nVmRSS:\t    1900 kB\n".into(),
+        );
         assert_eq!(run(&mut f), Ending::Exec("/sbin/init".into()));
         assert_eq!(
             f.calls,
@@ -734,6 +756,7 @@ mod tests {
                 "assemble_overlay /run/rootfs-base /run/overlay-root /sysroot",
                 "write_report /run/atomix/initrd.json",
                 "switch_root /sysroot /dev,/proc,/sys,/run",
+                "read_file /proc/self/status",
                 "write_report /run/atomix/initrd.json",
                 "exec_init /sbin/init",
             ]
@@ -756,7 +779,7 @@ mod tests {
                 "INFO stage switch-root: ok in 1.0 ms (/sysroot is /)",
             ]
         );
-        assert!(lines().contains(&"INFO boot done in 11.0 ms: exec /sbin/init".to_string()));
+        assert!(lines().contains(&"INFO boot done in 12.0 ms: exec /sbin/init".to_string()));
 
         // The marker stage's report has the stages before it; the final one has all of them.
         assert_eq!(f.reports.len(), 2);
@@ -793,9 +816,15 @@ mod tests {
         assert_eq!(r["stages"][2]["ms"], 3.0);
         assert_eq!(r["start_uptime_ms"], 900.0);
         assert_eq!(
-            r["total_ms"], 10.0,
+            r["total_ms"], 11.0,
             "measured when the final report is serialised"
         );
+        assert_eq!(
+            first["peak_rss_kib"],
+            serde_json::Value::Null,
+            "only the final report has it"
+        );
+        assert_eq!(r["peak_rss_kib"], 2048);
         assert_eq!(
             r["slot"],
             serde_json::json!({"lowerdev": "PARTLABEL=rootfs-a", "device": "/dev/vda2", "fstype": "squashfs"})
@@ -1001,13 +1030,14 @@ mod tests {
     }
 
     #[test]
-    fn bad_cmdline_uses_default_policy() {
+    fn bad_cmdline_keeps_its_valid_policy_keys() {
         capture();
+        // The malformed delay falls back to its default; the valid emergency= still counts.
         let mut f = Fake::new(
             "atomixos.lowerdev=PARTLABEL=rootfs-a atomix.emergency=halt atomix.reboot-delay=x",
         );
-        assert_eq!(run(&mut f), Ending::Reboot);
-        assert_eq!(&f.calls[f.calls.len() - 2..], ["sleep 10", "reboot"]);
+        assert_eq!(run(&mut f), Ending::PowerOff);
+        assert_eq!(f.calls.last().map(String::as_str), Some("power_off"));
         assert!(lines().contains(&"ERROR fatal: stage cmdline failed: invalid boot parameter atomix.reboot-delay=\"x\": expected a whole number of seconds".to_string()));
     }
 

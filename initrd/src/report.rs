@@ -7,18 +7,22 @@
 //!  "slot":{"lowerdev":"PARTLABEL=rootfs-a","device":"/dev/vda2","fstype":"squashfs"},
 //!  "rauc_slot":"boot.0", "init":"/sbin/init",
 //!  "modules":[{"name":"virtio_blk","ms":44.1,"result":"loaded"}],
-//!  "warnings":[]}
+//!  "warnings":[], "peak_rss_kib":1234}
 //! ```
 //!
 //! `outcome` is `ok` or `failed`; `result` is `loaded` or `already-loaded`. `slot` is null until
 //! the device stage found the slot; `rauc_slot` is null without `rauc.slot=`; `init` is null
-//! until the command line was parsed. Times are milliseconds on `CLOCK_BOOTTIME` (the kernel's
+//! until the command line was parsed; `peak_rss_kib` (`VmHWM` of `/init` from
+//! [`PROC_SELF_STATUS`]) is set only in the final report, written just before the exec. Times are milliseconds on `CLOCK_BOOTTIME` (the kernel's
 //! uptime clock) with microsecond precision.
 
 use serde::Serialize;
 
 /// Where the report is written.
 pub const REPORT_PATH: &str = "/run/atomix/initrd.json";
+
+/// Where `/init` reads its peak resident set size (`VmHWM`).
+pub const PROC_SELF_STATUS: &str = "/proc/self/status";
 
 /// The report's schema version.
 pub const VERSION: u32 = 1;
@@ -44,6 +48,8 @@ pub struct Report {
     pub modules: Vec<ModuleRecord>,
     /// Warnings about the command line.
     pub warnings: Vec<String>,
+    /// Peak resident set size of `/init` in KiB, read just before the final report.
+    pub peak_rss_kib: Option<u64>,
 }
 
 /// One stage's timing.
@@ -97,6 +103,7 @@ impl Report {
             init: None,
             modules: Vec::new(),
             warnings: Vec::new(),
+            peak_rss_kib: None,
         }
     }
 
@@ -110,6 +117,19 @@ impl Report {
         v.push(b'\n');
         Ok(v)
     }
+}
+
+/// The `VmHWM:` value (peak resident set size, in KiB) of a `/proc/<pid>/status` text.
+pub fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
+    status.lines().find_map(|line| {
+        let value = line.strip_prefix("VmHWM:")?.trim();
+        value
+            .strip_suffix("kB")
+            .unwrap_or(value)
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 #[cfg(test)]
@@ -147,8 +167,18 @@ mod tests {
                 "rauc_slot": null,
                 "init": null,
                 "modules": [{"name": "virtio_blk", "ms": 1.5, "result": "loaded"}],
-                "warnings": []
+                "warnings": [],
+                "peak_rss_kib": null
             })
         );
+    }
+
+    #[test]
+    fn vm_hwm_from_proc_status() {
+        let status =
+            "Name:\tinit\nVmPeak:\t    3000 kB\nVmHWM:\t    1234 kB\nVmRSS:\t     900 kB\n";
+        assert_eq!(parse_vm_hwm_kib(status), Some(1234));
+        assert_eq!(parse_vm_hwm_kib("VmRSS:\t 900 kB\n"), None);
+        assert_eq!(parse_vm_hwm_kib("VmHWM:\t lots kB\n"), None);
     }
 }

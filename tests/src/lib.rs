@@ -3,14 +3,17 @@
 //! Owns: finding the build artifacts (kernel, modules, busybox, the aarch64 `/init`) and naming
 //! the command that makes a missing one ([`Artifacts`]); building the test rootfs tree with the
 //! probe init from `tests/rootfs/` ([`build_test_rootfs`]); parsing the probe's console markers
-//! ([`Probe`]); and the QEMU configuration the tests boot with ([`qemu_config_for`]).
+//! ([`Probe`]); the QEMU configuration the tests boot with ([`qemu_config_for`]); and the
+//! benchmark behind `atomix-bench` ([`bench`]: ours against a busybox initramfs, DESIGN
+//! section 8).
 //!
-//! Must not: build initramfs or disk images (that is `atomix-image`), run QEMU itself (that is
-//! `atomix-qemu`), or decide what a test asserts.
+//! Must not: build initramfs or disk images itself (that is `atomix-image`, which [`bench`]
+//! calls), run QEMU itself (that is `atomix-qemu`), or decide what a test asserts.
 
 #![forbid(unsafe_code)]
 
 mod artifacts;
+pub mod bench;
 mod probe;
 mod rootfs;
 

@@ -130,6 +130,7 @@ mod tests {
             "PROBE fresh-flash yes",
             "ROOTFS-DONE",
             "poweroff -f",
+            crate::bench::ROOTFS_STARTED_MARK,
         ] {
             assert!(text.contains(marker), "the probe lacks `{marker}`");
         }
