@@ -38,14 +38,41 @@ pub enum RepartMode {
     Required,
 }
 
-/// The failure policy: what to do after a fatal error. [`FailurePolicy::default`] is used when the
-/// command line itself could not be parsed.
+/// The failure policy: what to do after a fatal error. When the command line itself does not
+/// parse, [`FailurePolicy::salvage`] takes what it can of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailurePolicy {
     /// `atomix.emergency=`.
     pub emergency: Emergency,
     /// `atomix.reboot-delay=`.
     pub reboot_delay: Duration,
+}
+
+impl FailurePolicy {
+    /// The policy `cmdline` asks for, taking `atomix.emergency=` and `atomix.reboot-delay=` each
+    /// only when its value is valid and ignoring everything else. Used when the command line as a
+    /// whole does not parse, so that a typo in another parameter still gets the shell that
+    /// `atomix.emergency=shell` asked for.
+    pub fn salvage(cmdline: &str) -> Self {
+        let mut policy = Self::default();
+        for (key, value) in tokenize(cmdline) {
+            let v = value.as_deref();
+            match key.as_str() {
+                "atomix.emergency" => {
+                    if let Ok(e) = emergency(&key, v) {
+                        policy.emergency = e;
+                    }
+                }
+                "atomix.reboot-delay" => {
+                    if let Ok(d) = seconds(&key, v) {
+                        policy.reboot_delay = d;
+                    }
+                }
+                _ => {}
+            }
+        }
+        policy
+    }
 }
 
 impl Default for FailurePolicy {
@@ -231,6 +258,18 @@ fn is_guid(s: &str) -> bool {
             .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+fn emergency(key: &str, value: Option<&str>) -> Result<Emergency, CmdlineError> {
+    one_of(
+        key,
+        value,
+        &[
+            ("reboot", Emergency::Reboot),
+            ("shell", Emergency::Shell),
+            ("halt", Emergency::Halt),
+        ],
+    )
+}
+
 fn one_of<T: Copy>(
     key: &str,
     value: Option<&str>,
@@ -325,17 +364,7 @@ impl BootParams {
                         _ => return Err(invalid(k, v, EXPECTED)),
                     }
                 }
-                "atomix.emergency" => {
-                    p.policy.emergency = one_of(
-                        k,
-                        v,
-                        &[
-                            ("reboot", Emergency::Reboot),
-                            ("shell", Emergency::Shell),
-                            ("halt", Emergency::Halt),
-                        ],
-                    )?;
-                }
+                "atomix.emergency" => p.policy.emergency = emergency(k, v)?,
                 "atomix.reboot-delay" => p.policy.reboot_delay = seconds(k, v)?,
                 "atomix.break" => {
                     let names: Vec<&str> = STAGES
@@ -692,5 +721,19 @@ mod tests {
     #[test]
     fn rootwait_with_value_is_a_flag() {
         assert!(parse("rootwait=5").unwrap().rootwait);
+    }
+
+    #[test]
+    fn salvage_takes_only_valid_policy_keys() {
+        let p = FailurePolicy::salvage(
+            "atomixos.lowerdev=vda2 atomix.emergency=shell atomix.reboot-delay=3",
+        );
+        assert_eq!(p.emergency, Emergency::Shell);
+        assert_eq!(p.reboot_delay, Duration::from_secs(3));
+        let p = FailurePolicy::salvage("atomix.emergency=panic atomix.reboot-delay=soon");
+        assert_eq!(p, FailurePolicy::default());
+        // Words after `--` belong to init.
+        let p = FailurePolicy::salvage("quiet -- atomix.emergency=halt");
+        assert_eq!(p, FailurePolicy::default());
     }
 }
