@@ -18,8 +18,8 @@ step "lint: rustfmt"
 cargo fmt --all -- --check
 step "lint: clippy (host)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-step "lint: clippy (aarch64 /init)"
-cargo clippy --target aarch64-unknown-linux-gnu -p atomix-initrd --locked -- -D warnings
+step "lint: clippy (aarch64: /init and the f2fs library it links)"
+cargo clippy --target aarch64-unknown-linux-gnu -p atomix-initrd -p atomix-f2fs --locked -- -D warnings
 
 step "build: static aarch64 /init and the atomix CLI"
 cargo build --profile init --target aarch64-unknown-linux-gnu -p atomix-initrd --locked
