@@ -21,7 +21,7 @@ pub struct BuildArgs {
     /// Board profile whose module list goes in (see `atomix boards`).
     #[arg(long)]
     board: String,
-    /// Unpacked Debian kernel package holding lib/modules/<version>/ [default: the set-up cache].
+    /// Unpacked Debian kernel package holding `lib/modules/<version>/` [default: the set-up cache].
     #[arg(long, value_name = "DIR")]
     modules: Option<PathBuf>,
     /// Kernel version under lib/modules/ when the package holds several.

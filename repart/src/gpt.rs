@@ -1,6 +1,6 @@
 //! A small, exact GUID partition table codec (UEFI 2.10 section 5.3).
 //!
-//! [`write`] lays out, in this order: the protective MBR (LBA 0), the backup entry array and
+//! [`write()`] lays out, in this order: the protective MBR (LBA 0), the backup entry array and
 //! backup header (end of the disk), then the primary entry array (LBA 2) and primary header
 //! (LBA 1). A crash between the two halves leaves one complete, self-consistent table: the old
 //! primary with a new backup, or a torn primary that fails its CRC next to a complete new backup.

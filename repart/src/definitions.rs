@@ -1,0 +1,1154 @@
+//! systemd `repart.d` partition definitions: the subset AtomixOS uses, parsed strictly.
+//!
+//! A definitions directory holds `*.conf` files, read in file-name order. Each file has one
+//! `[Partition]` section of `Key=Value` lines (`#` and `;` start comment lines). The keys and
+//! their semantics are systemd-repart v252's (`man repart.d`):
+//!
+//! | key | value | parsed as |
+//! |---|---|---|
+//! | `Type=` | a symbolic name ([`partition_type`]) or a GUID | required, as in v252 |
+//! | `Label=` | up to 36 UTF-16 units; empty is a valid label | no specifiers |
+//! | `UUID=` | a GUID (with or without dashes) | |
+//! | `Priority=` | `i32` | default 0 |
+//! | `Weight=`, `PaddingWeight=` | `0..=1000000` | defaults 1000 and 0 |
+//! | `SizeMinBytes=`, `PaddingMinBytes=` | size, `K`/`M`/`G`/`T`/`P`/`E` base 1024 | rounded **up** to 4096 |
+//! | `SizeMaxBytes=`, `PaddingMaxBytes=` | size | rounded **down** to 4096 |
+//! | `Format=` | `vfat`, `f2fs`, `off` | |
+//! | `MakeDirectories=` | absolute paths, space-separated, repeatable | needs `Format=` |
+//!
+//! Stricter than systemd, on purpose: a key systemd knows but this crate does not implement
+//! (`CopyFiles=`, `Encrypt=`, `Verity=`, ...), an unknown key, a second section, a line outside
+//! the section, a malformed value, a too-long label or an out-of-range weight is an error that
+//! names the file and line, where v252 would often warn and ignore the line. Like systemd, a key
+//! given twice takes its last value (`MakeDirectories=` accumulates).
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::gpt::{Guid, NAME_UNITS};
+
+/// Default `SizeMinBytes=` when a definition sets none (systemd's `DEFAULT_MIN_SIZE`).
+pub const DEFAULT_MIN_SIZE: u64 = 10 << 20;
+/// Sizes in definitions are rounded to multiples of this.
+pub const SIZE_GRANULARITY: u64 = 4096;
+/// Largest `Weight=` / `PaddingWeight=`.
+pub const MAX_WEIGHT: u32 = 1_000_000;
+
+/// CPU architectures whose root/usr partition types have symbolic names here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// 32-bit ARM.
+    Arm,
+    /// 64-bit ARM (aarch64): the AtomixOS boards.
+    Arm64,
+    /// 64-bit RISC-V.
+    Riscv64,
+    /// 32-bit x86.
+    X86,
+    /// x86-64 (amd64).
+    X86_64,
+}
+
+impl Arch {
+    /// All architectures, in systemd's table order.
+    pub const ALL: [Arch; 5] = [
+        Arch::Arm,
+        Arch::Arm64,
+        Arch::Riscv64,
+        Arch::X86,
+        Arch::X86_64,
+    ];
+
+    /// systemd's name for the architecture (`arm64`, `x86-64`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Arm => "arm",
+            Arch::Arm64 => "arm64",
+            Arch::Riscv64 => "riscv64",
+            Arch::X86 => "x86",
+            Arch::X86_64 => "x86-64",
+        }
+    }
+
+    /// The "secondary" architecture systemd pairs with this one (32-bit for a 64-bit one).
+    pub fn secondary(self) -> Option<Arch> {
+        match self {
+            Arch::Arm64 => Some(Arch::Arm),
+            Arch::X86_64 => Some(Arch::X86),
+            Arch::Arm | Arch::Riscv64 | Arch::X86 => None,
+        }
+    }
+
+    /// root, root-verity, root-verity-sig, usr, usr-verity, usr-verity-sig type GUIDs.
+    fn sextet(self) -> [Guid; 6] {
+        let g = Guid::from_u128;
+        match self {
+            Arch::Arm => [
+                g(0x69DAD710_2CE4_4E3C_B16C_21A1D49ABED3),
+                g(0x7386CDF2_203C_47A9_A498_F2ECCE45A2D6),
+                g(0x42B0455F_EB11_491D_98D3_56145BA9D037),
+                g(0x7D0359A3_02B3_4F0A_865C_654403E70625),
+                g(0xC215D751_7BCD_4649_BE90_6627490A4C05),
+                g(0xD7FF812F_37D1_4902_A810_D76BA57B975A),
+            ],
+            Arch::Arm64 => [
+                g(0xB921B045_1DF0_41C3_AF44_4C6F280D3FAE),
+                g(0xDF3300CE_D69F_4C92_978C_9BFB0F38D820),
+                g(0x6DB69DE6_29F4_4758_A7A5_962190F00CE3),
+                g(0xB0E01050_EE5F_4390_949A_9101B17104E9),
+                g(0x6E11A4E7_FBCA_4DED_B9E9_E1A512BB664E),
+                g(0xC23CE4FF_44BD_4B00_B2D4_B41B3419E02A),
+            ],
+            Arch::Riscv64 => [
+                g(0x72EC70A6_CF74_40E6_BD49_4BDA08E8F224),
+                g(0xB6ED5582_440B_4209_B8DA_5FF7C419EA3D),
+                g(0xEFE0F087_EA8D_4469_821A_4C2A96A8386A),
+                g(0xBEAEC34B_8442_439B_A40B_984381ED097D),
+                g(0x8F1056BE_9B05_47C4_81D6_BE53128E5B54),
+                g(0xD2F9000A_7A18_453F_B5CD_4D32F77A7B32),
+            ],
+            Arch::X86 => [
+                g(0x44479540_F297_41B2_9AF7_D131D5F0458A),
+                g(0xD13C5D3B_B5D1_422A_B29F_9454FDC89D76),
+                g(0x5996FC05_109C_48DE_808B_23FA0830B676),
+                g(0x75250D76_8CC6_458E_BD66_BD47CC81A812),
+                g(0x8F461B0D_14EE_4E81_9AA9_049B6FB97ABD),
+                g(0x974A71C0_DE41_43C3_BE5D_5C5CCD1AD2C0),
+            ],
+            Arch::X86_64 => [
+                g(0x4F68BCE3_E8CD_4DB1_96E7_FBCAF984B709),
+                g(0x2C7357ED_EBD2_46D9_AEC1_23D437EC2BF5),
+                g(0x41092B05_9FC8_4523_994F_2DEF0408B176),
+                g(0x8484680C_9521_48C6_9C11_B0720656F69E),
+                g(0x77FF5F63_E7B6_4633_ACF4_1565B864C0E6),
+                g(0xE7BB33FB_06CF_4E81_8273_E543B413E2E2),
+            ],
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+const SEXTET_SUFFIXES: [(&str, &str); 6] = [
+    ("root", ""),
+    ("root", "-verity"),
+    ("root", "-verity-sig"),
+    ("usr", ""),
+    ("usr", "-verity"),
+    ("usr", "-verity-sig"),
+];
+
+/// Architecture-independent types, in systemd's table order.
+const GENERIC_TYPES: [(&str, u128); 9] = [
+    ("esp", 0xC12A7328_F81F_11D2_BA4B_00A0C93EC93B),
+    ("xbootldr", 0xBC13C2FF_59E6_4262_A352_B275FD6F7172),
+    ("swap", 0x0657FD6D_A4AB_43C4_84E5_0933C84B4F4F),
+    ("home", 0x933AC7E1_2EB4_4F13_B844_0E14E2AEF915),
+    ("srv", 0x3B8F8425_20E0_4F3B_907F_1A25A76F98E8),
+    ("var", 0x4D21B016_B534_45C2_A9FB_5C16E091FD2D),
+    ("tmp", 0x7EC6F557_3BC5_4ACA_B293_16EF5DF639D1),
+    ("user-home", 0x773F91EF_66D4_49B5_BD83_D683BF40AD16),
+    ("linux-generic", 0x0FC63DAF_8483_4772_8E79_3D69D8477DE4),
+];
+
+/// The type GUID a `Type=` value names: `esp`, `xbootldr`, `swap`, `home`, `srv`, `var`, `tmp`,
+/// `user-home`, `linux-generic`; `root-{arch}`, `usr-{arch}` and their `-verity` and
+/// `-verity-sig` forms for the architectures of [`Arch`]; `root`, `usr`, ... (without an
+/// architecture) for `native`, and `root-secondary`, ... for its [`Arch::secondary`]. `None` if
+/// the name is not one of these (a literal GUID is handled by the parser, not here).
+pub fn partition_type(name: &str, native: Arch) -> Option<Guid> {
+    if let Some((_, v)) = GENERIC_TYPES.iter().find(|(n, _)| *n == name) {
+        return Some(Guid::from_u128(*v));
+    }
+    let (class, rest) = if let Some(rest) = name.strip_prefix("root") {
+        ("root", rest)
+    } else if let Some(rest) = name.strip_prefix("usr") {
+        ("usr", rest)
+    } else {
+        return None;
+    };
+    let (arch, suffix) = if let Some(rest) = rest.strip_prefix("-secondary") {
+        (native.secondary()?, rest)
+    } else if let Some(arch) = Arch::ALL
+        .iter()
+        .copied()
+        .filter(|a| rest.starts_with(&format!("-{}", a.name())))
+        .max_by_key(|a| a.name().len())
+    {
+        (arch, &rest[1 + arch.name().len()..])
+    } else {
+        (native, rest)
+    };
+    let index = SEXTET_SUFFIXES
+        .iter()
+        .position(|(c, s)| *c == class && *s == suffix)?;
+    Some(arch.sextet()[index])
+}
+
+/// systemd's name for a type GUID: the architecture-specific name for root/usr types
+/// (`root-arm64`, never the `root` alias), as `gpt_partition_type_uuid_to_string()` returns it.
+pub fn type_name(guid: Guid) -> Option<String> {
+    for arch in Arch::ALL {
+        if let Some(i) = arch.sextet().iter().position(|g| *g == guid) {
+            let (class, suffix) = SEXTET_SUFFIXES[i];
+            return Some(format!("{class}-{}{suffix}", arch.name()));
+        }
+    }
+    GENERIC_TYPES
+        .iter()
+        .find(|(_, v)| Guid::from_u128(*v) == guid)
+        .map(|(n, _)| (*n).to_owned())
+}
+
+/// Whether systemd sets the GrowFileSystem attribute (bit 59) on a new partition of this type by
+/// default (`gpt_partition_type_knows_growfs()`: root, usr, home, srv, var, tmp, xbootldr).
+pub fn type_knows_growfs(guid: Guid) -> bool {
+    let root_or_usr = Arch::ALL.iter().any(|a| {
+        let s = a.sextet();
+        s[0] == guid || s[3] == guid
+    });
+    root_or_usr
+        || GENERIC_TYPES.iter().any(|(name, v)| {
+            ["home", "srv", "var", "tmp", "xbootldr"].contains(name) && Guid::from_u128(*v) == guid
+        })
+}
+
+/// Whether the type is a root or usr verity (hash) type, on which systemd sets the ReadOnly
+/// attribute (bit 60) of a new partition by default.
+pub fn type_is_verity(guid: Guid) -> bool {
+    Arch::ALL.iter().any(|a| {
+        let s = a.sextet();
+        s[1] == guid || s[4] == guid
+    })
+}
+
+/// A file system a definition asks for on a new partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// FAT (`vfat`).
+    Vfat,
+    /// F2FS (`f2fs`; systemd-repart v252 lacks it).
+    F2fs,
+}
+
+impl Format {
+    /// The `Format=` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Vfat => "vfat",
+            Format::F2fs => "f2fs",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One validated partition definition (one `*.conf` file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Definition {
+    name: String,
+    #[serde(serialize_with = "crate::plan::serialize_guid")]
+    type_guid: Guid,
+    label: Option<String>,
+    #[serde(serialize_with = "crate::plan::serialize_opt_guid")]
+    uuid: Option<Guid>,
+    priority: i32,
+    weight: u32,
+    padding_weight: u32,
+    size_min: Option<u64>,
+    size_max: Option<u64>,
+    padding_min: Option<u64>,
+    padding_max: Option<u64>,
+    format: Option<Format>,
+    make_directories: Vec<String>,
+}
+
+impl Definition {
+    /// The file name (`30-boot-b.conf`); definitions are ordered by it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// `Type=`.
+    pub fn type_guid(&self) -> Guid {
+        self.type_guid
+    }
+    /// `Label=`, if given (possibly empty).
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
+    }
+    /// `UUID=`, if given.
+    pub fn uuid(&self) -> Option<Guid> {
+        self.uuid
+    }
+    /// `Priority=` (default 0).
+    pub fn priority(&self) -> i32 {
+        self.priority
+    }
+    /// `Weight=` (default 1000).
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+    /// `PaddingWeight=` (default 0).
+    pub fn padding_weight(&self) -> u32 {
+        self.padding_weight
+    }
+    /// `SizeMinBytes=`, rounded up to 4096; `None` means [`DEFAULT_MIN_SIZE`].
+    pub fn size_min(&self) -> Option<u64> {
+        self.size_min
+    }
+    /// `SizeMaxBytes=`, rounded down to 4096; `None` means unlimited.
+    pub fn size_max(&self) -> Option<u64> {
+        self.size_max
+    }
+    /// `PaddingMinBytes=`, rounded up to 4096; `None` means 0.
+    pub fn padding_min(&self) -> Option<u64> {
+        self.padding_min
+    }
+    /// `PaddingMaxBytes=`, rounded down to 4096; `None` means unlimited.
+    pub fn padding_max(&self) -> Option<u64> {
+        self.padding_max
+    }
+    /// `Format=`; `None` for `off` or absent.
+    pub fn format(&self) -> Option<Format> {
+        self.format
+    }
+    /// `MakeDirectories=`, normalised absolute paths in the order given.
+    pub fn make_directories(&self) -> &[String] {
+        &self.make_directories
+    }
+}
+
+/// Failures loading or parsing definitions. `file` is the path as given (or the name passed to
+/// [`parse_definition`]), `line` is 1-based.
+#[derive(Debug, thiserror::Error)]
+pub enum DefinitionError {
+    #[error("cannot list the definitions directory {}", path.display())]
+    ReadDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read the definition {}", path.display())]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: drop-in directories are not implemented", path.display())]
+    DropInDirectory { path: PathBuf },
+    #[error("{file}:{line}: line continuation with a trailing backslash is not implemented")]
+    Continuation { file: String, line: usize },
+    #[error("{file}:{line}: expected a [Partition] section header, a Key=Value line or a comment")]
+    Syntax { file: String, line: usize },
+    #[error("{file}:{line}: unknown section [{section}] (only [Partition] is allowed)")]
+    UnknownSection {
+        file: String,
+        line: usize,
+        section: String,
+    },
+    #[error("{file}:{line}: a second [Partition] section (one partition per file)")]
+    SecondSection { file: String, line: usize },
+    #[error("{file}:{line}: {key}= outside the [Partition] section")]
+    OutsideSection {
+        file: String,
+        line: usize,
+        key: String,
+    },
+    #[error(
+        "{file}:{line}: {key}= is a systemd-repart setting that atomix-repart does not implement"
+    )]
+    NotImplemented {
+        file: String,
+        line: usize,
+        key: String,
+    },
+    #[error("{file}:{line}: unknown key {key}=")]
+    UnknownKey {
+        file: String,
+        line: usize,
+        key: String,
+    },
+    #[error("{file}:{line}: invalid {key}={value:?}: {reason}")]
+    InvalidValue {
+        file: String,
+        line: usize,
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("{file}:{line}: Format={value} is not implemented (only vfat, f2fs and off are)")]
+    FormatNotImplemented {
+        file: String,
+        line: usize,
+        value: String,
+    },
+    #[error("{file}: Type= is missing")]
+    MissingType { file: String },
+    #[error("{file}:{line}: {min_key}= ({min} bytes) is larger than {max_key}= ({max} bytes)")]
+    MinAboveMax {
+        file: String,
+        line: usize,
+        min_key: &'static str,
+        min: u64,
+        max_key: &'static str,
+        max: u64,
+    },
+    #[error(
+        "{file}:{line}: MakeDirectories= needs Format= (systemd would pick ext4, which is not \
+         implemented)"
+    )]
+    DirectoriesWithoutFormat { file: String, line: usize },
+}
+
+/// systemd keys this crate knows about but refuses (v252 and later).
+const NOT_IMPLEMENTED: &[&str] = &[
+    "CopyBlocks",
+    "CopyFiles",
+    "Compression",
+    "CompressionLevel",
+    "DefaultSubvolume",
+    "Encrypt",
+    "EncryptedVolume",
+    "ExcludeFiles",
+    "ExcludeFilesTarget",
+    "FactoryReset",
+    "Flags",
+    "GrowFileSystem",
+    "Minimize",
+    "MountPoint",
+    "NoAuto",
+    "ReadOnly",
+    "SizeMultipleOf",
+    "SplitName",
+    "Subvolumes",
+    "Verity",
+    "VerityDataBlockSizeBytes",
+    "VerityHashBlockSizeBytes",
+    "VerityMatchKey",
+    "VolumeLabel",
+];
+
+/// File systems systemd-repart can make that this crate does not.
+const FORMATS_NOT_IMPLEMENTED: &[&str] = &[
+    "ext2", "ext3", "ext4", "btrfs", "xfs", "erofs", "squashfs", "swap",
+];
+
+/// Reads every `*.conf` in `dir`, in file-name order, with `native` as the architecture of `root`
+/// and `usr`. A `*.conf.d` drop-in directory is refused (not implemented); a `.conf` symlink to
+/// `/dev/null` is masked (skipped) as in systemd.
+pub fn load_dir(dir: &Path, native: Arch) -> Result<Vec<Definition>, DefinitionError> {
+    let read_dir_failed = |source| DefinitionError::ReadDir {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(read_dir_failed)? {
+        let entry = entry.map_err(read_dir_failed)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name.ends_with(".conf.d") && path.is_dir() {
+            return Err(DefinitionError::DropInDirectory { path });
+        }
+        if name.ends_with(".conf") {
+            files.push((name, path));
+        }
+    }
+    files.sort();
+    let mut definitions = Vec::with_capacity(files.len());
+    for (name, path) in files {
+        if fs::canonicalize(&path).is_ok_and(|p| p == Path::new("/dev/null")) {
+            log::info!("definition {} is masked, skipping it", path.display());
+            continue;
+        }
+        let text = fs::read_to_string(&path).map_err(|source| DefinitionError::ReadFile {
+            path: path.clone(),
+            source,
+        })?;
+        let mut definition = parse_definition(&path.display().to_string(), &text, native)?;
+        definition.name = name;
+        definitions.push(definition);
+    }
+    Ok(definitions)
+}
+
+/// Parses one definition file's `text`. `file` names it in errors and becomes
+/// [`Definition::name`] (its last `/`-separated component).
+pub fn parse_definition(
+    file: &str,
+    text: &str,
+    native: Arch,
+) -> Result<Definition, DefinitionError> {
+    let mut d = Definition {
+        name: file.rsplit('/').next().unwrap_or(file).to_owned(),
+        type_guid: Guid::NIL,
+        label: None,
+        uuid: None,
+        priority: 0,
+        weight: 1000,
+        padding_weight: 0,
+        size_min: None,
+        size_max: None,
+        padding_min: None,
+        padding_max: None,
+        format: None,
+        make_directories: Vec::new(),
+    };
+    let mut section_line = None;
+    // Lines of SizeMinBytes=, SizeMaxBytes=, PaddingMinBytes=, PaddingMaxBytes= (last given).
+    let mut size_lines = [0usize; 4];
+    let mut dirs_line = None;
+    for (index, raw) in text.lines().enumerate() {
+        let line = index + 1;
+        let s = raw.trim();
+        if s.is_empty() || s.starts_with('#') || s.starts_with(';') {
+            continue;
+        }
+        if s.ends_with('\\') {
+            return Err(DefinitionError::Continuation {
+                file: file.to_owned(),
+                line,
+            });
+        }
+        if let Some(inner) = s.strip_prefix('[') {
+            let Some(section) = inner.strip_suffix(']') else {
+                return Err(DefinitionError::Syntax {
+                    file: file.to_owned(),
+                    line,
+                });
+            };
+            if section != "Partition" {
+                return Err(DefinitionError::UnknownSection {
+                    file: file.to_owned(),
+                    line,
+                    section: section.to_owned(),
+                });
+            }
+            if section_line.is_some() {
+                return Err(DefinitionError::SecondSection {
+                    file: file.to_owned(),
+                    line,
+                });
+            }
+            section_line = Some(line);
+            continue;
+        }
+        let Some((key, value)) = s.split_once('=') else {
+            return Err(DefinitionError::Syntax {
+                file: file.to_owned(),
+                line,
+            });
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if key.is_empty() {
+            return Err(DefinitionError::Syntax {
+                file: file.to_owned(),
+                line,
+            });
+        }
+        if section_line.is_none() {
+            return Err(DefinitionError::OutsideSection {
+                file: file.to_owned(),
+                line,
+                key: key.to_owned(),
+            });
+        }
+        let at = Site {
+            file,
+            line,
+            key,
+            value,
+        };
+        match key {
+            "Type" => d.type_guid = at.partition_type(native)?,
+            "Label" => d.label = Some(at.label()?),
+            "UUID" => d.uuid = Some(at.uuid()?),
+            "Priority" => d.priority = at.number::<i32>()?,
+            "Weight" => d.weight = at.weight()?,
+            "PaddingWeight" => d.padding_weight = at.weight()?,
+            "SizeMinBytes" => {
+                d.size_min = Some(at.size(Round::Up)?);
+                size_lines[0] = line;
+            }
+            "SizeMaxBytes" => {
+                d.size_max = Some(at.size(Round::Down)?);
+                size_lines[1] = line;
+            }
+            "PaddingMinBytes" => {
+                d.padding_min = Some(at.size(Round::Up)?);
+                size_lines[2] = line;
+            }
+            "PaddingMaxBytes" => {
+                d.padding_max = Some(at.size(Round::Down)?);
+                size_lines[3] = line;
+            }
+            "Format" => d.format = at.format()?,
+            "MakeDirectories" => {
+                d.make_directories.extend(at.directories()?);
+                dirs_line.get_or_insert(line);
+            }
+            k if NOT_IMPLEMENTED.contains(&k) => {
+                return Err(DefinitionError::NotImplemented {
+                    file: file.to_owned(),
+                    line,
+                    key: key.to_owned(),
+                });
+            }
+            _ => {
+                return Err(DefinitionError::UnknownKey {
+                    file: file.to_owned(),
+                    line,
+                    key: key.to_owned(),
+                });
+            }
+        }
+    }
+    if d.type_guid.is_nil() {
+        return Err(DefinitionError::MissingType {
+            file: file.to_owned(),
+        });
+    }
+    let check = |min_key, min: Option<u64>, max_key, max: Option<u64>, line| match (min, max) {
+        (Some(min), Some(max)) if min > max => Err(DefinitionError::MinAboveMax {
+            file: file.to_owned(),
+            line,
+            min_key,
+            min,
+            max_key,
+            max,
+        }),
+        _ => Ok(()),
+    };
+    check(
+        "SizeMinBytes",
+        d.size_min,
+        "SizeMaxBytes",
+        d.size_max,
+        size_lines[0].max(size_lines[1]),
+    )?;
+    check(
+        "PaddingMinBytes",
+        d.padding_min,
+        "PaddingMaxBytes",
+        d.padding_max,
+        size_lines[2].max(size_lines[3]),
+    )?;
+    if let (Some(line), None) = (dirs_line, d.format) {
+        return Err(DefinitionError::DirectoriesWithoutFormat {
+            file: file.to_owned(),
+            line,
+        });
+    }
+    Ok(d)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Round {
+    Up,
+    Down,
+}
+
+/// Where a value sits, for parsing it and naming it in errors.
+#[derive(Debug)]
+struct Site<'a> {
+    file: &'a str,
+    line: usize,
+    key: &'a str,
+    value: &'a str,
+}
+
+impl Site<'_> {
+    fn invalid(&self, reason: impl Into<String>) -> DefinitionError {
+        DefinitionError::InvalidValue {
+            file: self.file.to_owned(),
+            line: self.line,
+            key: self.key.to_owned(),
+            value: self.value.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    fn partition_type(&self, native: Arch) -> Result<Guid, DefinitionError> {
+        if let Some(g) = partition_type(self.value, native) {
+            return Ok(g);
+        }
+        let g = parse_guid(self.value)
+            .ok_or_else(|| self.invalid("not a known partition type name or a GUID"))?;
+        if g.is_nil() {
+            return Err(self.invalid("the nil GUID marks an unused entry"));
+        }
+        Ok(g)
+    }
+
+    fn label(&self) -> Result<String, DefinitionError> {
+        if self.value.contains('%') {
+            return Err(self.invalid("specifiers (%) are not implemented"));
+        }
+        let units = self.value.encode_utf16().count();
+        if units > NAME_UNITS {
+            return Err(self.invalid(format!(
+                "{units} UTF-16 units, a GPT label holds at most {NAME_UNITS}"
+            )));
+        }
+        Ok(self.value.to_owned())
+    }
+
+    fn uuid(&self) -> Result<Guid, DefinitionError> {
+        if self.value == "null" {
+            return Err(self.invalid("an all-zero partition UUID is not supported"));
+        }
+        let g = parse_guid(self.value).ok_or_else(|| self.invalid("not a GUID"))?;
+        if g.is_nil() {
+            return Err(self.invalid("an all-zero partition UUID is not supported"));
+        }
+        Ok(g)
+    }
+
+    fn number<T: std::str::FromStr>(&self) -> Result<T, DefinitionError> {
+        self.value
+            .parse()
+            .map_err(|_| self.invalid("not an integer in range"))
+    }
+
+    fn weight(&self) -> Result<u32, DefinitionError> {
+        let w: u32 = self.number()?;
+        if w > MAX_WEIGHT {
+            return Err(self.invalid(format!("weights range from 0 to {MAX_WEIGHT}")));
+        }
+        Ok(w)
+    }
+
+    fn size(&self, round: Round) -> Result<u64, DefinitionError> {
+        let bytes = parse_size(self.value).ok_or_else(|| {
+            self.invalid("not a size (bytes, or a number with a K, M, G, T, P or E suffix)")
+        })?;
+        Ok(match round {
+            Round::Down => bytes / SIZE_GRANULARITY * SIZE_GRANULARITY,
+            Round::Up => bytes
+                .checked_next_multiple_of(SIZE_GRANULARITY)
+                .ok_or_else(|| self.invalid("too large"))?,
+        })
+    }
+
+    fn format(&self) -> Result<Option<Format>, DefinitionError> {
+        match self.value {
+            "vfat" => Ok(Some(Format::Vfat)),
+            "f2fs" => Ok(Some(Format::F2fs)),
+            "off" => Ok(None),
+            v if FORMATS_NOT_IMPLEMENTED.contains(&v) => {
+                Err(DefinitionError::FormatNotImplemented {
+                    file: self.file.to_owned(),
+                    line: self.line,
+                    value: v.to_owned(),
+                })
+            }
+            _ => Err(self.invalid("not a file system type")),
+        }
+    }
+
+    fn directories(&self) -> Result<Vec<String>, DefinitionError> {
+        let mut out = Vec::new();
+        for word in self.value.split_whitespace() {
+            if word.contains(['"', '\'', '\\', '%']) {
+                return Err(self.invalid("quoting, escapes and specifiers are not implemented"));
+            }
+            if !word.starts_with('/') {
+                return Err(self.invalid(format!("{word} is not an absolute path")));
+            }
+            let parts: Vec<&str> = word
+                .split('/')
+                .filter(|c| !c.is_empty() && *c != ".")
+                .collect();
+            if parts.contains(&"..") {
+                return Err(self.invalid(format!("{word} contains ..")));
+            }
+            if parts.is_empty() {
+                return Err(self.invalid("/ is not a directory to make"));
+            }
+            out.push(format!("/{}", parts.join("/")));
+        }
+        Ok(out)
+    }
+}
+
+/// A GUID in canonical form or as 32 hex digits (systemd accepts both).
+fn parse_guid(text: &str) -> Option<Guid> {
+    if let Ok(g) = text.parse::<Guid>() {
+        return Some(g);
+    }
+    if text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let v = u128::from_str_radix(text, 16).ok()?;
+        return Some(Guid::from_u128(v));
+    }
+    None
+}
+
+/// systemd's `parse_size(value, 1024)` for one component: digits, an optional fraction, optional
+/// whitespace and one of the suffixes `B K M G T P E` (base 1024, upper case). `None` if
+/// malformed or above `u64::MAX`.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (int, rest) = t.split_at(digits_end);
+    let (frac, rest) = match rest.strip_prefix('.') {
+        Some(r) => {
+            let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
+            r.split_at(end)
+        }
+        None => ("", rest),
+    };
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    let shift = match rest.trim_start() {
+        "" | "B" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        "P" => 50,
+        "E" => 60,
+        _ => return None,
+    };
+    let mult = 1u128 << shift;
+    let int: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let mut total = int.checked_mul(mult)?;
+    if !frac.is_empty() {
+        let frac = frac.get(..frac.len().min(18))?;
+        let numerator: u128 = frac.parse().ok()?;
+        total =
+            total.checked_add(numerator * mult / 10u128.pow(u32::try_from(frac.len()).ok()?))?;
+    }
+    u64::try_from(total).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpt::types;
+
+    fn parse(text: &str) -> Result<Definition, DefinitionError> {
+        parse_definition("defs/t.conf", text, Arch::Arm64)
+    }
+
+    fn ok(text: &str) -> Definition {
+        parse(&format!("[Partition]\nType=linux-generic\n{text}")).unwrap()
+    }
+
+    /// The error's message, which must name file and line.
+    fn err(body: &str) -> String {
+        parse(body).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let d = ok("");
+        assert_eq!(d.name(), "t.conf");
+        assert_eq!(d.type_guid(), types::LINUX_GENERIC);
+        assert_eq!(d.label(), None);
+        assert_eq!(d.uuid(), None);
+        assert_eq!(d.priority(), 0);
+        assert_eq!(d.weight(), 1000);
+        assert_eq!(d.padding_weight(), 0);
+        assert_eq!(
+            (d.size_min(), d.size_max(), d.padding_min(), d.padding_max()),
+            (None, None, None, None)
+        );
+        assert_eq!(d.format(), None);
+        assert!(d.make_directories().is_empty());
+    }
+
+    #[test]
+    fn every_key() {
+        let d = ok(
+            "# comment\n; another\n\n  Label = data  \nUUID=0123456789abcdef0123456789ABCDEF\n\
+                    Priority=-7\nWeight=2000\nPaddingWeight=5\nSizeMinBytes=64M\nSizeMaxBytes=1G\n\
+                    PaddingMinBytes=1K\nPaddingMaxBytes=10000\nFormat=f2fs\n\
+                    MakeDirectories=/config /config//quadlet/\nMakeDirectories=/logs/./x\n",
+        );
+        assert_eq!(d.label(), Some("data"));
+        assert_eq!(
+            d.uuid(),
+            Some(Guid::from_u128(0x01234567_89AB_CDEF_0123_456789ABCDEF))
+        );
+        assert_eq!(d.priority(), -7);
+        assert_eq!((d.weight(), d.padding_weight()), (2000, 5));
+        assert_eq!(d.size_min(), Some(64 << 20));
+        assert_eq!(d.size_max(), Some(1 << 30));
+        assert_eq!(d.padding_min(), Some(4096), "min rounds up");
+        assert_eq!(d.padding_max(), Some(8192), "max rounds down");
+        assert_eq!(d.format(), Some(Format::F2fs));
+        assert_eq!(
+            d.make_directories(),
+            ["/config", "/config/quadlet", "/logs/x"]
+        );
+        assert_eq!(ok("Format=vfat").format(), Some(Format::Vfat));
+        assert_eq!(ok("Format=off").format(), None);
+        assert_eq!(ok("Label=").label(), Some(""), "the empty label is valid");
+        assert_eq!(ok("Label=a\nLabel=b").label(), Some("b"), "last one wins");
+    }
+
+    #[test]
+    fn sizes_as_systemd_parses_them() {
+        assert_eq!(parse_size("0"), Some(0));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("10M"), Some(10 << 20));
+        assert_eq!(parse_size("1.5G"), Some(3 << 29));
+        assert_eq!(parse_size("2 T"), Some(2 << 40));
+        assert_eq!(parse_size("7B"), Some(7));
+        assert_eq!(parse_size("16E"), None, "overflow");
+        for bad in ["", "M", "-1", "1m", "1MiB", "1G 2M", "0x10", "."] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
+        assert_eq!(ok("SizeMinBytes=4097").size_min(), Some(8192));
+        assert_eq!(ok("SizeMaxBytes=8191").size_max(), Some(4096));
+    }
+
+    #[test]
+    fn type_names() {
+        let t = |n| partition_type(n, Arch::Arm64);
+        assert_eq!(t("xbootldr"), Some(types::XBOOTLDR));
+        assert_eq!(t("esp"), Some(types::ESP));
+        assert_eq!(t("root"), Some(types::ROOT_ARM64));
+        assert_eq!(t("root-arm64"), Some(types::ROOT_ARM64));
+        assert_eq!(t("root-secondary"), t("root-arm"));
+        assert_eq!(
+            partition_type("root", Arch::X86_64),
+            Some(Guid::from_u128(0x4F68BCE3_E8CD_4DB1_96E7_FBCAF984B709))
+        );
+        assert_eq!(
+            t("usr-x86-64-verity-sig"),
+            Some(Guid::from_u128(0xE7BB33FB_06CF_4E81_8273_E543B413E2E2))
+        );
+        assert_eq!(
+            t("root-x86"),
+            partition_type("root-secondary", Arch::X86_64)
+        );
+        assert_eq!(t("root-verity"), t("root-arm64-verity"));
+        assert_eq!(partition_type("root-secondary", Arch::Riscv64), None);
+        assert_eq!(t("root-sparc"), None);
+        assert_eq!(t("rootfs"), None);
+        assert_eq!(type_name(types::ROOT_ARM64).as_deref(), Some("root-arm64"));
+        assert_eq!(
+            type_name(types::LINUX_GENERIC).as_deref(),
+            Some("linux-generic")
+        );
+        assert_eq!(type_name(Guid::from_u128(1)), None);
+        // every name maps back to itself
+        for arch in Arch::ALL {
+            for (class, suffix) in SEXTET_SUFFIXES {
+                let name = format!("{class}-{arch}{suffix}");
+                let g = partition_type(&name, Arch::Arm64).unwrap();
+                assert_eq!(type_name(g), Some(name));
+            }
+        }
+        assert!(type_knows_growfs(types::XBOOTLDR));
+        assert!(type_knows_growfs(types::ROOT_ARM64));
+        assert!(!type_knows_growfs(types::LINUX_GENERIC));
+        assert!(!type_knows_growfs(t("root-verity").unwrap()));
+        assert!(type_is_verity(t("usr-verity").unwrap()));
+        assert!(!type_is_verity(t("usr-verity-sig").unwrap()));
+        assert!(!type_is_verity(types::ROOT_ARM64));
+        assert_eq!(
+            ok("").type_guid(),
+            parse("[Partition]\nType=0fc63daf-8483-4772-8e79-3d69d8477de4")
+                .unwrap()
+                .type_guid()
+        );
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "[Partition]\nType=esp\nCopyFiles=/a:/b",
+                "defs/t.conf:3: CopyFiles= is a systemd-repart setting that atomix-repart does not implement",
+            ),
+            (
+                "[Partition]\n\nEncrypt=tpm2",
+                "defs/t.conf:3: Encrypt= is a systemd-repart setting",
+            ),
+            (
+                "[Partition]\nVerity=data",
+                "defs/t.conf:2: Verity= is a systemd-repart",
+            ),
+            (
+                "[Partition]\nFrobnicate=1",
+                "defs/t.conf:2: unknown key Frobnicate=",
+            ),
+            (
+                "Type=esp",
+                "defs/t.conf:1: Type= outside the [Partition] section",
+            ),
+            (
+                "[Partition]\nType=esp\n[Partition]",
+                "defs/t.conf:3: a second [Partition] section",
+            ),
+            ("[Foo]\nType=esp", "defs/t.conf:1: unknown section [Foo]"),
+            (
+                "[Partition]\nType esp",
+                "defs/t.conf:2: expected a [Partition]",
+            ),
+            (
+                "[Partition\nType=esp",
+                "defs/t.conf:1: expected a [Partition]",
+            ),
+            (
+                "[Partition]\nType=esp \\",
+                "defs/t.conf:2: line continuation",
+            ),
+            (
+                "[Partition]\nType=rootfs",
+                "defs/t.conf:2: invalid Type=\"rootfs\"",
+            ),
+            (
+                "[Partition]\nType=00000000-0000-0000-0000-000000000000",
+                "defs/t.conf:2: invalid Type=",
+            ),
+            (
+                "[Partition]\nType=esp\nUUID=nope",
+                "defs/t.conf:3: invalid UUID=\"nope\"",
+            ),
+            (
+                "[Partition]\nType=esp\nUUID=null",
+                "defs/t.conf:3: invalid UUID=",
+            ),
+            (
+                "[Partition]\nType=esp\nPriority=x",
+                "defs/t.conf:3: invalid Priority=",
+            ),
+            (
+                "[Partition]\nType=esp\nPriority=2147483648",
+                "defs/t.conf:3: invalid Priority=",
+            ),
+            (
+                "[Partition]\nType=esp\nWeight=1000001",
+                "defs/t.conf:3: invalid Weight=\"1000001\": weights range",
+            ),
+            (
+                "[Partition]\nType=esp\nPaddingWeight=-1",
+                "defs/t.conf:3: invalid PaddingWeight=",
+            ),
+            (
+                "[Partition]\nType=esp\nSizeMinBytes=1MiB",
+                "defs/t.conf:3: invalid SizeMinBytes=",
+            ),
+            (
+                "[Partition]\nType=esp\nSizeMaxBytes=",
+                "defs/t.conf:3: invalid SizeMaxBytes=",
+            ),
+            (
+                "[Partition]\nType=esp\nPaddingMinBytes=x",
+                "defs/t.conf:3: invalid PaddingMinBytes=",
+            ),
+            (
+                "[Partition]\nType=esp\nPaddingMaxBytes=1Q",
+                "defs/t.conf:3: invalid PaddingMaxBytes=",
+            ),
+            (
+                "[Partition]\nType=esp\nLabel=0123456789012345678901234567890123456",
+                "defs/t.conf:3: invalid Label=",
+            ),
+            (
+                "[Partition]\nType=esp\nLabel=%m",
+                "defs/t.conf:3: invalid Label=\"%m\": specifiers",
+            ),
+            (
+                "[Partition]\nType=esp\nFormat=ext4",
+                "defs/t.conf:3: Format=ext4 is not implemented",
+            ),
+            (
+                "[Partition]\nType=esp\nFormat=",
+                "defs/t.conf:3: invalid Format=",
+            ),
+            (
+                "[Partition]\nType=esp\nFormat=ntfs3!",
+                "defs/t.conf:3: invalid Format=",
+            ),
+            (
+                "[Partition]\nType=esp\nFormat=vfat\nMakeDirectories=data",
+                "defs/t.conf:4: invalid MakeDirectories=\"data\": data is not an absolute path",
+            ),
+            (
+                "[Partition]\nType=esp\nFormat=vfat\nMakeDirectories=/a/../b",
+                "defs/t.conf:4: invalid MakeDirectories=",
+            ),
+            (
+                "[Partition]\nType=esp\nFormat=vfat\nMakeDirectories=\"/a b\"",
+                "defs/t.conf:4: invalid MakeDirectories=",
+            ),
+            (
+                "[Partition]\nType=esp\nMakeDirectories=/a",
+                "defs/t.conf:3: MakeDirectories= needs Format=",
+            ),
+            ("[Partition]\nLabel=x", "defs/t.conf: Type= is missing"),
+            ("", "defs/t.conf: Type= is missing"),
+            (
+                "[Partition]\nType=esp\nSizeMinBytes=2G\nSizeMaxBytes=1G\n",
+                "defs/t.conf:4: SizeMinBytes= (2147483648 bytes) is larger than SizeMaxBytes= \
+                 (1073741824 bytes)",
+            ),
+            (
+                "[Partition]\nType=esp\nPaddingMinBytes=8K\nPaddingMaxBytes=4K",
+                "defs/t.conf:4: PaddingMinBytes= (8192 bytes) is larger than PaddingMaxBytes=",
+            ),
+        ];
+        for (text, expected) in cases {
+            let got = err(text);
+            assert!(
+                got.starts_with(expected),
+                "for {text:?}\n  got      {got}\n  expected {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn min_equal_max_after_rounding_is_fine() {
+        let d = ok("SizeMinBytes=128M\nSizeMaxBytes=128M");
+        assert_eq!(
+            (d.size_min(), d.size_max()),
+            (Some(128 << 20), Some(128 << 20))
+        );
+    }
+
+    #[test]
+    fn load_dir_sorts_and_refuses_drop_ins() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |n: &str, t: &str| fs::write(dir.path().join(n), t).unwrap();
+        write("20-b.conf", "[Partition]\nType=home\n");
+        write("10-a.conf", "[Partition]\nType=srv\n");
+        write("README", "not a definition");
+        std::os::unix::fs::symlink("/dev/null", dir.path().join("15-masked.conf")).unwrap();
+        let defs = load_dir(dir.path(), Arch::Arm64).unwrap();
+        let names: Vec<_> = defs.iter().map(Definition::name).collect();
+        assert_eq!(names, ["10-a.conf", "20-b.conf"]);
+
+        write("30-bad.conf", "[Partition]\nType=home\nEncrypt=yes\n");
+        let e = load_dir(dir.path(), Arch::Arm64).unwrap_err().to_string();
+        assert!(e.ends_with("30-bad.conf:3: Encrypt= is a systemd-repart setting that atomix-repart does not implement"), "{e}");
+        fs::remove_file(dir.path().join("30-bad.conf")).unwrap();
+
+        fs::create_dir(dir.path().join("20-b.conf.d")).unwrap();
+        assert!(matches!(
+            load_dir(dir.path(), Arch::Arm64),
+            Err(DefinitionError::DropInDirectory { .. })
+        ));
+        assert!(matches!(
+            load_dir(&dir.path().join("missing"), Arch::Arm64),
+            Err(DefinitionError::ReadDir { .. })
+        ));
+    }
+}
