@@ -1,8 +1,10 @@
 //! Board profiles as data.
 //!
 //! Owns: the per-board facts every other crate asks about (disk device, console, the kernel
-//! modules the initramfs must carry), parsed once from the TOML files in `board/profiles/` into
-//! validated types. Adding a board means adding a profile file, not a code path.
+//! modules the initramfs must carry, the first-boot partition definitions and the raw region
+//! below them), parsed once from the TOML files in `board/profiles/` into validated types, and
+//! the repart.d definition sets in `board/repart.d/`. Adding a board means adding a profile
+//! file, not a code path.
 //!
 //! Must not: do I/O beyond reading the files it is given, or know about boot stages, partition
 //! plans or image formats.
@@ -10,6 +12,33 @@
 #![forbid(unsafe_code)]
 
 use serde::Deserialize;
+
+/// The repart.d definition sets built into the toolkit: (set name, [(file name, text)]).
+const DEFINITION_SETS: &[(&str, &[(&str, &str)])] = &[(
+    "atomixos-ab",
+    &[
+        (
+            "10-boot-a.conf",
+            include_str!("../repart.d/atomixos-ab/10-boot-a.conf"),
+        ),
+        (
+            "20-rootfs-a.conf",
+            include_str!("../repart.d/atomixos-ab/20-rootfs-a.conf"),
+        ),
+        (
+            "30-boot-b.conf",
+            include_str!("../repart.d/atomixos-ab/30-boot-b.conf"),
+        ),
+        (
+            "40-rootfs-b.conf",
+            include_str!("../repart.d/atomixos-ab/40-rootfs-b.conf"),
+        ),
+        (
+            "50-data.conf",
+            include_str!("../repart.d/atomixos-ab/50-data.conf"),
+        ),
+    ],
+)];
 
 /// The profiles built into the toolkit, by name.
 const BUILTIN: &[(&str, &str)] = &[
@@ -65,6 +94,22 @@ pub struct Board {
     /// Kernel modules (by module name) the initramfs must load at boot, before the slot device
     /// can appear. Their dependencies are resolved at initramfs build time.
     pub modules: Vec<String>,
+    /// First-boot repartitioning.
+    pub repart: Repart,
+}
+
+/// How a board's disk is repartitioned on first boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repart {
+    /// Name of the definition set (`board/repart.d/<name>/`).
+    pub set: String,
+    /// The definitions in file-name order: (file name, systemd repart.d text). Parsing them is
+    /// `atomix-repart`'s job.
+    pub definitions: &'static [(&'static str, &'static str)],
+    /// Nothing below this byte offset is ever allocated, discarded or written.
+    pub first_usable_bytes: u64,
+    /// Modules `/init` loads only when repartitioning has work to do.
+    pub modules: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -76,6 +121,15 @@ struct RawBoard {
     console: String,
     earlycon: Option<String>,
     initramfs: RawInitramfs,
+    repart: RawRepart,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawRepart {
+    definitions: String,
+    first_usable_bytes: u64,
+    modules: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -138,13 +192,41 @@ impl Board {
         if raw.console.is_empty() {
             return Err(invalid("console", "must not be empty".into()));
         }
-        for m in &raw.initramfs.modules {
-            if m.is_empty() || m.contains(['/', '.', ' ']) {
+        for (field, list) in [
+            ("initramfs.modules", &raw.initramfs.modules),
+            ("repart.modules", &raw.repart.modules),
+        ] {
+            if let Some(m) = list
+                .iter()
+                .find(|m| m.is_empty() || m.contains(['/', '.', ' ']))
+            {
                 return Err(invalid(
-                    "initramfs.modules",
+                    field,
                     format!("`{m}` must be a module name, not a path"),
                 ));
             }
+        }
+        let definitions = DEFINITION_SETS
+            .iter()
+            .find(|(set, _)| *set == raw.repart.definitions)
+            .map(|(_, files)| *files)
+            .ok_or_else(|| {
+                let known: Vec<&str> = DEFINITION_SETS.iter().map(|(set, _)| *set).collect();
+                invalid(
+                    "repart.definitions",
+                    format!(
+                        "unknown set `{}` (known: {})",
+                        raw.repart.definitions,
+                        known.join(", ")
+                    ),
+                )
+            })?;
+        let first_usable = raw.repart.first_usable_bytes;
+        if first_usable < 1 << 20 || !first_usable.is_multiple_of(4096) {
+            return Err(invalid(
+                "repart.first-usable-bytes",
+                format!("{first_usable} must be a multiple of 4096 and at least 1 MiB"),
+            ));
         }
         Ok(Self {
             name: raw.name,
@@ -153,6 +235,12 @@ impl Board {
             console: raw.console,
             earlycon: raw.earlycon,
             modules: raw.initramfs.modules,
+            repart: Repart {
+                set: raw.repart.definitions,
+                definitions,
+                first_usable_bytes: first_usable,
+                modules: raw.repart.modules,
+            },
         })
     }
 
@@ -212,6 +300,38 @@ mod tests {
             e.contains("initramfs.modules") && e.contains("fs/overlay.ko"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn boards_carry_the_ab_definitions() {
+        for name in Board::names() {
+            let r = Board::builtin(name).unwrap().repart;
+            assert_eq!(r.set, "atomixos-ab");
+            assert_eq!(r.first_usable_bytes, 16 << 20);
+            let files: Vec<&str> = r.definitions.iter().map(|(f, _)| *f).collect();
+            assert_eq!(files.len(), 5);
+            assert!(files.windows(2).all(|w| w[0] < w[1]), "sorted: {files:?}");
+            assert!(r.definitions.iter().all(|(_, t)| t.contains("[Partition]")));
+            assert!(r.modules.iter().any(|m| m == "f2fs"));
+        }
+    }
+
+    #[test]
+    fn unknown_definition_set_is_refused() {
+        let text = include_str!("../profiles/qemu-virt.toml")
+            .replace("definitions = \"atomixos-ab\"", "definitions = \"nope\"");
+        let e = Board::parse("t", &text).unwrap_err().to_string();
+        assert!(
+            e.contains("repart.definitions") && e.contains("nope"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_first_usable_offset_inside_the_gpt_is_refused() {
+        let text = include_str!("../profiles/qemu-virt.toml").replace("16777216", "4096");
+        let e = Board::parse("t", &text).unwrap_err().to_string();
+        assert!(e.contains("first-usable-bytes"), "{e}");
     }
 
     #[test]

@@ -15,10 +15,13 @@ const GIB: u64 = 1 << 30;
 const SEED: Guid = Guid::from_u128(0x11111111_2222_3333_4444_555555555555);
 
 fn board(name: &str) -> Vec<Definition> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../board/repart.d")
-        .join(name);
-    definitions::load_dir(&dir, Arch::Arm64).unwrap()
+    let board = atomix_board::Board::builtin(name).unwrap();
+    board
+        .repart
+        .definitions
+        .iter()
+        .map(|(file, text)| definitions::parse_definition(file, text, Arch::Arm64).unwrap())
+        .collect()
 }
 
 fn defs(files: &[(&str, &str)]) -> Vec<Definition> {

@@ -30,23 +30,23 @@ fn seed() -> Guid {
     SEED.parse().unwrap()
 }
 
-fn board_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../board/repart.d")
-        .join(name)
+/// The board's definitions, as the files the board crate embeds.
+fn board_files(name: &str) -> &'static [(&'static str, &'static str)] {
+    atomix_board::Board::builtin(name)
+        .unwrap()
+        .repart
+        .definitions
 }
 
 /// A copy of a board's definitions without the keys systemd-repart v252 cannot carry out here.
 fn stripped_definitions(board: &str, into: &Path) -> Vec<Definition> {
     fs::create_dir(into).unwrap();
-    for entry in fs::read_dir(board_dir(board)).unwrap() {
-        let entry = entry.unwrap();
-        let text = fs::read_to_string(entry.path()).unwrap();
+    for (file, text) in board_files(board) {
         let kept: Vec<&str> = text
             .lines()
             .filter(|l| !l.starts_with("Format=") && !l.starts_with("MakeDirectories="))
             .collect();
-        fs::write(into.join(entry.file_name()), kept.join("\n") + "\n").unwrap();
+        fs::write(into.join(file), kept.join("\n") + "\n").unwrap();
     }
     definitions::load_dir(into, Arch::Arm64).unwrap()
 }
