@@ -4,8 +4,6 @@
 // Fixture helpers outside #[test] functions panic on purpose: a failed fixture step is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-
 use atomix_repart::definitions::{self, Arch, Definition, Format};
 use atomix_repart::gpt::{self, Geometry, Guid, Partition, Table, types};
 use atomix_repart::plan::{ATTR_GROWFS, ActionKind, PlanError, PlanOptions, derive_uuid, plan};
