@@ -3,20 +3,22 @@
 //! The partition layout comes from a [`DiskLayout`] value ([`DiskLayout::atomix`] is DESIGN
 //! section 3's image-time part: `boot-a` and `rootfs-a` after a 16 MiB raw region), so board
 //! layouts and the raw loader region can be added as data. The GPT is written by
-//! `atomix_repart::gpt`; the vfat by the `fatfs` crate inside a partition-sized window of the
-//! image; the squashfs by `mksquashfs` (or taken ready-made) and copied into its slot.
+//! `atomix_repart::gpt`; the vfat by `atomix_repart::vfat` (the `fatfs` crate inside a
+//! partition-sized window of the image); the squashfs by `mksquashfs` (or taken ready-made) and
+//! copied into its slot.
 //!
 //! Reproducibility: GUIDs and the vfat volume id derive from [`DiskSpec::seed`], every timestamp
 //! from [`DiskSpec::epoch`]; unused space is left as holes (never written). The image is built
 //! in a temporary file beside the output and renamed into place only when complete.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use atomix_repart::gpt::{self, Geometry, GptError, Guid, Partition, Table};
+use atomix_repart::vfat::{self, VfatError};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -477,15 +479,9 @@ pub fn build(
 
 /// The 11-byte, space-padded FAT volume label.
 fn fat_label(label: &str) -> Result<[u8; 11], DiskError> {
-    let ok = |c: u8| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'-' || c == b'_';
-    if label.is_empty() || label.len() > 11 || !label.bytes().all(ok) {
-        return Err(DiskError::VolumeLabel {
-            label: label.to_owned(),
-        });
-    }
-    let mut out = [b' '; 11];
-    out[..label.len()].copy_from_slice(label.as_bytes());
-    Ok(out)
+    vfat::fat_label(label).map_err(|_| DiskError::VolumeLabel {
+        label: label.to_owned(),
+    })
 }
 
 /// Checks names and that every source is a readable regular file; returns the total size.
@@ -599,40 +595,25 @@ fn write_vfat(
     volume_label: [u8; 11],
     spec: &DiskSpec,
 ) -> Result<(), DiskError> {
-    let format_failed = |source| DiskError::FormatVfat {
-        label: part.label.clone(),
-        source,
+    let options = vfat::VfatOptions {
+        volume_label,
+        volume_id: volume_id(&spec.seed, &part.label),
+        fat_type: Some(fatfs::FatType::Fat16),
+        time: spec.epoch,
     };
-    let options = fatfs::FormatVolumeOptions::new()
-        .fat_type(fatfs::FatType::Fat16)
-        .volume_label(volume_label)
-        .volume_id(volume_id(&spec.seed, &part.label));
-    fatfs::format_volume(Window::new(file, part.start, part.size), options)
-        .map_err(format_failed)?;
-    // fatfs wants a &'static time provider; one small provider per build is leaked.
-    let time: &'static EpochTime = Box::leak(Box::new(EpochTime::new(spec.epoch)));
-    let fs = fatfs::FileSystem::new(
-        Window::new(file, part.start, part.size),
-        fatfs::FsOptions::new().time_provider(time),
-    )
-    .map_err(format_failed)?;
-    for (name, path) in &spec.boot_files {
-        let failed = |source| DiskError::VfatFile {
-            name: name.clone(),
+    vfat::format(file, part.start, part.size, &options, &spec.boot_files).map_err(|e| match e {
+        VfatError::OpenFile { name, path, source } => DiskError::BootFile { name, path, source },
+        VfatError::WriteFile { name, source } => DiskError::VfatFile {
+            name,
             label: part.label.clone(),
             source,
-        };
-        let mut src = File::open(path).map_err(|source| DiskError::BootFile {
-            name: name.clone(),
-            path: path.clone(),
+        },
+        VfatError::Format { source, .. } => DiskError::FormatVfat {
+            label: part.label.clone(),
             source,
-        })?;
-        let mut dst = fs.root_dir().create_file(name).map_err(failed)?;
-        dst.truncate().map_err(failed)?;
-        io::copy(&mut src, &mut dst).map_err(failed)?;
-        dst.flush().map_err(failed)?;
-    }
-    fs.unmount().map_err(format_failed)
+        },
+        VfatError::Label { label } => DiskError::VolumeLabel { label },
+    })
 }
 
 fn copy_rootfs(mut file: &File, sqfs: &Path, slot: &PartitionLayout) -> Result<(), DiskError> {
@@ -689,157 +670,9 @@ fn sha256_of(file: &File, size: u64) -> io::Result<String> {
         .collect())
 }
 
-/// A `len`-byte window of `file` starting at byte `start`, with its own position; reads and
-/// writes are positional (`pread`/`pwrite`), so several windows can share one file.
-#[derive(Debug)]
-struct Window<'a> {
-    file: &'a File,
-    start: u64,
-    len: u64,
-    pos: u64,
-}
-
-impl<'a> Window<'a> {
-    fn new(file: &'a File, start: u64, len: u64) -> Self {
-        Window {
-            file,
-            start,
-            len,
-            pos: 0,
-        }
-    }
-
-    /// How many of `want` bytes fit between the position and the end of the window.
-    fn room(&self, want: usize) -> usize {
-        let left = self.len.saturating_sub(self.pos);
-        usize::try_from(left).map_or(want, |left| want.min(left))
-    }
-}
-
-impl Read for Window<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.room(buf.len());
-        let n = self.file.read_at(&mut buf[..n], self.start + self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl Write for Window<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.room(buf.len());
-        if n == 0 && !buf.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                "write past the end of the partition",
-            ));
-        }
-        let n = self.file.write_at(&buf[..n], self.start + self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Seek for Window<'_> {
-    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let target = match to {
-            SeekFrom::Start(n) => Some(n),
-            SeekFrom::End(d) => self.len.checked_add_signed(d),
-            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-        };
-        match target {
-            Some(n) if n <= self.len => {
-                self.pos = n;
-                Ok(n)
-            }
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "seek outside the partition",
-            )),
-        }
-    }
-}
-
-/// A fatfs time provider that always answers with one fixed instant.
-#[derive(Debug)]
-struct EpochTime(fatfs::DateTime);
-
-impl EpochTime {
-    /// FAT times run from 1980-01-01 to 2107-12-31 23:59:58 (UTC here); clamp into that.
-    fn new(epoch: u64) -> Self {
-        const FAT_MIN: u64 = 315_532_800; // 1980-01-01T00:00:00Z
-        const FAT_MAX: u64 = 4_354_819_198; // 2107-12-31T23:59:58Z
-        let t = epoch.clamp(FAT_MIN, FAT_MAX);
-        let (year, month, day) = civil_from_days(t / 86_400);
-        let secs = t % 86_400;
-        // Every value below is bounded (year <= 2107, secs < 86400), so the casts are lossless.
-        EpochTime(fatfs::DateTime {
-            date: fatfs::Date {
-                year: year as u16,
-                month: month as u16,
-                day: day as u16,
-            },
-            time: fatfs::Time {
-                hour: (secs / 3600) as u16,
-                min: (secs / 60 % 60) as u16,
-                sec: (secs % 60) as u16,
-                millis: 0,
-            },
-        })
-    }
-}
-
-impl fatfs::TimeProvider for EpochTime {
-    fn get_current_date(&self) -> fatfs::Date {
-        self.0.date
-    }
-
-    fn get_current_date_time(&self) -> fatfs::DateTime {
-        self.0
-    }
-}
-
-/// (year, month, day) of the day `days` after 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(10_957), (2000, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-    }
-
-    #[test]
-    fn epoch_time_is_clamped_and_split() {
-        let t = EpochTime::new(1_700_000_000).0; // 2023-11-14T22:13:20Z
-        assert_eq!((t.date.year, t.date.month, t.date.day), (2023, 11, 14));
-        assert_eq!((t.time.hour, t.time.min, t.time.sec), (22, 13, 20));
-        let t = EpochTime::new(0).0;
-        assert_eq!((t.date.year, t.date.month, t.date.day), (1980, 1, 1));
-        let t = EpochTime::new(u64::MAX).0;
-        assert_eq!((t.date.year, t.date.month, t.date.day), (2107, 12, 31));
-        assert_eq!((t.time.hour, t.time.min, t.time.sec), (23, 59, 58));
-    }
 
     #[test]
     fn layout_end_and_table() {
@@ -864,24 +697,6 @@ mod tests {
             chain.contains("rootfs-a") && chain.contains("boot-a"),
             "{chain}"
         );
-    }
-
-    #[test]
-    fn window_bounds() {
-        let f = tempfile::tempfile().unwrap();
-        f.set_len(100).unwrap();
-        let mut w = Window::new(&f, 10, 20);
-        assert_eq!(w.write(&[1u8; 30]).unwrap(), 20);
-        assert!(w.write(&[1]).is_err());
-        assert!(w.seek(SeekFrom::Current(1)).is_err());
-        assert_eq!(w.seek(SeekFrom::End(-5)).unwrap(), 15);
-        let mut buf = [0u8; 10];
-        assert_eq!(w.read(&mut buf).unwrap(), 5);
-        let mut all = vec![0u8; 100];
-        f.read_exact_at(&mut all, 0).unwrap();
-        assert!(all[..10].iter().all(|&b| b == 0));
-        assert!(all[10..30].iter().all(|&b| b == 1));
-        assert!(all[30..].iter().all(|&b| b == 0));
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! [`encode`] returns the same writes as data, so a caller (the repartitioner, a fault-injection
 //! test) can issue them itself in any order.
 //!
-//! [`read`] checks the primary header: signature, revision, header CRC32, location, usable range,
-//! entry geometry and the entry-array CRC32. Entries with a nil type GUID are unused and skipped;
+//! [`read`] checks the primary header ([`read_backup`] the backup header in the disk's last
+//! sector): signature, revision, header CRC32, location, usable range, entry geometry and the
+//! entry-array CRC32. Entries with a nil type GUID are unused and skipped;
 //! a partition's `number` is its 1-based index in the array, so holes are kept.
 
 use std::fmt;
@@ -608,6 +609,12 @@ pub fn read(dev: &mut (impl Read + Seek), disk_bytes: u64) -> Result<Table, GptE
 /// Reads the primary GPT of a disk of the given geometry.
 pub fn read_with(dev: &mut (impl Read + Seek), geometry: &Geometry) -> Result<Table, GptError> {
     read_copy(dev, geometry, Side::Primary)
+}
+
+/// Reads the backup GPT (header in the disk's last sector) of a disk of the given geometry, with
+/// the same checks as [`read_with`]. Used when the primary copy is damaged.
+pub fn read_backup(dev: &mut (impl Read + Seek), geometry: &Geometry) -> Result<Table, GptError> {
+    read_copy(dev, geometry, Side::Backup)
 }
 
 /// Writes protective MBR, backup and primary GPT of `table` to a disk with 512-byte sectors.

@@ -4,14 +4,23 @@
 //! control every write (protective MBR, both headers, both entry arrays) and its order; the
 //! systemd `repart.d` definitions ([`definitions`]) and the pure, deterministic [`plan::plan`]
 //! that turns definitions and the current table into the table to write, following
-//! systemd-repart v252. Later also the `apply` that carries a plan out on image files and block
-//! devices.
+//! systemd-repart v252; and [`apply`], which carries a plan out on image files and block devices
+//! in a crash-safe order (file systems into free space first, the table last, then the kernel
+//! through `BLKPG`), with [`vfat`] (the one FAT implementation of the workspace) and f2fs through
+//! `atomix-f2fs`. Every write goes through the narrow [`io::DiskIo`] layer.
 //!
-//! Must not: know the boot flow (slots, stages, kernel command line), mount anything, or
-//! decide policy for its callers; it reads and writes the tables it is given.
+//! Must not: know the boot flow (slots, stages, kernel command line) or decide policy for its
+//! callers (when to repartition, what a failure means); it carries out the plan it is given.
+//! Mounting is limited to the file system it just made, to create `MakeDirectories=`.
+//!
+//! Unsafe code: only the block-device ioctls in the private `blkdev` module.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+pub mod apply;
+mod blkdev;
 pub mod definitions;
 pub mod gpt;
+pub mod io;
 pub mod plan;
+pub mod vfat;
