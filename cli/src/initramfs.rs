@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use atomix_board::Board;
-use atomix_image::initramfs::{self, Compression, InitramfsSpec};
+use atomix_image::initramfs::{self, Compression, InitramfsSpec, RepartSpec};
 use clap::{Args, Subcommand};
 
 use crate::{epoch_from_env, paths, print_json};
@@ -12,7 +12,9 @@ use crate::{epoch_from_env, paths, print_json};
 #[derive(Debug, Subcommand)]
 pub enum InitramfsCmd {
     /// Build a reproducible initramfs (cpio newc): /init, /dev/console, the board's kernel
-    /// modules with their dependency closure in load order, optionally a busybox shell.
+    /// modules with their dependency closure in load order, the board's repart.d definitions
+    /// (/etc/repart.d) and first-boot modules (/etc/atomix/modules-repart.load), optionally a
+    /// busybox shell.
     Build(BuildArgs),
 }
 
@@ -75,6 +77,10 @@ pub fn run(cmd: InitramfsCmd) -> Result<()> {
         shell,
         compression,
         epoch: epoch_from_env()?,
+        repart: Some(RepartSpec::from_board(
+            board.repart.definitions,
+            &board.repart.modules,
+        )),
     };
     let report = initramfs::build(&spec, &args.out)
         .with_context(|| format!("cannot build the initramfs {}", args.out.display()))?;
@@ -91,6 +97,12 @@ pub fn run(cmd: InitramfsCmd) -> Result<()> {
             report.raw_bytes,
             report.compressed_bytes,
             report.compression,
+        );
+        println!(
+            "repart: {} definitions, {} modules loaded only when repartitioning ({})",
+            report.repart_definitions.len(),
+            report.repart_modules.len(),
+            report.repart_modules.join(" "),
         );
         println!("sha256 {}", report.sha256);
     }

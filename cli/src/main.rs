@@ -9,6 +9,12 @@
 //! Exit codes: 0 success; 1 the operation failed (the error chain is printed); 2 bad usage;
 //! `atomix qemu` also: 3 the guest reset (rebooted), 4 kernel panic, 5 timeout, 6 QEMU exited
 //! with no power-off/reset/panic on the console.
+//!
+//! `atomix repart`: 0 done or nothing to do; 1 apply failed — the last line says whether the
+//! partition table is unchanged (only free space may have been written; a re-run starts over)
+//! or the disk is partly updated and consistent (a re-run completes it); 2 bad usage or a
+//! target that does not exist; 3 refused (disk too small, partitions in the way, the
+//! `--empty=` rule), with the plan's reason.
 
 #![forbid(unsafe_code)]
 
@@ -16,6 +22,7 @@ mod image;
 mod initramfs;
 mod paths;
 mod qemu;
+mod repart;
 
 use std::process::ExitCode;
 
@@ -40,6 +47,9 @@ enum Command {
     /// Boot in QEMU aarch64 (TCG), stream the console, exit by how the guest ended
     /// (0 power-off, 3 reset, 4 panic, 5 timeout, 6 QEMU exited on its own).
     Qemu(qemu::QemuArgs),
+    /// Repartition an image file or block device with repart.d definitions (dry run by default).
+    #[command(long_about = REPART_ABOUT)]
+    Repart(repart::RepartArgs),
     /// List the board profiles.
     Boards,
 }
@@ -50,6 +60,7 @@ fn main() -> ExitCode {
         Command::Initramfs(cmd) => initramfs::run(cmd).map(|()| 0),
         Command::Image(cmd) => image::run(cmd).map(|()| 0),
         Command::Qemu(args) => qemu::run(args),
+        Command::Repart(args) => repart::run(args),
         Command::Boards => boards().map(|()| 0),
     };
     match result {
@@ -63,6 +74,20 @@ fn main() -> ExitCode {
         }
     }
 }
+
+const REPART_ABOUT: &str = "\
+Plans the repart.d definitions (--board or --definitions) against TARGET, an image file or a \
+block device, prints the plan, and with --dry-run=no carries it out: new file systems are \
+written into free space first, the GPT last (backup at the disk's end, then primary), then the \
+kernel is told with BLKPG. Nothing below the first partition is written; no discard. A second \
+run is \"nothing to do\" and writes no byte. SOURCE_DATE_EPOCH makes file systems reproducible.
+
+Exit codes:
+  0  done, or nothing to do
+  1  apply failed; the last line says whether the partition table is unchanged (a re-run starts
+     over) or the disk is partly updated and consistent (a re-run completes it)
+  2  bad usage, or TARGET does not exist
+  3  refused: disk too small, partitions in the way, or the --empty rule (the reason is printed)";
 
 fn boards() -> Result<()> {
     for name in atomix_board::Board::names() {
