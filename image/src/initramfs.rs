@@ -10,6 +10,8 @@
 //! | `/dev/console` | character device 5:1, mode 0600 (the kernel opens it before `/init` runs) |
 //! | `/lib/modules/<version>/<path in the package>` | each module of the closure, mode 0644 |
 //! | `/etc/atomix/modules.load` | always present: `#` comment lines, then one `<name> <absolute path>` line per module, in load order |
+//! | `/etc/repart.d/<file>` | with [`InitramfsSpec::repart`]: the board's repart.d definitions, mode 0644 |
+//! | `/etc/atomix/modules-repart.load` | with [`InitramfsSpec::repart`]: the closure of the repart modules minus what `modules.load` already loads, same format; `/init` loads it only when repartitioning has work |
 //! | `/bin/busybox` | with a shell: mode 0755, plus `/bin/<applet>` symlinks -> `busybox` for [`BUSYBOX_APPLETS`] |
 //!
 //! Entries are sorted by path (parents before children); every header is deterministic
@@ -28,6 +30,8 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
+use atomix_repart::definitions::{self, Arch, DefinitionError};
+
 use crate::cpio::{self, CpioError};
 use crate::modules::{ModuleError, ModuleIndex};
 
@@ -38,6 +42,12 @@ pub const BUSYBOX_APPLETS: &[&str] = &[
 
 /// Path of the module list inside the initramfs.
 pub const MODULES_LOAD: &str = "/etc/atomix/modules.load";
+
+/// Path of the list of modules loaded only when repartitioning has work.
+pub const MODULES_REPART_LOAD: &str = "/etc/atomix/modules-repart.load";
+
+/// Directory of the repart.d definitions inside the initramfs.
+pub const REPART_D: &str = "/etc/repart.d";
 
 /// zstd level. Measured (release build, 2-core host) on the qemu-virt initramfs with a 1 MiB
 /// `/init`, busybox and 7 modules, 3.4 MB raw: level 3 gives 1.72 MB in 24 ms, level 9 1.65 MB
@@ -107,10 +117,37 @@ pub struct InitramfsSpec {
     pub compression: Compression,
     /// mtime of every entry (`SOURCE_DATE_EPOCH`).
     pub epoch: u64,
+    /// First-boot repartitioning (the board's `repart`); `None` = no `/etc/repart.d`, and
+    /// `/init` has nothing to repartition with.
+    pub repart: Option<RepartSpec>,
+}
+
+/// The repartitioning data an initramfs carries for `/init`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepartSpec {
+    /// repart.d definitions: (file name ending in `.conf`, text), written to
+    /// `/etc/repart.d/<file name>`. Each is parsed (for arm64) when the initramfs is built.
+    pub definitions: Vec<(String, String)>,
+    /// Modules `/init` loads only when repartitioning has work (formatting); their closure,
+    /// minus the modules `modules.load` already loads, goes to `modules-repart.load`.
+    pub modules: Vec<String>,
+}
+
+impl RepartSpec {
+    /// The data of a board profile's `[repart]`.
+    pub fn from_board(definitions: &[(&str, &str)], modules: &[String]) -> Self {
+        RepartSpec {
+            definitions: definitions
+                .iter()
+                .map(|(name, text)| ((*name).to_owned(), (*text).to_owned()))
+                .collect(),
+            modules: modules.to_vec(),
+        }
+    }
 }
 
 impl InitramfsSpec {
-    /// A spec with just `/init`: no modules, no shell, zstd, epoch 0.
+    /// A spec with just `/init`: no modules, no shell, no repart data, zstd, epoch 0.
     pub fn new(init: impl Into<PathBuf>) -> Self {
         Self {
             init: init.into(),
@@ -120,6 +157,7 @@ impl InitramfsSpec {
             shell: None,
             compression: Compression::default(),
             epoch: 0,
+            repart: None,
         }
     }
 }
@@ -141,6 +179,10 @@ pub struct InitramfsReport {
     pub sha256: String,
     /// Kernel version of the modules, when a kernel package was given.
     pub kernel_version: Option<String>,
+    /// Modules in `modules-repart.load`, in load order (empty without repart data).
+    pub repart_modules: Vec<String>,
+    /// The repart.d files under `/etc/repart.d` (empty without repart data).
+    pub repart_definitions: Vec<String>,
 }
 
 /// A failure to build an initramfs. No output file is left behind.
@@ -176,6 +218,21 @@ pub enum InitramfsError {
         path: PathBuf,
         /// The `PT_INTERP` it asks for.
         interpreter: String,
+    },
+    /// A repart.d definition has a name that is not a plain `*.conf` file name.
+    #[error("repart definition name {name:?} is not a plain file name ending in .conf")]
+    RepartDefinitionName {
+        /// The name in the spec.
+        name: String,
+    },
+    /// A repart.d definition does not parse.
+    #[error("invalid repart definition {name}")]
+    RepartDefinition {
+        /// The file name.
+        name: String,
+        /// What the parser said.
+        #[source]
+        source: Box<DefinitionError>,
     },
     /// Modules were asked for without a kernel package.
     #[error("modules {modules} wanted but no kernel package (modules root) given")]
@@ -313,7 +370,12 @@ pub fn build(spec: &InitramfsSpec, out: &Path) -> Result<InitramfsReport, Initra
         },
     );
 
-    let (modules, kernel_version) = add_modules(spec, &mut tree)?;
+    let AddedModules {
+        modules,
+        kernel_version,
+        repart_modules,
+    } = add_modules(spec, &mut tree)?;
+    let repart_definitions = add_definitions(spec, &mut tree)?;
 
     if let Some(shell) = &spec.shell {
         let data = read_regular(shell).map_err(|e| match e {
@@ -349,6 +411,8 @@ pub fn build(spec: &InitramfsSpec, out: &Path) -> Result<InitramfsReport, Initra
         compression: spec.compression,
         sha256: hex(&Sha256::digest(&compressed)),
         kernel_version,
+        repart_modules,
+        repart_definitions,
     };
     log::info!(
         "initramfs {}: {} entries, {} modules, {} bytes raw, {} bytes {} in {} ms",
@@ -363,15 +427,61 @@ pub fn build(spec: &InitramfsSpec, out: &Path) -> Result<InitramfsReport, Initra
     Ok(report)
 }
 
-/// Add the module closure and `modules.load`; returns the load order and the kernel version.
-fn add_modules(
-    spec: &InitramfsSpec,
-    tree: &mut Tree,
-) -> Result<(Vec<String>, Option<String>), InitramfsError> {
+/// The repart.d files into `/etc/repart.d`, each parsed first; returns their names.
+fn add_definitions(spec: &InitramfsSpec, tree: &mut Tree) -> Result<Vec<String>, InitramfsError> {
+    let Some(repart) = &spec.repart else {
+        return Ok(Vec::new());
+    };
+    let mut names = Vec::with_capacity(repart.definitions.len());
+    for (name, text) in &repart.definitions {
+        let plain = !name.contains('/') && name.len() > ".conf".len() && name.ends_with(".conf");
+        if !plain || name.starts_with('.') {
+            return Err(InitramfsError::RepartDefinitionName { name: name.clone() });
+        }
+        definitions::parse_definition(name, text, Arch::Arm64).map_err(|source| {
+            InitramfsError::RepartDefinition {
+                name: name.clone(),
+                source: Box::new(source),
+            }
+        })?;
+        tree.insert(
+            &format!("{REPART_D}/{name}"),
+            Node::File {
+                perm: 0o644,
+                data: text.as_bytes().to_vec(),
+            },
+        );
+        names.push(name.clone());
+    }
+    // The directory exists even when the board defines no partitions.
+    tree.insert(REPART_D, Node::Dir);
+    Ok(names)
+}
+
+/// What [`add_modules`] put in the archive.
+struct AddedModules {
+    /// `modules.load`, in load order.
+    modules: Vec<String>,
+    /// The kernel version, when a kernel package was given.
+    kernel_version: Option<String>,
+    /// `modules-repart.load`, in load order.
+    repart_modules: Vec<String>,
+}
+
+/// The module closure, `modules.load` and (with repart data) `modules-repart.load`; returns the
+/// load order, the kernel version and the repart load order.
+fn add_modules(spec: &InitramfsSpec, tree: &mut Tree) -> Result<AddedModules, InitramfsError> {
+    let repart_wanted: &[String] = spec.repart.as_ref().map_or(&[], |r| &r.modules);
     let Some(root) = &spec.modules_root else {
-        if !spec.modules.is_empty() {
+        if !spec.modules.is_empty() || !repart_wanted.is_empty() {
+            let all: Vec<&str> = spec
+                .modules
+                .iter()
+                .chain(repart_wanted)
+                .map(String::as_str)
+                .collect();
             return Err(InitramfsError::NoModulesRoot {
-                modules: spec.modules.join(", "),
+                modules: all.join(", "),
             });
         }
         tree.insert(
@@ -381,21 +491,84 @@ fn add_modules(
                 data: b"# no kernel modules\n".to_vec(),
             },
         );
-        return Ok((Vec::new(), None));
+        if spec.repart.is_some() {
+            tree.insert(
+                MODULES_REPART_LOAD,
+                Node::File {
+                    perm: 0o644,
+                    data: b"# no kernel modules\n".to_vec(),
+                },
+            );
+        }
+        return Ok(AddedModules {
+            modules: Vec::new(),
+            kernel_version: None,
+            repart_modules: Vec::new(),
+        });
     };
     let module_err = |source| InitramfsError::Modules {
         root: root.clone(),
         source,
     };
     let index = ModuleIndex::open(root, spec.kernel_version.as_deref()).map_err(module_err)?;
-    let closure = index.closure(&spec.modules).map_err(module_err)?;
     let version = index.version();
+    let closure = index.closure(&spec.modules).map_err(module_err)?;
+    let (list, names) = module_list(version, &closure, "", tree)?;
+    log::info!("modules to load ({version}): {}", names.join(" "));
+    tree.insert(
+        MODULES_LOAD,
+        Node::File {
+            perm: 0o644,
+            data: list.into_bytes(),
+        },
+    );
+    let mut repart_names = Vec::new();
+    if spec.repart.is_some() {
+        let repart_closure: Vec<_> = index
+            .closure(repart_wanted)
+            .map_err(module_err)?
+            .into_iter()
+            .filter(|m| !names.contains(&m.name))
+            .collect();
+        let (list, names) = module_list(
+            version,
+            &repart_closure,
+            " loaded only when repartitioning has work",
+            tree,
+        )?;
+        log::info!(
+            "modules to load for repartitioning ({version}): {}",
+            names.join(" ")
+        );
+        tree.insert(
+            MODULES_REPART_LOAD,
+            Node::File {
+                perm: 0o644,
+                data: list.into_bytes(),
+            },
+        );
+        repart_names = names;
+    }
+    Ok(AddedModules {
+        modules: names,
+        kernel_version: Some(version.to_owned()),
+        repart_modules: repart_names,
+    })
+}
+
+/// Adds each module file of `closure` to the tree; returns the list text and the names.
+fn module_list(
+    version: &str,
+    closure: &[crate::modules::Module],
+    note: &str,
+    tree: &mut Tree,
+) -> Result<(String, Vec<String>), InitramfsError> {
     let mut list = format!(
-        "# kernel {version}: {} modules in load order (name, path)\n",
+        "# kernel {version}: {} modules in load order (name, path){note}\n",
         closure.len()
     );
     let mut names = Vec::with_capacity(closure.len());
-    for m in &closure {
+    for m in closure {
         let rel = m
             .relative_path
             .to_str()
@@ -412,15 +585,7 @@ fn add_modules(
         list.push_str(&format!("{} {inside}\n", m.name));
         names.push(m.name.clone());
     }
-    log::info!("modules to load ({version}): {}", names.join(" "));
-    tree.insert(
-        MODULES_LOAD,
-        Node::File {
-            perm: 0o644,
-            data: list.into_bytes(),
-        },
-    );
-    Ok((names, Some(version.to_owned())))
+    Ok((list, names))
 }
 
 enum ReadFailure {

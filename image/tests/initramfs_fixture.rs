@@ -11,7 +11,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use atomix_image::cpio::{self, Entry};
-use atomix_image::initramfs::{self, Compression, InitramfsError, InitramfsSpec, MODULES_LOAD};
+use atomix_image::initramfs::{
+    self, Compression, InitramfsError, InitramfsSpec, MODULES_LOAD, MODULES_REPART_LOAD, RepartSpec,
+};
 use atomix_image::modules::{ModuleError, ModuleIndex, Resolved};
 use initramfs_support::*;
 use object::write::Object;
@@ -290,6 +292,7 @@ fn spec(tmp: &Path, compression: Compression) -> InitramfsSpec {
         shell: Some(shell),
         compression,
         epoch: 1_700_000_000,
+        repart: None,
     }
 }
 
@@ -632,6 +635,133 @@ fn no_modules_still_has_an_empty_module_list() {
         ]
     );
     let list = entry(&entries, "etc/atomix/modules.load");
+    assert!(
+        String::from_utf8_lossy(&list.data)
+            .lines()
+            .all(|l| l.starts_with('#'))
+    );
+}
+
+const DATA_CONF: &str =
+    "[Partition]\nType=linux-generic\nLabel=data\nFormat=f2fs\nMakeDirectories=/logs\n";
+const BOOT_CONF: &str =
+    "[Partition]\nType=xbootldr\nLabel=boot-b\nFormat=vfat\nSizeMinBytes=128M\n";
+
+#[test]
+fn repart_data_goes_to_etc_repart_d_and_modules_repart_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = spec(tmp.path(), Compression::None);
+    // `a` is already in modules.load (with b and c); f pulls crc32_generic (softdep pre) and p
+    // (softdep post).
+    spec.modules = wanted(&["a"]);
+    spec.repart = Some(RepartSpec {
+        definitions: vec![
+            ("30-boot-b.conf".into(), BOOT_CONF.into()),
+            ("50-data.conf".into(), DATA_CONF.into()),
+        ],
+        modules: wanted(&["f", "b"]),
+    });
+    let out = tmp.path().join("initrd.img");
+    let report = initramfs::build(&spec, &out).unwrap();
+    assert_eq!(report.modules, ["c", "b", "a"]);
+    assert_eq!(report.repart_modules, ["crc32_generic", "f", "p"]);
+    assert_eq!(
+        report.repart_definitions,
+        ["30-boot-b.conf", "50-data.conf"]
+    );
+
+    let entries = cpio::read_archive(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(entry(&entries, "etc/repart.d").mode, 0o040_755);
+    let data = entry(&entries, "etc/repart.d/50-data.conf");
+    assert_eq!(
+        (data.mode, data.data.as_slice()),
+        (0o100_644, DATA_CONF.as_bytes())
+    );
+    assert_eq!(
+        entry(&entries, "etc/repart.d/30-boot-b.conf").data,
+        BOOT_CONF.as_bytes()
+    );
+    let list = entry(&entries, MODULES_REPART_LOAD.trim_start_matches('/'));
+    assert_eq!(list.mode, 0o100_644);
+    let text = String::from_utf8(list.data.clone()).unwrap();
+    assert!(
+        text.starts_with(&format!("# kernel {VERSION}: 3 modules")),
+        "{text}"
+    );
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("crc32_generic /lib/modules/{VERSION}/kernel/crypto/crc32_generic.ko"),
+            format!("f /lib/modules/{VERSION}/kernel/fs/f.ko"),
+            format!("p /lib/modules/{VERSION}/kernel/fs/p.ko"),
+        ]
+    );
+    for line in lines {
+        let (_, path) = line.split_once(' ').unwrap();
+        assert_eq!(
+            entry(&entries, path.trim_start_matches('/')).mode,
+            0o100_644
+        );
+    }
+
+    // Without repart data there is neither the directory nor the second list.
+    spec.repart = None;
+    let report = initramfs::build(&spec, &out).unwrap();
+    assert!(report.repart_modules.is_empty() && report.repart_definitions.is_empty());
+    let entries = cpio::read_archive(&std::fs::read(&out).unwrap()).unwrap();
+    assert!(!entries.iter().any(|e| e.name.starts_with("etc/repart.d")
+        || e.name == MODULES_REPART_LOAD.trim_start_matches('/')
+        || e.name.ends_with("/f.ko")));
+}
+
+#[test]
+fn repart_data_is_checked_when_built() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut spec = spec(tmp.path(), Compression::None);
+    let out = tmp.path().join("initrd.img");
+    for bad in ["../x.conf", "data", ".conf", "sub/a.conf"] {
+        spec.repart = Some(RepartSpec {
+            definitions: vec![(bad.into(), DATA_CONF.into())],
+            modules: Vec::new(),
+        });
+        let e = initramfs::build(&spec, &out).unwrap_err();
+        assert!(
+            matches!(&e, InitramfsError::RepartDefinitionName { name } if name == bad),
+            "{e:?}"
+        );
+    }
+    spec.repart = Some(RepartSpec {
+        definitions: vec![("50-data.conf".into(), "[Partition]\nCopyFiles=/x\n".into())],
+        modules: Vec::new(),
+    });
+    let e = initramfs::build(&spec, &out).unwrap_err();
+    let chain = error_chain(&e);
+    assert!(
+        chain.contains("invalid repart definition 50-data.conf"),
+        "{chain}"
+    );
+    assert!(chain.contains("CopyFiles"), "{chain}");
+    assert!(!out.exists());
+
+    // Repart modules need the kernel package too.
+    spec.modules_root = None;
+    spec.modules.clear();
+    spec.repart = Some(RepartSpec {
+        definitions: Vec::new(),
+        modules: wanted(&["f"]),
+    });
+    let e = initramfs::build(&spec, &out).unwrap_err();
+    assert!(matches!(e, InitramfsError::NoModulesRoot { .. }), "{e:?}");
+    // Definitions without modules and without a kernel package are fine.
+    spec.repart = Some(RepartSpec {
+        definitions: vec![("50-data.conf".into(), DATA_CONF.into())],
+        modules: Vec::new(),
+    });
+    let report = initramfs::build(&spec, &out).unwrap();
+    assert_eq!(report.repart_definitions, ["50-data.conf"]);
+    let entries = cpio::read_archive(&std::fs::read(&out).unwrap()).unwrap();
+    let list = entry(&entries, MODULES_REPART_LOAD.trim_start_matches('/'));
     assert!(
         String::from_utf8_lossy(&list.data)
             .lines()

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use atomix_board::Board;
 use atomix_image::cpio;
-use atomix_image::initramfs::{self, Compression, InitramfsSpec};
+use atomix_image::initramfs::{self, Compression, InitramfsSpec, RepartSpec};
 use atomix_image::modules::{Module, ModuleIndex};
 use initramfs_support::*;
 
@@ -324,6 +324,10 @@ fn qemu_virt_initramfs_is_listed_by_cpio_and_measured() {
         shell: Some(busybox()),
         compression: Compression::None,
         epoch: 0,
+        repart: Some(RepartSpec::from_board(
+            board.repart.definitions,
+            &board.repart.modules,
+        )),
     };
     let mut raw = Vec::new();
     for compression in [Compression::None, Compression::Gzip, Compression::Zstd] {
@@ -372,4 +376,56 @@ fn qemu_virt_initramfs_is_listed_by_cpio_and_measured() {
     }
     assert_eq!(count, 7, "{text}");
     eprintln!("{text}");
+
+    // The board's repart data: every definition file, and the f2fs + vfat closure (crc32_generic
+    // through f2fs' softdep) minus what modules.load has, every listed path in the archive.
+    for (name, text) in board.repart.definitions {
+        let e = entries
+            .iter()
+            .find(|e| e.name == format!("etc/repart.d/{name}"))
+            .unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(e.data, text.as_bytes(), "{name}");
+        assert!(itv_line(&lines, &e.name).starts_with("-rw-r--r--"));
+    }
+    let repart = entries
+        .iter()
+        .find(|e| e.name == "etc/atomix/modules-repart.load")
+        .unwrap();
+    let repart_text = String::from_utf8(repart.data.clone()).unwrap();
+    let repart_names: Vec<&str> = repart_text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|line| {
+            let (name, path) = line.split_once(' ').unwrap();
+            assert!(itv_line(&lines, path.trim_start_matches('/')).starts_with("-rw-r--r--"));
+            name
+        })
+        .collect();
+    for want in [
+        "crc32_generic",
+        "f2fs",
+        "fat",
+        "vfat",
+        "nls_cp437",
+        "nls_iso8859_1",
+    ] {
+        assert!(
+            repart_names.contains(&want),
+            "{want} missing: {repart_text}"
+        );
+    }
+    let crc = repart_names
+        .iter()
+        .position(|n| *n == "crc32_generic")
+        .unwrap();
+    let f2fs = repart_names.iter().position(|n| *n == "f2fs").unwrap();
+    assert!(
+        crc < f2fs,
+        "softdep pre: crc32 must load first: {repart_text}"
+    );
+    for m in text.lines().filter(|l| !l.starts_with('#')) {
+        let name = m.split_once(' ').unwrap().0;
+        assert!(!repart_names.contains(&name), "{name} is in both lists");
+    }
+    eprintln!("{repart_text}");
 }

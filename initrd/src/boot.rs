@@ -26,12 +26,19 @@ use std::time::Duration;
 
 use atomix_sysroot::SysrootError;
 
-use crate::cmdline::{BootParams, CmdlineError, Emergency, FailurePolicy};
+use atomix_repart::definitions::DefinitionError;
+use atomix_repart::plan::{self as repart_plan, ActionKind, PlanOptions};
+
+use crate::cmdline::{BootParams, CmdlineError, Emergency, FailurePolicy, RepartMode};
 use crate::device::DeviceError;
-use crate::modules::{MODULES_LOAD, ModuleListError, parse_list};
+use crate::firstboot::{
+    BOOT_B, DiskState, FRESH_FLASH_RUN, FRESH_FLASH_SYSROOT, REPART_D, REPART_MOUNT_DIR,
+    RepartError, is_fresh_flash,
+};
+use crate::modules::{MODULES_LOAD, MODULES_REPART_LOAD, ModulesError, parse_list};
 use crate::report::{
-    ModuleRecord, PROC_SELF_STATUS, REPORT_PATH, Report, SlotRecord, StageRecord, ms,
-    parse_vm_hwm_kib,
+    ModuleRecord, PROC_SELF_STATUS, REPORT_PATH, RepartOutcome, RepartRecord, Report, SlotRecord,
+    StageRecord, ms, parse_vm_hwm_kib,
 };
 use crate::stage::{STAGES, Stage};
 use crate::system::{EarlyError, ModuleLoadError, System};
@@ -63,35 +70,27 @@ pub enum StageError {
     /// The command line is malformed.
     #[error(transparent)]
     Cmdline(#[from] CmdlineError),
-    /// The module list exists but cannot be read.
-    #[error("cannot read {MODULES_LOAD}")]
-    ReadModuleList {
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The module list is malformed.
+    /// A module list could not be loaded.
     #[error(transparent)]
-    ModuleList(#[from] ModuleListError),
-    /// A listed module file cannot be opened.
-    #[error("cannot open module {name} at {}", path.display())]
-    OpenModule {
-        /// Module name.
-        name: String,
-        /// Its file.
+    Modules(#[from] ModulesError),
+    /// Repartitioning failed with `atomix.repart=required`.
+    #[error(transparent)]
+    Repart(#[from] Box<RepartError>),
+    /// A fresh-flash marker could not be written.
+    #[error("cannot write {}", path.display())]
+    WriteMarker {
+        /// The marker.
         path: PathBuf,
         /// The underlying error.
         #[source]
         source: std::io::Error,
     },
-    /// `finit_module` failed for a listed module.
-    #[error("cannot load module {name} from {}", path.display())]
-    LoadModule {
-        /// Module name.
-        name: String,
-        /// Its file.
+    /// A stale fresh-flash marker could not be removed.
+    #[error("cannot remove {}", path.display())]
+    RemoveMarker {
+        /// The marker.
         path: PathBuf,
-        /// The errno from `finit_module`.
+        /// The underlying error.
         #[source]
         source: std::io::Error,
     },
@@ -154,6 +153,17 @@ struct Boot<'s, S: System> {
     /// The policy while `params` is not there: salvaged from a command line that did not parse.
     fallback_policy: FailurePolicy,
     device: Option<PathBuf>,
+    /// The disk to repartition; `None` when the slot is a whole disk.
+    disk: Option<PathBuf>,
+    /// The disk as the fresh-flash stage read it (before repart).
+    disk_state: Option<DiskState>,
+}
+
+/// How the repart stage ended when it did not fail.
+enum RepartDone {
+    Skipped(String),
+    NothingToDo,
+    Applied,
 }
 
 /// Runs the boot on `sys`. See the module docs.
@@ -166,6 +176,8 @@ pub fn run<S: System>(sys: &mut S) -> Ending {
         params: None,
         fallback_policy: FailurePolicy::default(),
         device: None,
+        disk: None,
+        disk_state: None,
     };
     for &stage in STAGES {
         if let Some(p) = &boot.params
@@ -265,6 +277,8 @@ impl<S: System> Boot<'_, S> {
             Stage::Cmdline => self.cmdline(),
             Stage::Modules => self.modules(),
             Stage::Device => self.device(),
+            Stage::FreshFlash => self.fresh_flash(),
+            Stage::Repart => self.repart(),
             Stage::Lower => {
                 let fstype = self.params(stage)?.lowerfstype.clone();
                 let dev = self.device.clone().unwrap_or_default();
@@ -281,8 +295,9 @@ impl<S: System> Boot<'_, S> {
                 Ok(Some(SYSROOT.to_owned()))
             }
             Stage::Marker => {
+                let marker = self.sysroot_marker()?;
                 self.write_report()?;
-                Ok(Some(REPORT_PATH.to_owned()))
+                Ok(Some(format!("{REPORT_PATH}{marker}")))
             }
             Stage::SwitchRoot => {
                 self.sys.switch_root(Path::new(SYSROOT), MOVED_MOUNTS)?;
@@ -320,24 +335,31 @@ impl<S: System> Boot<'_, S> {
     }
 
     fn modules(&mut self) -> Result<Option<String>, StageError> {
-        let text = match self.sys.read_file(Path::new(MODULES_LOAD)) {
+        Ok(Some(match self.load_modules(MODULES_LOAD)? {
+            Some((n, already)) => format!("{n} modules, {already} already loaded"),
+            None => format!("no {MODULES_LOAD}: no modules"),
+        }))
+    }
+
+    /// Loads the module list `file` in order, recording each module; `None` if there is no
+    /// such file, else (modules, already loaded).
+    fn load_modules(&mut self, file: &'static str) -> Result<Option<(usize, usize)>, ModulesError> {
+        let text = match self.sys.read_file(Path::new(file)) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Some(format!("no {MODULES_LOAD}: no modules")));
-            }
-            Err(source) => return Err(StageError::ReadModuleList { source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(ModulesError::ReadList { file, source }),
         };
-        let list = parse_list(&text)?;
+        let list = parse_list(file, &text)?;
         let mut already = 0;
         for m in &list {
             let t0 = self.sys.now();
             let load = self.sys.load_module(&m.path).map_err(|e| match e {
-                ModuleLoadError::Open(source) => StageError::OpenModule {
+                ModuleLoadError::Open(source) => ModulesError::Open {
                     name: m.name.clone(),
                     path: m.path.clone(),
                     source,
                 },
-                ModuleLoadError::Init(source) => StageError::LoadModule {
+                ModuleLoadError::Init(source) => ModulesError::Load {
                     name: m.name.clone(),
                     path: m.path.clone(),
                     source,
@@ -359,11 +381,289 @@ impl<S: System> Boot<'_, S> {
                 result: load.as_str().to_owned(),
             });
         }
-        Ok(Some(format!(
-            "{} modules, {} already loaded",
-            list.len(),
-            already
-        )))
+        Ok(Some((list.len(), already)))
+    }
+
+    /// Finds the disk, reads its table once and decides whether this boot is a fresh flash.
+    fn fresh_flash(&mut self) -> Result<Option<String>, StageError> {
+        let repart_device = self.params(Stage::FreshFlash)?.repart_device.clone();
+        let slot = self.device.clone().unwrap_or_default();
+        let disk = match repart_device {
+            Some(d) => Some(d),
+            None => self.sys.slot_disk(&slot)?,
+        };
+        self.disk.clone_from(&disk);
+        let (fresh, why) = match &disk {
+            None => (
+                false,
+                format!(
+                    "the slot {} is not a partition: no disk to look at",
+                    slot.display()
+                ),
+            ),
+            Some(disk) => match self.sys.read_disk(disk) {
+                Ok(state) => {
+                    if state.repaired_from_backup {
+                        log::warn!(
+                            "the primary GPT of {} is damaged: read the backup",
+                            disk.display()
+                        );
+                    }
+                    let fresh = is_fresh_flash(state.table.as_ref());
+                    let why = match state.table.as_ref().and_then(|t| t.by_name(BOOT_B)) {
+                        Some(p) => {
+                            format!("{} has {BOOT_B} (partition {})", disk.display(), p.number)
+                        }
+                        None if state.table.is_none() => format!("{} has no GPT", disk.display()),
+                        None => format!("{} has no {BOOT_B} partition", disk.display()),
+                    };
+                    self.disk_state = Some(state);
+                    (fresh, why)
+                }
+                Err(e) => {
+                    log::warn!(
+                        "cannot read the partition table of {}: {}; taking this boot as not a fresh flash",
+                        disk.display(),
+                        std::iter::once(e.to_string())
+                            .chain(error_chain(&e))
+                            .collect::<Vec<_>>()
+                            .join(": ")
+                    );
+                    (false, format!("cannot read {}", disk.display()))
+                }
+            },
+        };
+        let marker = Path::new(FRESH_FLASH_RUN);
+        if fresh {
+            self.sys
+                .write_marker(marker)
+                .map_err(|source| StageError::WriteMarker {
+                    path: marker.to_path_buf(),
+                    source,
+                })?;
+        } else {
+            self.sys
+                .remove_marker(marker)
+                .map_err(|source| StageError::RemoveMarker {
+                    path: marker.to_path_buf(),
+                    source,
+                })?;
+        }
+        self.report.fresh_flash = Some(fresh);
+        Ok(Some(if fresh {
+            format!("fresh flash: {why}; wrote {FRESH_FLASH_RUN}")
+        } else {
+            format!("not a fresh flash: {why}")
+        }))
+    }
+
+    /// Applies the definitions in [`REPART_D`] to the disk; a failure is recorded and, unless
+    /// `atomix.repart=required`, the boot goes on.
+    fn repart(&mut self) -> Result<Option<String>, StageError> {
+        let mode = self.params(Stage::Repart)?.repart;
+        let disk = self.disk.clone();
+        let mut rec = RepartRecord::new(RepartOutcome::Skipped, disk.as_deref());
+        let result = match (&disk, mode) {
+            (_, RepartMode::Off) => Ok(RepartDone::Skipped("atomix.repart=off".to_owned())),
+            (None, _) => Ok(RepartDone::Skipped(
+                "the slot is not a partition".to_owned(),
+            )),
+            (Some(disk), _) => self.repart_disk(disk, &mut rec),
+        };
+        let disk_name = disk
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        let detail = match result {
+            Ok(RepartDone::Skipped(reason)) => {
+                let detail = format!("skipped: {reason}");
+                rec.reason = Some(reason);
+                detail
+            }
+            Ok(RepartDone::NothingToDo) => {
+                rec.outcome = RepartOutcome::NothingToDo;
+                format!("nothing to do on {disk_name}")
+            }
+            Ok(RepartDone::Applied) => {
+                rec.outcome = RepartOutcome::Applied;
+                let created: Vec<String> = rec
+                    .actions
+                    .iter()
+                    .filter(|a| a.kind == ActionKind::Create)
+                    .map(|a| format!("{} {}", a.number, a.label))
+                    .collect();
+                let formatted: Vec<String> = rec
+                    .formatted
+                    .iter()
+                    .map(|f| format!("{} {} ({}, {})", f.number, f.label, f.format, f.reason))
+                    .collect();
+                format!(
+                    "applied on {disk_name}: {} changed in the table (created: {}); formatted: {}",
+                    rec.actions.len(),
+                    if created.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        created.join(", ")
+                    },
+                    if formatted.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        formatted.join(", ")
+                    },
+                )
+            }
+            Err(err) => {
+                rec.outcome = RepartOutcome::Failed;
+                let chain = std::iter::once(err.to_string())
+                    .chain(error_chain(&err))
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                rec.error = Some(chain.clone());
+                self.report.repart = Some(rec);
+                if mode == RepartMode::Required {
+                    return Err(StageError::Repart(err));
+                }
+                log::warn!("repart failed: {chain}");
+                return Ok(Some(format!(
+                    "failed on {disk_name}; the boot continues (atomix.repart=auto)"
+                )));
+            }
+        };
+        self.report.repart = Some(rec);
+        Ok(Some(detail))
+    }
+
+    /// Plans the definitions against `disk` and carries the plan out if the disk differs.
+    fn repart_disk(
+        &mut self,
+        disk: &Path,
+        rec: &mut RepartRecord,
+    ) -> Result<RepartDone, Box<RepartError>> {
+        let definitions = match self.sys.load_definitions(Path::new(REPART_D)) {
+            Ok(d) if d.is_empty() => {
+                return Ok(RepartDone::Skipped(format!("no definitions in {REPART_D}")));
+            }
+            Ok(d) => d,
+            Err(DefinitionError::ReadDir { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                return Ok(RepartDone::Skipped(format!(
+                    "no {REPART_D} in the initramfs"
+                )));
+            }
+            Err(e) => return Err(RepartError::Definitions(e).into()),
+        };
+        let state = match self.disk_state.take() {
+            Some(s) => s,
+            None => self
+                .sys
+                .read_disk(disk)
+                .map_err(|source| RepartError::ReadDisk {
+                    disk: disk.to_path_buf(),
+                    source,
+                })?,
+        };
+        let Some(table) = &state.table else {
+            return Err(RepartError::NoTable {
+                disk: disk.to_path_buf(),
+            }
+            .into());
+        };
+        let options = PlanOptions {
+            sector_size: state.sector_size,
+            first_usable_lba: table.first_usable_lba,
+        };
+        let plan = repart_plan::plan(
+            &definitions,
+            Some(table),
+            state.disk_bytes,
+            table.disk_guid,
+            &options,
+        )
+        .map_err(|source| RepartError::Plan {
+            disk: disk.to_path_buf(),
+            source,
+        })?;
+        rec.actions = plan
+            .actions
+            .iter()
+            .filter(|a| a.changes_table())
+            .cloned()
+            .collect();
+        let pending =
+            self.sys
+                .repart_pending(&plan, disk)
+                .map_err(|source| RepartError::Pending {
+                    disk: disk.to_path_buf(),
+                    source,
+                })?;
+        if pending.is_empty() {
+            return Ok(RepartDone::NothingToDo);
+        }
+        rec.formatted = pending.formats.clone();
+        for line in plan.to_string().lines() {
+            log::info!("repart plan: {line}");
+        }
+        if pending.table {
+            log::info!("repart: the table of {} changes", disk.display());
+        }
+        for f in &pending.formats {
+            log::info!(
+                "repart: partition {} ({}) gets a new {} ({})",
+                f.number,
+                f.label,
+                f.format,
+                f.reason
+            );
+        }
+        match self
+            .load_modules(MODULES_REPART_LOAD)
+            .map_err(RepartError::Modules)?
+        {
+            Some((n, already)) => log::info!(
+                "repart: {n} modules from {MODULES_REPART_LOAD}, {already} already loaded"
+            ),
+            None => log::info!("repart: no {MODULES_REPART_LOAD}: no modules"),
+        }
+        let report = self
+            .sys
+            .repart_apply(&plan, disk, Path::new(REPART_MOUNT_DIR), &mut |line| {
+                log::info!("repart: {line}")
+            })
+            .map_err(|source| RepartError::Apply {
+                disk: disk.to_path_buf(),
+                source,
+            })?;
+        rec.apply = Some(report);
+        Ok(RepartDone::Applied)
+    }
+
+    /// In the new root: the fresh-flash marker on a fresh flash, none otherwise. Returns the
+    /// part of the stage line about it.
+    fn sysroot_marker(&mut self) -> Result<String, StageError> {
+        let marker = Path::new(FRESH_FLASH_SYSROOT);
+        if self.report.fresh_flash == Some(true) {
+            self.sys
+                .write_marker(marker)
+                .map_err(|source| StageError::WriteMarker {
+                    path: marker.to_path_buf(),
+                    source,
+                })?;
+            return Ok(format!(", {FRESH_FLASH_SYSROOT}"));
+        }
+        let removed =
+            self.sys
+                .remove_marker(marker)
+                .map_err(|source| StageError::RemoveMarker {
+                    path: marker.to_path_buf(),
+                    source,
+                })?;
+        if removed {
+            log::warn!(
+                "{FRESH_FLASH_SYSROOT} came from the slot image, which must not contain it (a rootfs build error): removed it for this boot"
+            );
+        }
+        Ok(String::new())
     }
 
     fn device(&mut self) -> Result<Option<String>, StageError> {
@@ -515,9 +815,15 @@ fn reboot<S: System>(sys: &mut S) -> Ending {
 mod tests {
     use super::*;
     use crate::device::DeviceSpec;
+    use crate::firstboot::PendingWork;
+    use crate::report::FormatRecord;
     use crate::system::{ModuleLoad, ModuleLoadError};
+    use atomix_repart::apply::ApplyError;
+    use atomix_repart::definitions::{Arch, Definition};
+    use atomix_repart::gpt::{Guid, Partition, Table, types};
+    use atomix_repart::plan::Plan;
     use std::cell::RefCell;
-    use std::collections::HashMap;
+    use std::collections::{HashMap, HashSet};
     use std::io;
 
     // --- a logger that captures records per test thread -------------------------------------
@@ -558,12 +864,31 @@ mod tests {
         shell: bool,
         reports: Vec<serde_json::Value>,
         contexts: Vec<Stage>,
+        /// `slot_disk`'s answer.
+        slot_disk: Option<PathBuf>,
+        /// `read_disk`'s answer; `None` fails.
+        disk: Option<DiskState>,
+        /// `load_definitions`'s answer; `None` is a missing directory.
+        definitions: Option<Vec<Definition>>,
+        /// `repart_pending`'s answer; `None` fails.
+        pending: Option<PendingWork>,
+        /// Existing marker files.
+        markers: HashSet<PathBuf>,
+        /// Lines `repart_apply` passes to its progress callback.
+        progress: Vec<&'static str>,
+    }
+
+    /// A real `ApplyError`: reading a disk that does not exist.
+    fn apply_error() -> ApplyError {
+        atomix_repart::apply::read_current(Path::new("/nonexistent/atomix-test-disk")).unwrap_err()
     }
 
     impl Fake {
         fn new(cmdline: &str) -> Self {
             let mut f = Fake {
                 clock: Duration::from_millis(900),
+                slot_disk: Some("/dev/vda".into()),
+                disk: Some(flashed(16 << 30)),
                 ..Fake::default()
             };
             f.files.insert(CMDLINE_PATH.into(), format!("{cmdline}\n"));
@@ -637,6 +962,64 @@ mod tests {
                 });
             }
             Ok(PathBuf::from("/dev/vda2"))
+        }
+        fn slot_disk(&mut self, slot: &Path) -> Result<Option<PathBuf>, DeviceError> {
+            self.step(format!("slot_disk {}", slot.display()));
+            Ok(self.slot_disk.clone())
+        }
+        fn read_disk(&mut self, disk: &Path) -> Result<DiskState, ApplyError> {
+            self.step(format!("read_disk {}", disk.display()));
+            self.disk.clone().ok_or_else(apply_error)
+        }
+        fn load_definitions(&mut self, dir: &Path) -> Result<Vec<Definition>, DefinitionError> {
+            self.step(format!("load_definitions {}", dir.display()));
+            self.definitions
+                .clone()
+                .ok_or_else(|| DefinitionError::ReadDir {
+                    path: dir.to_path_buf(),
+                    source: io::Error::from(io::ErrorKind::NotFound),
+                })
+        }
+        fn repart_pending(&mut self, plan: &Plan, disk: &Path) -> Result<PendingWork, ApplyError> {
+            self.step(format!(
+                "repart_pending {} {}",
+                plan.actions.len(),
+                disk.display()
+            ));
+            self.pending.clone().ok_or_else(apply_error)
+        }
+        fn repart_apply(
+            &mut self,
+            plan: &Plan,
+            disk: &Path,
+            mount_dir: &Path,
+            progress: &mut dyn FnMut(&str),
+        ) -> Result<serde_json::Value, ApplyError> {
+            let fail = self.step(format!(
+                "repart_apply {} {}",
+                disk.display(),
+                mount_dir.display()
+            ));
+            for line in &self.progress {
+                progress(line);
+            }
+            if fail {
+                return Err(apply_error());
+            }
+            Ok(
+                serde_json::json!({"created": plan.actions.iter().filter(|a| a.kind == ActionKind::Create).count()}),
+            )
+        }
+        fn write_marker(&mut self, path: &Path) -> io::Result<()> {
+            if self.step(format!("write_marker {}", path.display())) {
+                return Err(Self::err());
+            }
+            self.markers.insert(path.to_path_buf());
+            Ok(())
+        }
+        fn remove_marker(&mut self, path: &Path) -> io::Result<bool> {
+            self.step(format!("remove_marker {}", path.display()));
+            Ok(self.markers.remove(path))
         }
         fn mount_lower(
             &mut self,
@@ -719,6 +1102,83 @@ mod tests {
 
     const CMDLINE: &str = "console=ttyAMA0 atomixos.lowerdev=PARTLABEL=rootfs-a rauc.slot=boot.0";
 
+    const MIB: u64 = 1 << 20;
+
+    /// A disk of `disk_bytes` holding what the image writes: boot-a at 16 MiB (128 MiB) and
+    /// rootfs-a at 144 MiB (1 GiB), its backup GPT 1 MiB after rootfs-a.
+    fn flashed(disk_bytes: u64) -> DiskState {
+        let part = |number: u32, type_guid, start: u64, size: u64, name: &str| Partition {
+            number,
+            type_guid,
+            uuid: Guid::from_u128(0x1000 + u128::from(number)),
+            first_lba: start / 512,
+            last_lba: (start + size) / 512 - 1,
+            attributes: 0,
+            name: name.into(),
+        };
+        DiskState {
+            disk_bytes,
+            sector_size: 512,
+            table: Some(Table {
+                disk_guid: Guid::from_u128(0xd15c),
+                first_usable_lba: 16 * MIB / 512,
+                last_usable_lba: (1169 * MIB) / 512 - 34,
+                partitions: vec![
+                    part(1, types::XBOOTLDR, 16 * MIB, 128 * MIB, "boot-a"),
+                    part(2, types::ROOT_ARM64, 144 * MIB, 1024 * MIB, "rootfs-a"),
+                ],
+            }),
+            repaired_from_backup: false,
+        }
+    }
+
+    /// The qemu-virt board's definitions, as `load_dir` would return them.
+    fn board_definitions() -> Vec<Definition> {
+        let board = atomix_board::Board::builtin("qemu-virt").unwrap();
+        board
+            .repart
+            .definitions
+            .iter()
+            .map(|(name, text)| {
+                atomix_repart::definitions::parse_definition(name, text, Arch::Arm64).unwrap()
+            })
+            .collect()
+    }
+
+    /// The first-boot work on [`flashed`]: a new table, boot-b and data formatted.
+    fn first_boot_work() -> PendingWork {
+        let fmt = |number: u32, label: &str, format: &str| FormatRecord {
+            number,
+            label: label.into(),
+            format: format.into(),
+            reason: "created".into(),
+        };
+        PendingWork {
+            table: true,
+            formats: vec![fmt(3, "boot-b", "vfat"), fmt(5, "data", "f2fs")],
+        }
+    }
+
+    /// A fake with the board's definitions and modules-repart.load, on a freshly flashed disk.
+    fn first_boot(cmdline: &str) -> Fake {
+        let mut f = with_modules(Fake::new(cmdline));
+        f.definitions = Some(board_definitions());
+        f.pending = Some(first_boot_work());
+        f.files.insert(
+            MODULES_REPART_LOAD.into(),
+            "# repart\ncrc32_generic /lib/modules/crc32_generic.ko\nf2fs /lib/modules/f2fs.ko\n"
+                .into(),
+        );
+        for m in ["crc32_generic", "f2fs"] {
+            f.modules.insert(
+                format!("/lib/modules/{m}.ko").into(),
+                Ok(ModuleLoad::Loaded),
+            );
+        }
+        f.progress = vec!["formatted 3 boot-b (vfat)", "wrote the GPT"];
+        f
+    }
+
     fn with_modules(mut f: Fake) -> Fake {
         f.files.insert(
             MODULES_LOAD.into(),
@@ -752,8 +1212,13 @@ mod tests {
                 "load_module /lib/modules/virtio_blk.ko",
                 "load_module /lib/modules/squashfs.ko",
                 "wait_device PARTLABEL=rootfs-a 60",
+                "slot_disk /dev/vda2",
+                "read_disk /dev/vda",
+                "write_marker /run/atomixos/fresh-flash",
+                "load_definitions /etc/repart.d",
                 "mount_lower /dev/vda2 squashfs /run/rootfs-base",
                 "assemble_overlay /run/rootfs-base /run/overlay-root /sysroot",
+                "write_marker /sysroot/etc/atomixos/fresh-flash",
                 "write_report /run/atomix/initrd.json",
                 "switch_root /sysroot /dev,/proc,/sys,/run",
                 "read_file /proc/self/status",
@@ -773,18 +1238,20 @@ mod tests {
                 "INFO stage cmdline: ok in 1.0 ms (lowerdev=PARTLABEL=rootfs-a fstype=squashfs init=/sbin/init rauc.slot=boot.0)",
                 "INFO stage modules: ok in 3.0 ms (2 modules, 1 already loaded)",
                 "INFO stage device: ok in 1.0 ms (PARTLABEL=rootfs-a -> /dev/vda2)",
+                "INFO stage fresh-flash: ok in 3.0 ms (fresh flash: /dev/vda has no boot-b partition; wrote /run/atomixos/fresh-flash)",
+                "INFO stage repart: ok in 1.0 ms (skipped: no /etc/repart.d in the initramfs)",
                 "INFO stage lower: ok in 1.0 ms (/dev/vda2 squashfs at /run/rootfs-base)",
                 "INFO stage overlay: ok in 1.0 ms (/sysroot)",
-                "INFO stage marker: ok in 1.0 ms (/run/atomix/initrd.json)",
+                "INFO stage marker: ok in 2.0 ms (/run/atomix/initrd.json, /sysroot/etc/atomixos/fresh-flash)",
                 "INFO stage switch-root: ok in 1.0 ms (/sysroot is /)",
             ]
         );
-        assert!(lines().contains(&"INFO boot done in 12.0 ms: exec /sbin/init".to_string()));
+        assert!(lines().contains(&"INFO boot done in 17.0 ms: exec /sbin/init".to_string()));
 
         // The marker stage's report has the stages before it; the final one has all of them.
         assert_eq!(f.reports.len(), 2);
         let first = &f.reports[0];
-        assert_eq!(first["stages"].as_array().unwrap().len(), 6);
+        assert_eq!(first["stages"].as_array().unwrap().len(), 8);
         let r = &f.reports[1];
         assert_eq!(r["version"], 1);
         let names: Vec<&str> = r["stages"]
@@ -800,6 +1267,8 @@ mod tests {
                 "cmdline",
                 "modules",
                 "device",
+                "fresh-flash",
+                "repart",
                 "lower",
                 "overlay",
                 "marker",
@@ -816,7 +1285,7 @@ mod tests {
         assert_eq!(r["stages"][2]["ms"], 3.0);
         assert_eq!(r["start_uptime_ms"], 900.0);
         assert_eq!(
-            r["total_ms"], 11.0,
+            r["total_ms"], 16.0,
             "measured when the final report is serialised"
         );
         assert_eq!(
@@ -839,6 +1308,10 @@ mod tests {
             ])
         );
         assert_eq!(r["warnings"], serde_json::json!([]));
+        assert_eq!(r["fresh_flash"], true);
+        assert_eq!(r["repart"]["outcome"], "skipped");
+        assert_eq!(r["repart"]["reason"], "no /etc/repart.d in the initramfs");
+        assert_eq!(r["repart"]["disk"], "/dev/vda");
     }
 
     #[test]
@@ -1071,7 +1544,7 @@ mod tests {
         f.shell = true;
         assert_eq!(run(&mut f), Ending::Exec("/sbin/init".into()));
         let i = f.calls.iter().position(|c| c == "run_shell").unwrap();
-        assert!(f.calls[i - 1].starts_with("wait_device"));
+        assert!(f.calls[i - 1].starts_with("load_definitions"));
         assert!(f.calls[i + 1].starts_with("mount_lower"));
         assert!(lines().contains(&"WARN break before stage lower (atomix.break): starting /bin/sh; exit it to continue the boot".to_string()));
         // The shell's time is not charged to the stage.
@@ -1116,5 +1589,408 @@ mod tests {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut f)));
         assert!(r.is_err());
         assert_eq!(f.contexts.last(), Some(&Stage::Lower));
+    }
+
+    /// The stage lines (without their timing) and the final report.
+    fn stage_detail(stage: &str) -> String {
+        let prefix = format!("INFO stage {stage}: ");
+        let line = lines()
+            .into_iter()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no line for {stage}: {:?}", lines()));
+        line.split_once(" ms")
+            .map(|(_, d)| d.trim().to_owned())
+            .unwrap()
+    }
+
+    fn pos(f: &Fake, call: &str) -> usize {
+        f.calls
+            .iter()
+            .position(|c| c == call)
+            .unwrap_or_else(|| panic!("no call `{call}` in {:?}", f.calls))
+    }
+
+    #[test]
+    fn first_boot_loads_repart_modules_then_applies_and_marks() {
+        capture();
+        let mut f = first_boot(CMDLINE);
+        assert_eq!(run(&mut f), Ending::Exec("/sbin/init".into()));
+        // Order: table read once, marker in /run, plan checked, modules, apply, then the slot.
+        let read = pos(&f, "read_disk /dev/vda");
+        let run_marker = pos(&f, "write_marker /run/atomixos/fresh-flash");
+        let pending = pos(&f, "repart_pending 5 /dev/vda");
+        let list = pos(&f, "read_file /etc/atomix/modules-repart.load");
+        let f2fs = pos(&f, "load_module /lib/modules/f2fs.ko");
+        let apply = pos(&f, "repart_apply /dev/vda /run/atomix/repart");
+        let lower = pos(&f, "mount_lower /dev/vda2 squashfs /run/rootfs-base");
+        let overlay = pos(
+            &f,
+            "assemble_overlay /run/rootfs-base /run/overlay-root /sysroot",
+        );
+        let sysroot_marker = pos(&f, "write_marker /sysroot/etc/atomixos/fresh-flash");
+        assert!(read < run_marker && run_marker < pending && pending < list);
+        assert!(list < f2fs && f2fs < apply && apply < lower);
+        assert!(overlay < sysroot_marker);
+        assert_eq!(
+            f.calls
+                .iter()
+                .filter(|c| c.starts_with("read_disk"))
+                .count(),
+            1,
+            "the table is read once, before repart"
+        );
+        assert!(f.markers.contains(Path::new("/run/atomixos/fresh-flash")));
+        assert!(
+            f.markers
+                .contains(Path::new("/sysroot/etc/atomixos/fresh-flash"))
+        );
+
+        assert_eq!(
+            stage_detail("repart"),
+            "(applied on /dev/vda: 3 changed in the table (created: 3 boot-b, 4 rootfs-b, 5 data); formatted: 3 boot-b (vfat, created), 5 data (f2fs, created))"
+        );
+        let l = lines();
+        for want in [
+            "INFO repart: formatted 3 boot-b (vfat)",
+            "INFO repart: wrote the GPT",
+            "INFO repart: the table of /dev/vda changes",
+            "INFO repart: partition 5 (data) gets a new f2fs (created)",
+            "INFO repart: 2 modules from /etc/atomix/modules-repart.load, 0 already loaded",
+        ] {
+            assert!(l.contains(&want.to_owned()), "`{want}` not in {l:?}");
+        }
+        assert!(
+            l.iter()
+                .any(|x| x.starts_with("INFO repart plan: backup GPT moves to the end")),
+            "{l:?}"
+        );
+
+        let r = f.reports.last().unwrap();
+        assert_eq!(r["fresh_flash"], true);
+        let rep = &r["repart"];
+        assert_eq!(rep["outcome"], "applied");
+        assert_eq!(rep["disk"], "/dev/vda");
+        assert_eq!(rep["error"], serde_json::Value::Null);
+        let actions: Vec<(u64, &str, &str)> = rep["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["number"].as_u64().unwrap(),
+                    a["label"].as_str().unwrap(),
+                    a["kind"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                (3, "boot-b", "create"),
+                (4, "rootfs-b", "create"),
+                (5, "data", "create")
+            ]
+        );
+        // DESIGN section 3: boot-b at 1168 MiB, rootfs-b at 1296 MiB, data at 2320 MiB.
+        let starts: Vec<u64> = rep["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["start_lba"].as_u64().unwrap() * 512 / MIB)
+            .collect();
+        assert_eq!(starts, [1168, 1296, 2320]);
+        assert_eq!(rep["formatted"][1]["label"], "data");
+        assert_eq!(rep["apply"], serde_json::json!({"created": 3}));
+        let modules: Vec<&str> = r["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(modules, ["virtio_blk", "squashfs", "crc32_generic", "f2fs"]);
+    }
+
+    #[test]
+    fn steady_state_is_nothing_to_do_without_modules_or_marker() {
+        capture();
+        let mut f = first_boot(CMDLINE);
+        // The disk as the first boot left it: the plan's table.
+        let before = flashed(16 << 30);
+        let plan = repart_plan::plan(
+            &board_definitions(),
+            before.table.as_ref(),
+            before.disk_bytes,
+            Guid::from_u128(0xd15c),
+            &PlanOptions {
+                sector_size: 512,
+                first_usable_lba: 32768,
+            },
+        )
+        .unwrap();
+        f.disk = Some(DiskState {
+            table: Some(plan.table_after.clone()),
+            ..before
+        });
+        f.pending = Some(PendingWork::default());
+        // A marker shipped in the slot image is removed (and warned about).
+        f.markers.insert(FRESH_FLASH_SYSROOT.into());
+        assert_eq!(run(&mut f), Ending::Exec("/sbin/init".into()));
+        assert!(!f.calls.iter().any(|c| c.contains("modules-repart.load")
+            || c.starts_with("repart_apply")
+            || c.contains("f2fs")));
+        assert!(f.calls.contains(&"repart_pending 5 /dev/vda".to_owned()));
+        assert!(
+            f.calls
+                .contains(&"remove_marker /run/atomixos/fresh-flash".to_owned())
+        );
+        assert!(f.markers.is_empty(), "{:?}", f.markers);
+        assert_eq!(
+            stage_detail("fresh-flash"),
+            "(not a fresh flash: /dev/vda has boot-b (partition 3))"
+        );
+        assert_eq!(stage_detail("repart"), "(nothing to do on /dev/vda)");
+        assert_eq!(stage_detail("marker"), "(/run/atomix/initrd.json)");
+        assert!(lines().iter().any(|l| {
+            l.starts_with("WARN /sysroot/etc/atomixos/fresh-flash came from the slot image")
+        }));
+        assert!(!lines().iter().any(|l| l.contains("repart plan:")));
+        let r = f.reports.last().unwrap();
+        assert_eq!(r["fresh_flash"], false);
+        assert_eq!(r["repart"]["outcome"], "nothing-to-do");
+        assert_eq!(r["repart"]["formatted"], serde_json::json!([]));
+        assert_eq!(r["modules"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_empty_data_partition_is_reformatted_without_a_marker() {
+        capture();
+        let mut f = first_boot(CMDLINE);
+        let before = flashed(16 << 30);
+        let plan = repart_plan::plan(
+            &board_definitions(),
+            before.table.as_ref(),
+            before.disk_bytes,
+            Guid::from_u128(0xd15c),
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        f.disk = Some(DiskState {
+            table: Some(plan.table_after.clone()),
+            ..before
+        });
+        f.pending = Some(PendingWork {
+            table: false,
+            formats: vec![FormatRecord {
+                number: 5,
+                label: "data".into(),
+                format: "f2fs".into(),
+                reason: "empty".into(),
+            }],
+        });
+        assert_eq!(run(&mut f), Ending::Exec("/sbin/init".into()));
+        assert!(
+            f.calls
+                .contains(&"load_module /lib/modules/f2fs.ko".to_owned())
+        );
+        assert!(
+            f.calls
+                .contains(&"repart_apply /dev/vda /run/atomix/repart".to_owned())
+        );
+        assert!(f.markers.is_empty());
+        assert_eq!(
+            stage_detail("repart"),
+            "(applied on /dev/vda: 0 changed in the table (created: none); formatted: 5 data (f2fs, empty))"
+        );
+        let r = f.reports.last().unwrap();
+        assert_eq!(r["fresh_flash"], false);
+        assert_eq!(r["repart"]["outcome"], "applied");
+        assert_eq!(r["repart"]["formatted"][0]["reason"], "empty");
+    }
+
+    #[test]
+    fn a_repart_failure_is_recorded_and_the_boot_continues() {
+        capture();
+        // Too small: 2 GiB cannot hold rootfs-b and data after rootfs-a.
+        let mut f = first_boot(CMDLINE);
+        f.disk = Some(flashed(2 << 30));
+        assert_eq!(run(&mut f), Ending::Exec("/sbin/init".into()));
+        assert!(!f.calls.iter().any(|c| c.starts_with("repart_pending")
+            || c.starts_with("repart_apply")
+            || c.contains("modules-repart")));
+        assert_eq!(
+            stage_detail("repart"),
+            "(failed on /dev/vda; the boot continues (atomix.repart=auto))"
+        );
+        let warn = lines()
+            .into_iter()
+            .find(|l| l.starts_with("WARN repart failed: "))
+            .unwrap();
+        assert!(
+            warn.starts_with("WARN repart failed: cannot plan the partitions of /dev/vda: ")
+                && warn.contains("too small"),
+            "{warn}"
+        );
+        let r = f.reports.last().unwrap();
+        assert_eq!(r["repart"]["outcome"], "failed");
+        assert_eq!(
+            r["repart"]["error"].as_str().unwrap(),
+            warn.trim_start_matches("WARN repart failed: ")
+        );
+        assert!(
+            r["stages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["outcome"] == "ok")
+        );
+        // Still a fresh flash: the marker does not depend on repart succeeding.
+        assert_eq!(r["fresh_flash"], true);
+
+        // apply itself failing: recorded the same way, with what was to be formatted.
+        capture();
+        let mut f = first_boot(CMDLINE);
+        f.fail = Some("repart_apply");
+        assert_eq!(run(&mut f), Ending::Exec("/sbin/init".into()));
+        let r = f.reports.last().unwrap();
+        assert_eq!(r["repart"]["outcome"], "failed");
+        assert_eq!(r["repart"]["formatted"].as_array().unwrap().len(), 2);
+        assert!(
+            r["repart"]["error"].as_str().unwrap().starts_with(
+                "cannot repartition /dev/vda: cannot open /nonexistent/atomix-test-disk"
+            ),
+            "{}",
+            r["repart"]["error"]
+        );
+    }
+
+    #[test]
+    fn repart_required_makes_a_failure_fatal() {
+        capture();
+        let mut f = first_boot(&format!(
+            "{CMDLINE} atomix.repart=required atomix.reboot-delay=1"
+        ));
+        f.disk = Some(flashed(2 << 30));
+        assert_eq!(run(&mut f), Ending::Reboot);
+        assert!(!f.calls.iter().any(|c| c.starts_with("mount_lower")));
+        let l = lines();
+        assert!(
+            l.contains(
+                &"ERROR fatal: stage repart failed: cannot plan the partitions of /dev/vda"
+                    .to_owned()
+            ),
+            "{l:?}"
+        );
+        assert!(
+            l.iter()
+                .any(|x| x.starts_with("ERROR hint: the disk holding the slot"))
+        );
+        let r = f.reports.last().unwrap();
+        assert_eq!(r["stages"][5]["name"], "repart");
+        assert_eq!(r["stages"][5]["outcome"], "failed");
+        assert_eq!(r["repart"]["outcome"], "failed");
+
+        // A module that does not load is a repart failure too.
+        capture();
+        let mut f = first_boot(&format!("{CMDLINE} atomix.repart=required"));
+        f.modules.insert("/lib/modules/f2fs.ko".into(), Err(8));
+        assert_eq!(run(&mut f), Ending::Reboot);
+        assert!(!f.calls.iter().any(|c| c.starts_with("repart_apply")));
+        assert!(lines().contains(
+            &"ERROR   caused by: cannot load module f2fs from /lib/modules/f2fs.ko".to_owned()
+        ));
+    }
+
+    #[test]
+    fn repart_off_whole_disk_slot_and_no_gpt() {
+        capture();
+        let mut f = first_boot(&format!("{CMDLINE} atomix.repart=off"));
+        assert_eq!(run(&mut f), Ending::Exec("/sbin/init".into()));
+        assert!(!f.calls.iter().any(|c| c.starts_with("load_definitions")));
+        assert_eq!(stage_detail("repart"), "(skipped: atomix.repart=off)");
+        let r = f.reports.last().unwrap();
+        assert_eq!(r["repart"]["reason"], "atomix.repart=off");
+        assert_eq!(
+            r["fresh_flash"], true,
+            "fresh-flash is decided without repart"
+        );
+
+        capture();
+        let mut f = first_boot("atomixos.lowerdev=/dev/vdb atomix.repart=required");
+        f.slot_disk = None;
+        assert_eq!(run(&mut f), Ending::Exec("/sbin/init".into()));
+        assert!(!f.calls.iter().any(|c| c.starts_with("read_disk")));
+        assert_eq!(
+            stage_detail("fresh-flash"),
+            "(not a fresh flash: the slot /dev/vda2 is not a partition: no disk to look at)"
+        );
+        assert_eq!(
+            stage_detail("repart"),
+            "(skipped: the slot is not a partition)"
+        );
+        assert_eq!(
+            f.reports.last().unwrap()["repart"]["disk"],
+            serde_json::Value::Null
+        );
+
+        // A disk without a GPT is never initialised.
+        capture();
+        let mut f = first_boot(CMDLINE);
+        f.disk = Some(DiskState {
+            table: None,
+            ..flashed(16 << 30)
+        });
+        assert_eq!(run(&mut f), Ending::Exec("/sbin/init".into()));
+        assert!(!f.calls.iter().any(|c| c.starts_with("repart_")));
+        assert_eq!(
+            f.reports.last().unwrap()["repart"]["error"],
+            "/dev/vda has no GPT: /init only completes a flashed disk and never initialises an empty one"
+        );
+    }
+
+    #[test]
+    fn repart_device_and_an_unreadable_disk() {
+        capture();
+        let mut f = first_boot(&format!("{CMDLINE} atomix.repart.device=/dev/mmcblk1"));
+        f.disk = None;
+        assert_eq!(run(&mut f), Ending::Exec("/sbin/init".into()));
+        assert!(!f.calls.iter().any(|c| c.starts_with("slot_disk")));
+        // Read by fresh-flash (not fresh: unknown), then again by repart, which fails.
+        assert_eq!(
+            f.calls
+                .iter()
+                .filter(|c| *c == "read_disk /dev/mmcblk1")
+                .count(),
+            2
+        );
+        assert_eq!(
+            stage_detail("fresh-flash"),
+            "(not a fresh flash: cannot read /dev/mmcblk1)"
+        );
+        assert!(lines().iter().any(|l| l.starts_with(
+            "WARN cannot read the partition table of /dev/mmcblk1: cannot open /nonexistent/atomix-test-disk"
+        )));
+        let r = f.reports.last().unwrap();
+        assert_eq!(r["fresh_flash"], false);
+        assert_eq!(r["repart"]["disk"], "/dev/mmcblk1");
+        assert!(
+            r["repart"]["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("cannot read the partition table of /dev/mmcblk1: ")
+        );
+    }
+
+    #[test]
+    fn a_marker_that_cannot_be_written_is_fatal() {
+        capture();
+        let mut f = Fake::new(CMDLINE);
+        f.fail = Some("write_marker");
+        assert_eq!(run(&mut f), Ending::Reboot);
+        assert!(
+            lines().contains(
+                &"ERROR fatal: stage fresh-flash failed: cannot write /run/atomixos/fresh-flash"
+                    .to_owned()
+            )
+        );
     }
 }

@@ -27,7 +27,7 @@ pub enum Emergency {
     Halt,
 }
 
-/// `atomix.repart=`; used by the repart stage of a later issue.
+/// `atomix.repart=`: what the repart stage does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RepartMode {
     /// Repartition when the disk needs it; failures are recorded, not fatal.
@@ -473,6 +473,8 @@ mod tests {
         for s in [
             "modules",
             "device",
+            "fresh-flash",
+            "repart",
             "lower",
             "overlay",
             "marker",
@@ -629,15 +631,15 @@ mod tests {
             ),
             (
                 "atomix.break=early",
-                "atomix.break=\"early\": expected a stage name (one of modules, device, lower, overlay, marker, switch-root)",
+                "atomix.break=\"early\": expected a stage name (one of modules, device, fresh-flash, repart, lower, overlay, marker, switch-root)",
             ),
             (
                 "atomix.break=cmdline",
-                "atomix.break=\"cmdline\": expected a stage name (one of modules, device, lower, overlay, marker, switch-root)",
+                "atomix.break=\"cmdline\": expected a stage name (one of modules, device, fresh-flash, repart, lower, overlay, marker, switch-root)",
             ),
             (
                 "atomix.break=bogus",
-                "atomix.break=\"bogus\": expected a stage name (one of modules, device, lower, overlay, marker, switch-root)",
+                "atomix.break=\"bogus\": expected a stage name (one of modules, device, fresh-flash, repart, lower, overlay, marker, switch-root)",
             ),
             (
                 "atomix.debug=1",

@@ -268,6 +268,36 @@ fn find_partuuid(
     None
 }
 
+/// The whole disk holding the block device `dev` (`/dev/vda2` -> `/dev/vda`), from sysfs: a
+/// partition's `/sys/class/block/<name>` links into its disk's directory. `None` when `dev` is a
+/// whole disk itself (it has no `partition` file).
+///
+/// # Errors
+///
+/// [`DeviceError::Sysfs`] when `dev` has no sysfs entry or the link cannot be resolved.
+pub fn disk_of(paths: &HostPaths, dev: &Path) -> Result<Option<PathBuf>, DeviceError> {
+    let name = dev.file_name().unwrap_or(dev.as_os_str());
+    let entry = paths.class_block().join(name);
+    let sysfs_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DeviceError::Sysfs { path, source }
+    };
+    fs::metadata(&entry).map_err(sysfs_err(&entry))?;
+    if !entry.join("partition").exists() {
+        return Ok(None);
+    }
+    let real = fs::canonicalize(&entry).map_err(sysfs_err(&entry))?;
+    let disk = real
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| DeviceError::Sysfs {
+            path: real.clone(),
+            source: io::Error::new(io::ErrorKind::NotFound, "a partition without a parent disk"),
+        })?;
+    Ok(Some(paths.dev(disk)))
+}
+
 /// One kernel uevent, reduced to what the device stage looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uevent {
@@ -617,6 +647,52 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.found, None, "vda2 not in sysfs yet");
+    }
+
+    #[test]
+    fn disk_of_follows_the_sysfs_link_to_the_parent() {
+        let t = Tree::new();
+        let root = t.dir.path();
+        let devices = root.join("sys/devices/pci0000:00/0000:00:01.0/virtio1/block");
+        for (disk, part) in [
+            ("vda", Some("vda2")),
+            ("mmcblk1", Some("mmcblk1p2")),
+            ("vdb", None),
+        ] {
+            fs::create_dir_all(devices.join(disk)).unwrap();
+            std::os::unix::fs::symlink(
+                format!("../../devices/pci0000:00/0000:00:01.0/virtio1/block/{disk}"),
+                root.join("sys/class/block").join(disk),
+            )
+            .unwrap();
+            if let Some(part) = part {
+                let d = devices.join(disk).join(part);
+                fs::create_dir_all(&d).unwrap();
+                fs::write(d.join("partition"), "2\n").unwrap();
+                std::os::unix::fs::symlink(
+                    format!("../../devices/pci0000:00/0000:00:01.0/virtio1/block/{disk}/{part}"),
+                    root.join("sys/class/block").join(part),
+                )
+                .unwrap();
+            }
+        }
+        let p = t.paths();
+        assert_eq!(
+            disk_of(&p, Path::new("/dev/vda2")).unwrap(),
+            Some(t.dev("vda"))
+        );
+        assert_eq!(
+            disk_of(&p, Path::new("/dev/mmcblk1p2")).unwrap(),
+            Some(t.dev("mmcblk1"))
+        );
+        // A whole disk holds no other disk.
+        assert_eq!(disk_of(&p, Path::new("/dev/vdb")).unwrap(), None);
+        let e = disk_of(&p, Path::new("/dev/sdz1")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("cannot read ")
+                && e.to_string().ends_with("sys/class/block/sdz1"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,13 +1,19 @@
-//! The module list `/etc/atomix/modules.load`, written by the initramfs builder.
+//! The module lists `/etc/atomix/modules.load` (loaded by the modules stage on every boot) and
+//! `/etc/atomix/modules-repart.load` (loaded by the repart stage only when it has work), written
+//! by the initramfs builder.
 //!
 //! One module per line in load order: `<name> <absolute path inside the initramfs>`. `#` starts a
 //! comment; blank lines are fine. Dependencies and softdeps were resolved when the list was
 //! written: there is no modprobe at boot.
 
+use std::io;
 use std::path::PathBuf;
 
 /// Where the initramfs builder puts the list.
 pub const MODULES_LOAD: &str = "/etc/atomix/modules.load";
+
+/// The modules for repartitioning (f2fs, vfat and what they need, minus [`MODULES_LOAD`]).
+pub const MODULES_REPART_LOAD: &str = "/etc/atomix/modules-repart.load";
 
 /// One line of the list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,20 +26,61 @@ pub struct ModuleEntry {
 
 /// A malformed line of the list.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{MODULES_LOAD} line {line}: {problem}")]
+#[error("{file} line {line}: {problem}")]
 pub struct ModuleListError {
+    /// The list file.
+    pub file: &'static str,
     /// 1-based line number.
     pub line: usize,
     /// What is wrong.
     pub problem: String,
 }
 
-/// Parses the list text.
+/// A module list that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ModulesError {
+    /// The list exists but cannot be read.
+    #[error("cannot read {file}")]
+    ReadList {
+        /// The list file.
+        file: &'static str,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The list is malformed.
+    #[error(transparent)]
+    List(#[from] ModuleListError),
+    /// A listed module file cannot be opened.
+    #[error("cannot open module {name} at {}", path.display())]
+    Open {
+        /// Module name.
+        name: String,
+        /// Its file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// `finit_module` failed for a listed module.
+    #[error("cannot load module {name} from {}", path.display())]
+    Load {
+        /// Module name.
+        name: String,
+        /// Its file.
+        path: PathBuf,
+        /// The errno from `finit_module`.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Parses the text of the list `file` (named in errors).
 ///
 /// # Errors
 ///
 /// The first malformed line: not exactly two fields, or a relative path.
-pub fn parse_list(text: &str) -> Result<Vec<ModuleEntry>, ModuleListError> {
+pub fn parse_list(file: &'static str, text: &str) -> Result<Vec<ModuleEntry>, ModuleListError> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.split('#').next().unwrap_or_default().trim();
@@ -41,6 +88,7 @@ pub fn parse_list(text: &str) -> Result<Vec<ModuleEntry>, ModuleListError> {
             continue;
         }
         let bad = |problem: String| ModuleListError {
+            file,
             line: i + 1,
             problem,
         };
@@ -68,6 +116,7 @@ mod tests {
     #[test]
     fn parses_in_order_with_comments() {
         let l = parse_list(
+            MODULES_LOAD,
             "# generated\n\nvirtio_blk /lib/modules/x/virtio_blk.ko\n  squashfs\t/lib/modules/x/squashfs.ko # fs\n",
         )
         .unwrap();
@@ -84,22 +133,22 @@ mod tests {
                 },
             ]
         );
-        assert!(parse_list("").unwrap().is_empty());
+        assert!(parse_list(MODULES_LOAD, "").unwrap().is_empty());
     }
 
     #[test]
     fn rejects_malformed_lines() {
-        let e = parse_list("a /a.ko\nb\n").unwrap_err();
+        let e = parse_list(MODULES_LOAD, "a /a.ko\nb\n").unwrap_err();
         assert_eq!(e.line, 2);
         assert_eq!(
             e.to_string(),
             "/etc/atomix/modules.load line 2: expected `<name> <absolute path>`, got \"b\""
         );
-        let e = parse_list("a lib/a.ko").unwrap_err();
+        let e = parse_list(MODULES_REPART_LOAD, "a lib/a.ko").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "/etc/atomix/modules.load line 1: module path \"lib/a.ko\" is not absolute"
+            "/etc/atomix/modules-repart.load line 1: module path \"lib/a.ko\" is not absolute"
         );
-        assert!(parse_list("a /a.ko extra").is_err());
+        assert!(parse_list(MODULES_LOAD, "a /a.ko extra").is_err());
     }
 }

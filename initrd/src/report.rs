@@ -7,8 +7,18 @@
 //!  "slot":{"lowerdev":"PARTLABEL=rootfs-a","device":"/dev/vda2","fstype":"squashfs"},
 //!  "rauc_slot":"boot.0", "init":"/sbin/init",
 //!  "modules":[{"name":"virtio_blk","ms":44.1,"result":"loaded"}],
-//!  "warnings":[], "peak_rss_kib":1234}
+//!  "warnings":[], "peak_rss_kib":1234,
+//!  "fresh_flash":true,
+//!  "repart":{"outcome":"applied","disk":"/dev/vda","reason":null,"actions":[...],
+//!            "formatted":[{"number":3,"label":"boot-b","format":"vfat","reason":"created"}],
+//!            "apply":{...},"error":null}}
 //! ```
+//!
+//! `fresh_flash` is null until the fresh-flash stage ran. `repart` is null until the repart stage
+//! ran; its `outcome` is `nothing-to-do`, `applied`, `skipped` (with `reason`) or `failed` (with
+//! `error`, the error and its causes joined by `: `); `actions` are the plan's partitions that
+//! change the table (as `atomix repart --json` prints them), `formatted` the file systems made,
+//! `apply` what `atomix_repart::apply` reported.
 //!
 //! `outcome` is `ok` or `failed`; `result` is `loaded` or `already-loaded`. `slot` is null until
 //! the device stage found the slot; `rauc_slot` is null without `rauc.slot=`; `init` is null
@@ -50,6 +60,83 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Peak resident set size of `/init` in KiB, read just before the final report.
     pub peak_rss_kib: Option<u64>,
+    /// Whether this boot is a fresh flash (no `boot-b` before repart ran).
+    pub fresh_flash: Option<bool>,
+    /// What the repart stage did.
+    pub repart: Option<RepartRecord>,
+}
+
+/// The repart stage's result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RepartRecord {
+    /// `nothing-to-do`, `applied`, `skipped` or `failed`.
+    pub outcome: RepartOutcome,
+    /// The disk repartitioned (or looked at), if there was one.
+    pub disk: Option<String>,
+    /// Why it was skipped.
+    pub reason: Option<String>,
+    /// The planned partitions that change the table (empty if nothing was planned).
+    pub actions: Vec<atomix_repart::plan::Action>,
+    /// File systems made (or that were to be made, when it failed).
+    pub formatted: Vec<FormatRecord>,
+    /// `atomix_repart::apply`'s report, when it ran to the end.
+    pub apply: Option<serde_json::Value>,
+    /// The error and its causes, joined by `: `.
+    pub error: Option<String>,
+}
+
+/// How the repart stage ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RepartOutcome {
+    /// The disk already matches the definitions; nothing was loaded or written.
+    NothingToDo,
+    /// The plan was carried out.
+    Applied,
+    /// Not attempted (`reason` says why).
+    Skipped,
+    /// Attempted and failed (`error` says why).
+    Failed,
+}
+
+impl RepartOutcome {
+    /// The name in the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepartOutcome::NothingToDo => "nothing-to-do",
+            RepartOutcome::Applied => "applied",
+            RepartOutcome::Skipped => "skipped",
+            RepartOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// A file system the repart stage makes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FormatRecord {
+    /// Partition number.
+    pub number: u32,
+    /// Partition label.
+    pub label: String,
+    /// `vfat` or `f2fs`.
+    pub format: String,
+    /// `created` (a new partition) or `empty` (an existing partition without a file system).
+    pub reason: String,
+}
+
+impl RepartRecord {
+    /// A record with only the outcome and the disk.
+    pub fn new(outcome: RepartOutcome, disk: Option<&std::path::Path>) -> Self {
+        RepartRecord {
+            outcome,
+            disk: disk.map(|d| d.display().to_string()),
+            reason: None,
+            actions: Vec::new(),
+            formatted: Vec::new(),
+            apply: None,
+            error: None,
+        }
+    }
 }
 
 /// One stage's timing.
@@ -104,6 +191,8 @@ impl Report {
             modules: Vec::new(),
             warnings: Vec::new(),
             peak_rss_kib: None,
+            fresh_flash: None,
+            repart: None,
         }
     }
 
@@ -168,9 +257,47 @@ mod tests {
                 "init": null,
                 "modules": [{"name": "virtio_blk", "ms": 1.5, "result": "loaded"}],
                 "warnings": [],
-                "peak_rss_kib": null
+                "peak_rss_kib": null,
+                "fresh_flash": null,
+                "repart": null
             })
         );
+
+        r.fresh_flash = Some(true);
+        let mut rec = RepartRecord::new(
+            RepartOutcome::Failed,
+            Some(std::path::Path::new("/dev/vda")),
+        );
+        rec.formatted.push(FormatRecord {
+            number: 5,
+            label: "data".into(),
+            format: "f2fs".into(),
+            reason: "empty".into(),
+        });
+        rec.error = Some("cannot repartition /dev/vda: no space".into());
+        r.repart = Some(rec);
+        let v: serde_json::Value = serde_json::from_slice(&r.to_json().unwrap()).unwrap();
+        assert_eq!(v["fresh_flash"], true);
+        assert_eq!(
+            v["repart"],
+            serde_json::json!({
+                "outcome": "failed",
+                "disk": "/dev/vda",
+                "reason": null,
+                "actions": [],
+                "formatted": [{"number": 5, "label": "data", "format": "f2fs", "reason": "empty"}],
+                "apply": null,
+                "error": "cannot repartition /dev/vda: no space"
+            })
+        );
+        for o in [
+            RepartOutcome::NothingToDo,
+            RepartOutcome::Applied,
+            RepartOutcome::Skipped,
+            RepartOutcome::Failed,
+        ] {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
     }
 
     #[test]

@@ -4,9 +4,8 @@ use std::fmt;
 
 /// One stage of `/init`. [`STAGES`] is the order they run in.
 ///
-/// Adding a stage (the `fresh-flash` and `repart` stages of a later issue go between
-/// [`Stage::Device`] and [`Stage::Lower`]) means adding a variant here, an entry in [`STAGES`],
-/// and a match arm in the runner.
+/// Adding a stage means adding a variant here, an entry in [`STAGES`], and a match arm in the
+/// runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stage {
     /// Mount devtmpfs, proc, sysfs, tmpfs `/run`; console on fds 0-2; logger and panic hook.
@@ -17,11 +16,15 @@ pub enum Stage {
     Modules,
     /// Wait for the slot device named by `atomixos.lowerdev=`.
     Device,
+    /// Decide whether this boot is a fresh flash (no `boot-b` yet); `/run/atomixos/fresh-flash`.
+    FreshFlash,
+    /// Apply the repart.d definitions to the disk holding the slot.
+    Repart,
     /// Mount the slot read-only at `/run/rootfs-base`.
     Lower,
     /// Overlay over a tmpfs at `/sysroot`.
     Overlay,
-    /// Write `/run/atomix/initrd.json`.
+    /// Write or remove `/sysroot/etc/atomixos/fresh-flash`; write `/run/atomix/initrd.json`.
     Marker,
     /// Move the API mounts, free the initramfs, switch root; then exec `init=`.
     SwitchRoot,
@@ -33,6 +36,8 @@ pub const STAGES: &[Stage] = &[
     Stage::Cmdline,
     Stage::Modules,
     Stage::Device,
+    Stage::FreshFlash,
+    Stage::Repart,
     Stage::Lower,
     Stage::Overlay,
     Stage::Marker,
@@ -47,6 +52,8 @@ impl Stage {
             Stage::Cmdline => "cmdline",
             Stage::Modules => "modules",
             Stage::Device => "device",
+            Stage::FreshFlash => "fresh-flash",
+            Stage::Repart => "repart",
             Stage::Lower => "lower",
             Stage::Overlay => "overlay",
             Stage::Marker => "marker",
@@ -80,11 +87,15 @@ impl Stage {
             Stage::Device => {
                 "check atomixos.lowerdev= against the disk's partitions and that the storage driver is built in or in the initramfs"
             }
+            Stage::FreshFlash => "/run must be a writable tmpfs",
+            Stage::Repart => {
+                "the disk holding the slot (or atomix.repart.device=) must have a GPT with room for /etc/repart.d; boot with atomix.repart=auto to continue past a repart failure"
+            }
             Stage::Lower => {
                 "check atomixos.lowerfstype= and that the slot holds a complete image of that filesystem"
             }
             Stage::Overlay => "the overlay module must be loaded and /run must be a writable tmpfs",
-            Stage::Marker => "/run must be a writable tmpfs",
+            Stage::Marker => "/run and the overlay at /sysroot must be writable",
             Stage::SwitchRoot => {
                 "the slot image must contain init= (default /sbin/init) and be a complete root filesystem"
             }
@@ -117,6 +128,8 @@ mod tests {
                 "cmdline",
                 "modules",
                 "device",
+                "fresh-flash",
+                "repart",
                 "lower",
                 "overlay",
                 "marker",

@@ -8,10 +8,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use atomix_repart::apply::ApplyError;
+use atomix_repart::definitions::{Definition, DefinitionError};
+use atomix_repart::plan::Plan;
 use atomix_sysroot::SysrootError;
 
 use crate::cmdline::FailurePolicy;
 use crate::device::{DeviceError, DeviceSpec};
+use crate::firstboot::{DiskState, PendingWork};
 use crate::stage::Stage;
 
 /// A failure of the early stage.
@@ -107,6 +111,56 @@ pub trait System {
     /// [`DeviceError`], e.g. the timeout.
     fn wait_device(&mut self, spec: &DeviceSpec, timeout: Duration)
     -> Result<PathBuf, DeviceError>;
+    /// The whole disk holding the block device `slot` (sysfs, see [`crate::device::disk_of`]);
+    /// `None` if `slot` is a whole disk.
+    ///
+    /// # Errors
+    ///
+    /// [`DeviceError::Sysfs`].
+    fn slot_disk(&mut self, slot: &Path) -> Result<Option<PathBuf>, DeviceError>;
+    /// `atomix_repart::apply::read_current` on `disk`.
+    ///
+    /// # Errors
+    ///
+    /// The disk cannot be opened or read, or holds a table that cannot be used.
+    fn read_disk(&mut self, disk: &Path) -> Result<DiskState, ApplyError>;
+    /// `atomix_repart::definitions::load_dir` (arm64) on `dir`.
+    ///
+    /// # Errors
+    ///
+    /// As `load_dir`; a missing `dir` is [`DefinitionError::ReadDir`] with `NotFound`.
+    fn load_definitions(&mut self, dir: &Path) -> Result<Vec<Definition>, DefinitionError>;
+    /// `atomix_repart::apply::pending`: what carrying out `plan` on `disk` would change.
+    ///
+    /// # Errors
+    ///
+    /// The disk cannot be read.
+    fn repart_pending(&mut self, plan: &Plan, disk: &Path) -> Result<PendingWork, ApplyError>;
+    /// `atomix_repart::apply::apply` with `mount_dir` for `MakeDirectories=`; each action is
+    /// passed to `progress`. Returns apply's report as JSON.
+    ///
+    /// # Errors
+    ///
+    /// The first step that failed.
+    fn repart_apply(
+        &mut self,
+        plan: &Plan,
+        disk: &Path,
+        mount_dir: &Path,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<serde_json::Value, ApplyError>;
+    /// Creates the empty file `path` (parents created), fsyncs it and its directory.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error.
+    fn write_marker(&mut self, path: &Path) -> io::Result<()>;
+    /// Removes `path` if it exists (fsyncing its directory); whether it existed.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error (not `NotFound`).
+    fn remove_marker(&mut self, path: &Path) -> io::Result<bool>;
     /// [`atomix_sysroot::mount_lower`].
     ///
     /// # Errors

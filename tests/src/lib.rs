@@ -23,7 +23,7 @@ use std::time::Duration;
 use atomix_qemu::QemuConfig;
 
 pub use artifacts::{Artifacts, target_dir, workspace_root};
-pub use probe::{MountLine, Probe};
+pub use probe::{DataProbe, MountLine, Probe};
 pub use rootfs::{PROBE_APPLETS, build_test_rootfs, rootfs_overlay};
 
 /// Kernel arguments every test boot needs: the PL011 console and an immediate reset on panic

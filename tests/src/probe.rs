@@ -1,5 +1,23 @@
 //! Parsing the marker lines that the test rootfs's probe init (`tests/rootfs/sbin/init`) prints.
 
+/// The partition labelled `data`, as the probe saw it (`PROBE data ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataProbe {
+    /// No partition is labelled `data`.
+    Absent,
+    /// The kernel has no f2fs (it is loaded only on a boot that repartitions).
+    NoF2fs,
+    /// It did not mount as f2fs.
+    Unmountable,
+    /// It mounted read-only.
+    Mounted {
+        /// Its type in `/proc/mounts`.
+        fstype: String,
+        /// Its directories two levels deep, as absolute paths inside it (`/config/quadlet`).
+        dirs: Vec<String>,
+    },
+}
+
 /// One line of the guest's `/proc/mounts`, as the probe printed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountLine {
@@ -36,6 +54,7 @@ impl MountLine {
 /// | `ROOTFS-INIT pid=<n> uptime=<seconds\|unknown>` | `pid`, `uptime` |
 /// | `PROBE mount <source> <target> <fstype> <options> <freq> <passno>` | `mounts` (in order) |
 /// | `PROBE initrd-json <json on one line>` or `PROBE initrd-json absent` | `initrd_json` |
+/// | `PROBE data absent\|no-f2fs\|none\|<fstype> [<dir>...]` | `data` |
 /// | `PROBE cmdline <text>` | `cmdline` |
 /// | `PROBE write-root ok\|fail` | `write_root_ok` |
 /// | `PROBE lower-writable yes\|no\|absent` | `lower_writable` (`absent` → `None`) |
@@ -63,6 +82,8 @@ pub struct Probe {
     pub lower_writable: Option<bool>,
     /// Whether `/etc/atomixos/fresh-flash` existed.
     pub fresh_flash: Option<bool>,
+    /// The `data` partition as the guest saw it.
+    pub data: Option<DataProbe>,
     /// The probe printed `ROOTFS-DONE`.
     pub done: bool,
     /// Marker lines that did not parse, with the reason.
@@ -153,6 +174,22 @@ impl Probe {
                 "no" => self.fresh_flash = Some(false),
                 _ => self.problem(line, "expected yes or no"),
             },
+            "data" => {
+                let mut words = value.split_whitespace();
+                self.data = match words.next() {
+                    Some("absent") => Some(DataProbe::Absent),
+                    Some("no-f2fs") => Some(DataProbe::NoF2fs),
+                    Some("none") => Some(DataProbe::Unmountable),
+                    Some(fstype) => Some(DataProbe::Mounted {
+                        fstype: fstype.to_owned(),
+                        dirs: words.map(str::to_owned).collect(),
+                    }),
+                    None => {
+                        self.problem(line, "expected absent, no-f2fs, none or a file-system type");
+                        None
+                    }
+                };
+            }
             _ => self.problem(line, "unknown probe"),
         }
     }
@@ -228,6 +265,7 @@ PROBE cmdline console=ttyAMA0 panic=-1 atomixos.lowerdev=PARTLABEL=rootfs-a\r
 PROBE write-root ok\r
 PROBE lower-writable no\r
 PROBE fresh-flash yes\r
+PROBE data f2fs /config /containers /logs /config/quadlet /config/ssh-authorized-keys\r
 ROOTFS-DONE\r
 [    1.620000] reboot: Power down\r
 ";
@@ -264,7 +302,41 @@ ROOTFS-DONE\r
         assert!(probe.write_root_ok);
         assert_eq!(probe.lower_writable, Some(false));
         assert_eq!(probe.fresh_flash, Some(true));
+        assert_eq!(
+            probe.data,
+            Some(DataProbe::Mounted {
+                fstype: "f2fs".into(),
+                dirs: vec![
+                    "/config".into(),
+                    "/containers".into(),
+                    "/logs".into(),
+                    "/config/quadlet".into(),
+                    "/config/ssh-authorized-keys".into()
+                ]
+            })
+        );
         assert!(probe.done);
+    }
+
+    #[test]
+    fn data_probe_variants() {
+        for (line, want) in [
+            ("absent", Some(DataProbe::Absent)),
+            ("no-f2fs", Some(DataProbe::NoF2fs)),
+            ("none", Some(DataProbe::Unmountable)),
+            (
+                "f2fs",
+                Some(DataProbe::Mounted {
+                    fstype: "f2fs".into(),
+                    dirs: vec![],
+                }),
+            ),
+            ("", None),
+        ] {
+            let probe = Probe::parse(&format!("ROOTFS-INIT pid=1 uptime=1\nPROBE data {line}\n"));
+            assert_eq!(probe.data, want, "{line}");
+            assert_eq!(probe.problems.is_empty(), want.is_some(), "{line}");
+        }
     }
 
     #[test]

@@ -207,11 +207,26 @@ fn assert_booted(name: &str, outcome: &Outcome, lowerdev: &str) {
             "cmdline",
             "modules",
             "device",
+            "fresh-flash",
+            "repart",
             "lower",
             "overlay",
             "marker",
             "switch-root"
         ],
+        "{name}"
+    );
+    // This initramfs carries no repart data (first boot has its own tests, t3_firstboot): the
+    // disk, which has no boot-b, is a fresh flash and repart skips.
+    assert_eq!(json["fresh_flash"], true, "{name}");
+    check(
+        name,
+        probe.fresh_flash == Some(true),
+        "no fresh-flash marker",
+    );
+    assert_eq!(json["repart"]["outcome"], "skipped", "{name}");
+    assert_eq!(
+        json["repart"]["reason"], "no /etc/repart.d in the initramfs",
         "{name}"
     );
     assert_eq!(json["slot"]["lowerdev"], lowerdev, "{name}");
