@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Benchmark (DESIGN section 8): first-boot repartitioning of a flashed 16 GiB image file —
+# `atomix repart --dry-run=no` (release build) against systemd-repart v252 (table + vfat) plus
+# mkfs.f2fs and sload.f2fs through a loop device over the data partition — side by side in one
+# run, median of N. Prints one table: metric | ours | anchor | ratio | target (ours <= 0.5).
+#
+# Usage: scripts/bench-repart.sh [--runs N] [--dir DIR] [--json]     (needs root: loop devices)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+cargo build --release --locked -p atomix -p atomix-systests --bin atomix --bin atomix-bench-repart
+target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+exec "$target/release/atomix-bench-repart" --atomix "$target/release/atomix" "$@"
