@@ -18,6 +18,8 @@ use std::fs::{self, File, OpenOptions};
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
 use atomix_repart::definitions::{self, Arch, Definition};
 use atomix_repart::gpt::{self, Geometry, Guid, Partition, Table, types};
 use atomix_repart::plan::{PlanOptions, plan};
@@ -49,39 +51,6 @@ fn stripped_definitions(board: &str, into: &Path) -> Vec<Definition> {
         fs::write(into.join(file), kept.join("\n") + "\n").unwrap();
     }
     definitions::load_dir(into, Arch::Arm64).unwrap()
-}
-
-/// The flashed AtomixOS image: boot-a at 16 MiB and rootfs-a at 144 MiB, first usable LBA
-/// 32768, backup GPT in the MiB after rootfs-a; then the file is extended to `disk` bytes, as
-/// when a 1169 MiB image is written to a larger disk.
-fn flashed_image(path: &Path, disk: u64) {
-    let image = 1169 * MIB;
-    let g = Geometry::new(image, 512).unwrap();
-    let mut t = Table::spanning(&g, Guid::from_seed(b"t1/disk"));
-    t.first_usable_lba = 32768;
-    t.partitions = vec![
-        Partition {
-            number: 1,
-            type_guid: types::XBOOTLDR,
-            uuid: Guid::from_seed(b"t1/boot-a"),
-            first_lba: 16 * MIB / 512,
-            last_lba: 144 * MIB / 512 - 1,
-            attributes: gpt::ATTR_LEGACY_BIOS_BOOTABLE,
-            name: "boot-a".into(),
-        },
-        Partition {
-            number: 2,
-            type_guid: types::ROOT_ARM64,
-            uuid: Guid::from_seed(b"t1/rootfs-a"),
-            first_lba: 144 * MIB / 512,
-            last_lba: 1168 * MIB / 512 - 1,
-            attributes: 0,
-            name: "rootfs-a".into(),
-        },
-    ];
-    let mut f = create(path, image);
-    gpt::write(&mut f, image, &t).unwrap();
-    f.set_len(disk).unwrap();
 }
 
 fn create(path: &Path, bytes: u64) -> File {
@@ -197,7 +166,7 @@ fn rock64_first_boot_matches_systemd_repart_on_4_8_16_32_gib() {
     for gib in [4, 8, 16, 32] {
         let disk = gib * GIB;
         let image = dir.path().join(format!("rock64-{gib}.img"));
-        flashed_image(&image, disk);
+        common::flashed_image(&image, disk);
         let t = compare(&defs_dir, &defs, &image, disk, false);
         let rows: Vec<_> = t
             .partitions
@@ -220,7 +189,7 @@ fn rock64_16_gib_has_the_design_sectors() {
     let defs = stripped_definitions("rock64", &defs_dir);
     let disk = 16 * GIB;
     let image = dir.path().join("rock64.img");
-    flashed_image(&image, disk);
+    common::flashed_image(&image, disk);
     let t = compare(&defs_dir, &defs, &image, disk, false);
     // DESIGN section 3, in sectors: boot-b at 1168 MiB, rootfs-b at 1296 MiB, data at 2320 MiB
     // to the last 4096-byte boundary before the backup GPT (33554432 sectors - 33 for the backup
@@ -356,7 +325,7 @@ fn a_too_small_disk_is_refused_by_both_and_left_unchanged() {
     let defs = stripped_definitions("rock64", &defs_dir);
     let disk = 2 * GIB;
     let image = dir.path().join("small.img");
-    flashed_image(&image, disk);
+    common::flashed_image(&image, disk);
     let before = sha256(&image);
     let current = read_table(&image, disk);
     let err = plan(&defs, Some(&current), disk, seed(), &PlanOptions::default()).unwrap_err();
