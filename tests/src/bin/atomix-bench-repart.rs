@@ -326,5 +326,127 @@ fn real_main() -> Result<()> {
         );
         println!("layouts: identical (starts, sizes, types, UUIDs, labels) in every run");
     }
+    guest_first_vs_steady(dir, args.runs, args.json)
+}
+
+/// In the guest (QEMU TCG, the real arm64 kernel): `/init`'s time (initrd.json `total_ms`, and
+/// its repart stage) on the first boot of a flashed 16 GiB disk against the next, steady-state
+/// boot of the same disk; median over `runs` fresh disks.
+fn guest_first_vs_steady(dir: &Path, runs: usize, json: bool) -> Result<()> {
+    use atomix_image::disk::{DiskLayout, DiskSpec, RootfsSource};
+    use atomix_image::initramfs::{InitramfsSpec, RepartSpec};
+
+    let artifacts = atomix_systests::Artifacts::locate()?;
+    let board = atomix_board::Board::builtin("qemu-virt")?;
+    let initramfs = dir.join("initramfs.img");
+    atomix_image::initramfs::build(
+        &InitramfsSpec {
+            modules_root: Some(artifacts.modules_root.clone()),
+            modules: board.modules.clone(),
+            repart: Some(RepartSpec::from_board(
+                board.repart.definitions,
+                &board.repart.modules,
+            )),
+            ..InitramfsSpec::new(&artifacts.init_binary)
+        },
+        &initramfs,
+    )?;
+    let rootfs = dir.join("rootfs");
+    atomix_systests::build_test_rootfs(&rootfs, &artifacts.busybox_aarch64)?;
+    let flashed = dir.join("guest-flashed.img");
+    atomix_image::disk::build(
+        &DiskSpec {
+            layout: DiskLayout::atomix(),
+            boot_files: vec![],
+            rootfs: RootfsSource::Dir(rootfs),
+            epoch: 0,
+            seed: "bench-repart".to_owned(),
+            size: Some(16 * GIB),
+        },
+        &flashed,
+        &mut |_| {},
+    )?;
+
+    let (mut first, mut steady, mut first_repart, mut steady_repart) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..runs {
+        let disk = dir.join("guest.img");
+        copy_sparse(&flashed, &disk)?;
+        for (kind, totals, reparts) in [
+            ("first", &mut first, &mut first_repart),
+            ("steady", &mut steady, &mut steady_repart),
+        ] {
+            let cfg = atomix_systests::qemu_config_for(
+                &artifacts.kernel_image,
+                &initramfs,
+                Some(&disk),
+                "console=ttyAMA0 panic=-1 atomixos.lowerdev=PARTLABEL=rootfs-a",
+                Duration::from_secs(240),
+                &format!("bench-repart-{kind}-{}", i + 1),
+            );
+            let out = atomix_qemu::run(&cfg, &mut |_| {})?;
+            let probe = atomix_systests::Probe::parse(&out.console);
+            let report = probe.initrd_json.filter(|_| probe.done).with_context(|| {
+                format!(
+                    "{kind} boot {} did not reach the probe (console: {})",
+                    i + 1,
+                    atomix_systests::qemu_log_path(&format!("bench-repart-{kind}-{}", i + 1))
+                        .display()
+                )
+            })?;
+            let expected = if kind == "first" {
+                "applied"
+            } else {
+                "nothing-to-do"
+            };
+            ensure!(
+                report["repart"]["outcome"] == expected,
+                "{kind} boot {}: repart {} (expected {expected})",
+                i + 1,
+                report["repart"]["outcome"]
+            );
+            let stage_ms = report["stages"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["name"] == "repart"))
+                .and_then(|s| s["ms"].as_f64())
+                .context("no repart stage in initrd.json")?;
+            let total = report["total_ms"].as_f64().context("no total_ms")?;
+            eprintln!(
+                "guest {kind} boot {}: initrd {total:.1} ms, repart {stage_ms:.1} ms",
+                i + 1
+            );
+            totals.push(total);
+            reparts.push(stage_ms);
+        }
+        fs::remove_file(&disk)?;
+    }
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (f, s, fr, sr) = (
+        med(first),
+        med(steady),
+        med(first_repart),
+        med(steady_repart),
+    );
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "guest_first_boot_initrd_ms": f,
+                "guest_steady_boot_initrd_ms": s,
+                "guest_first_boot_repart_ms": fr,
+                "guest_steady_boot_repart_ms": sr,
+            })
+        );
+    } else {
+        println!();
+        println!("in the guest (QEMU TCG), 16 GiB disk, initrd.json, median of {runs}");
+        println!("| metric | first boot | steady-state boot | ratio |");
+        println!("|---|---|---|---|");
+        println!("| /init total (ms) | {f:.1} | {s:.1} | {:.2} |", f / s);
+        println!("| repart stage (ms) | {fr:.1} | {sr:.1} | {:.2} |", fr / sr);
+    }
     Ok(())
 }
