@@ -13,6 +13,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use atomix_systests::{require_root, run_tool};
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -25,27 +26,6 @@ use atomix_repart::vfat;
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
-
-fn require_root() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "T2 tests need root (loop devices, BLKPG, mounts): run them as root, as CI does"
-    );
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// The loop device and the mount of its p2, undone when dropped (also on a panic).
 struct Attached {
@@ -81,7 +61,7 @@ fn flashed_image(dir: &Path) -> PathBuf {
     fs::create_dir_all(tree.join("etc")).unwrap();
     fs::write(tree.join("etc/marker"), "rootfs-a\n").unwrap();
     let sqfs = dir.join("rootfs.sqfs");
-    run(Command::new("mksquashfs").arg(&tree).arg(&sqfs).args([
+    run_tool(Command::new("mksquashfs").arg(&tree).arg(&sqfs).args([
         "-noappend",
         "-quiet",
         "-no-progress",
@@ -136,13 +116,15 @@ fn flashed_image(dir: &Path) -> PathBuf {
 
 #[test]
 fn apply_adds_partitions_with_blkpg_while_p2_is_mounted() {
-    require_root();
+    require_root("loop devices, BLKPG, mounts");
     let dir = tempfile::tempdir().unwrap();
     let image = flashed_image(dir.path());
     let dev = PathBuf::from(
-        run(Command::new("losetup")
-            .args(["--find", "--show", "--partscan"])
-            .arg(&image))
+        run_tool(
+            Command::new("losetup")
+                .args(["--find", "--show", "--partscan"])
+                .arg(&image),
+        )
         .trim(),
     );
     let mut attached = Attached {
@@ -154,7 +136,7 @@ fn apply_adds_partitions_with_blkpg_while_p2_is_mounted() {
     // What a GPT-aware kernel does at attach time.
     for (n, start, sectors) in [(1u32, 32768u64, 262_144u64), (2, 294_912, 2_097_152)] {
         if !Path::new(&format!("/sys/class/block/{}", part(n))).exists() {
-            run(Command::new("addpart").arg(&dev).args([
+            run_tool(Command::new("addpart").arg(&dev).args([
                 n.to_string(),
                 start.to_string(),
                 sectors.to_string(),
@@ -222,15 +204,21 @@ fn apply_adds_partitions_with_blkpg_while_p2_is_mounted() {
     assert!(steps.iter().any(|s| s.contains("BLKPG")), "{steps:?}");
 
     // The new file systems, through the kernel's partition devices.
-    run(Command::new("fsck.vfat")
-        .arg("-n")
-        .arg(format!("/dev/{}", part(3))));
-    run(Command::new("fsck.f2fs")
-        .arg("--dry-run")
-        .arg(format!("/dev/{}", part(5))));
-    let tree = run(Command::new("fsck.f2fs")
-        .args(["--dry-run", "-t"])
-        .arg(format!("/dev/{}", part(5))));
+    run_tool(
+        Command::new("fsck.vfat")
+            .arg("-n")
+            .arg(format!("/dev/{}", part(3))),
+    );
+    run_tool(
+        Command::new("fsck.f2fs")
+            .arg("--dry-run")
+            .arg(format!("/dev/{}", part(5))),
+    );
+    let tree = run_tool(
+        Command::new("fsck.f2fs")
+            .args(["--dry-run", "-t"])
+            .arg(format!("/dev/{}", part(5))),
+    );
     for d in [
         "config",
         "quadlet",

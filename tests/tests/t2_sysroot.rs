@@ -13,6 +13,7 @@
 // (`allow-unwrap-in-tests` only covers `#[test]` functions themselves).
 #![allow(clippy::unwrap_used)]
 
+use atomix_systests::{require_root, run_tool};
 use std::env;
 use std::fs;
 use std::os::fd::AsRawFd;
@@ -45,26 +46,6 @@ echo "KEEP $($B cat "$OLDROOT/mnt/keep/keep.txt")"
 echo "T2-INIT-END"
 "#;
 
-fn require_root() {
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "T2 tests need root (loop devices, squashfs/overlay mounts, mount namespaces): run them as root, as CI does"
-    );
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// A read-only loop device, detached when dropped.
 struct Loop(PathBuf);
 
@@ -82,7 +63,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        require_root();
+        require_root("loop devices, squashfs/overlay mounts, mount namespaces");
         let dir = tempfile::tempdir().unwrap();
         let tree = dir.path().join("tree");
         for d in ["bin", "sbin", "etc", "proc", "dev", "run", "sys"] {
@@ -93,7 +74,7 @@ impl Fixture {
         fs::set_permissions(tree.join("sbin/init"), fs::Permissions::from_mode(0o755)).unwrap();
         fs::write(tree.join("etc/lower.txt"), "from-lower\n").unwrap();
         let sqfs = dir.path().join("rootfs.sqfs");
-        run(Command::new("mksquashfs").arg(&tree).arg(&sqfs).args([
+        run_tool(Command::new("mksquashfs").arg(&tree).arg(&sqfs).args([
             "-comp",
             "zstd",
             "-b",
@@ -102,9 +83,11 @@ impl Fixture {
             "-all-root",
             "-quiet",
         ]));
-        let dev = run(Command::new("losetup")
-            .args(["--find", "--show", "--read-only"])
-            .arg(&sqfs));
+        let dev = run_tool(
+            Command::new("losetup")
+                .args(["--find", "--show", "--read-only"])
+                .arg(&sqfs),
+        );
         let dev = Loop(PathBuf::from(dev.trim()));
         assert!(
             dev.0.to_string_lossy().starts_with("/dev/loop"),
