@@ -14,6 +14,12 @@
 //! Mounting is limited to the file system it just made, to create `MakeDirectories=`.
 //!
 //! Unsafe code: only the block-device ioctls in the private `blkdev` module.
+//!
+//! Why not the `gpt` crate (DESIGN section 5 names it): crash safety needs the order of every
+//! single write under our control (and a fault-injecting I/O layer under all of them), plus a
+//! settable first usable LBA, the protective MBR, the backup moved to the disk's end and UUIDs
+//! derived from a seed; gpt 4.1 does its own I/O and offers none of these (research notes,
+//! crates-and-f2fs.md section 2). The codec here is checked against `sfdisk` and `sgdisk`.
 
 #![deny(unsafe_code)]
 
