@@ -884,6 +884,11 @@ mod tests {
     }
 
     impl Fake {
+        /// The last `n` recorded calls.
+        fn last_calls(&self, n: usize) -> &[String] {
+            &self.calls[self.calls.len().saturating_sub(n)..]
+        }
+
         fn new(cmdline: &str) -> Self {
             let mut f = Fake {
                 clock: Duration::from_millis(900),
@@ -1360,14 +1365,7 @@ mod tests {
         ));
         f.fail = Some("wait_device");
         assert_eq!(run(&mut f), Ending::Reboot);
-        let tail: Vec<&str> = f
-            .calls
-            .iter()
-            .rev()
-            .take(3)
-            .rev()
-            .map(String::as_str)
-            .collect();
+        let tail = f.last_calls(3);
         assert_eq!(
             tail,
             ["write_report /run/atomix/initrd.json", "sleep 4", "reboot"]
@@ -1447,14 +1445,7 @@ mod tests {
         f.shell = true;
         f.fail = Some("mount_lower");
         assert_eq!(run(&mut f), Ending::Reboot);
-        let tail: Vec<&str> = f
-            .calls
-            .iter()
-            .rev()
-            .take(2)
-            .rev()
-            .map(String::as_str)
-            .collect();
+        let tail = f.last_calls(2);
         assert_eq!(tail, ["run_shell", "reboot"]);
         assert!(!f.calls.iter().any(|c| c.starts_with("sleep")));
         let l = lines();
@@ -1470,14 +1461,7 @@ mod tests {
         ));
         f.fail = Some("mount_lower");
         assert_eq!(run(&mut f), Ending::Reboot);
-        let tail: Vec<&str> = f
-            .calls
-            .iter()
-            .rev()
-            .take(2)
-            .rev()
-            .map(String::as_str)
-            .collect();
+        let tail = f.last_calls(2);
         assert_eq!(tail, ["sleep 2", "reboot"]);
         assert!(
             lines().contains(

@@ -14,6 +14,7 @@
 
 mod artifacts;
 pub mod bench;
+mod fixtures;
 mod probe;
 mod rootfs;
 mod tools;

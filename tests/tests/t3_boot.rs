@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use atomix_image::disk::{self, DiskLayout, DiskSpec, RootfsSource};
-use atomix_image::initramfs::{self, InitramfsSpec};
+use atomix_image::initramfs;
 use atomix_qemu::{Ending, Expect, Outcome};
 use atomix_systests::{Artifacts, Probe, build_test_rootfs, qemu_config_for, qemu_log_path};
 
@@ -40,16 +39,9 @@ fn fixture() -> &'static Fixture {
 
 fn build_fixture() -> anyhow::Result<Fixture> {
     let artifacts = Artifacts::locate()?;
-    let dir = artifacts.target_dir.join("systest-tmp/t3");
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    std::fs::create_dir_all(&dir)?;
+    let dir = artifacts.fresh_dir("t3")?;
 
-    let board = atomix_board::Board::builtin("qemu-virt")?;
-    let mut spec = InitramfsSpec::new(&artifacts.init_binary);
-    spec.modules_root = Some(artifacts.modules_root.clone());
-    spec.modules = board.modules.clone();
+    let mut spec = artifacts.qemu_virt_initramfs(false)?;
     let initramfs = dir.join("initramfs.img");
     initramfs::build(&spec, &initramfs)?;
     spec.shell = Some(artifacts.busybox_aarch64.clone());
@@ -59,21 +51,7 @@ fn build_fixture() -> anyhow::Result<Fixture> {
     let rootfs = dir.join("rootfs");
     build_test_rootfs(&rootfs, &artifacts.busybox_aarch64)?;
     let disk = dir.join("disk.img");
-    let report = disk::build(
-        &DiskSpec {
-            layout: DiskLayout::atomix(),
-            boot_files: vec![
-                ("Image".to_owned(), artifacts.kernel_image.clone()),
-                ("initrd".to_owned(), initramfs.clone()),
-            ],
-            rootfs: RootfsSource::Dir(rootfs),
-            epoch: 0,
-            seed: "t3".to_owned(),
-            size: None,
-        },
-        &disk,
-        &mut |_| {},
-    )?;
+    let report = artifacts.probe_disk(&rootfs, &initramfs, "t3", None, &disk)?;
     let rootfs_part = report
         .partitions
         .iter()

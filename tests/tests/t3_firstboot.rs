@@ -16,8 +16,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use atomix_image::disk::{self, DiskLayout, DiskSpec, RootfsSource};
-use atomix_image::initramfs::{self, InitramfsSpec, RepartSpec};
+use atomix_image::initramfs;
 use atomix_qemu::{Ending, Outcome};
 use atomix_repart::gpt::{self, Table};
 use atomix_systests::{
@@ -54,21 +53,8 @@ fn fixture() -> &'static Fixture {
 
 fn build_fixture() -> anyhow::Result<Fixture> {
     let artifacts = Artifacts::locate()?;
-    let dir = artifacts.target_dir.join("systest-tmp/t3-firstboot");
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    std::fs::create_dir_all(&dir)?;
-    let board = atomix_board::Board::builtin("qemu-virt")?;
-    let spec = InitramfsSpec {
-        modules_root: Some(artifacts.modules_root.clone()),
-        modules: board.modules.clone(),
-        repart: Some(RepartSpec::from_board(
-            board.repart.definitions,
-            &board.repart.modules,
-        )),
-        ..InitramfsSpec::new(&artifacts.init_binary)
-    };
+    let dir = artifacts.fresh_dir("t3-firstboot")?;
+    let spec = artifacts.qemu_virt_initramfs(true)?;
     let initramfs = dir.join("initramfs.img");
     let report = initramfs::build(&spec, &initramfs)?;
     anyhow::ensure!(
@@ -80,21 +66,7 @@ fn build_fixture() -> anyhow::Result<Fixture> {
     build_test_rootfs(&rootfs, &artifacts.busybox_aarch64)?;
     let build = |name: &str, size: Option<u64>| -> anyhow::Result<PathBuf> {
         let out = dir.join(name);
-        disk::build(
-            &DiskSpec {
-                layout: DiskLayout::atomix(),
-                boot_files: vec![
-                    ("Image".to_owned(), artifacts.kernel_image.clone()),
-                    ("initrd".to_owned(), initramfs.clone()),
-                ],
-                rootfs: RootfsSource::Dir(rootfs.clone()),
-                epoch: 0,
-                seed: "t3-firstboot".to_owned(),
-                size,
-            },
-            &out,
-            &mut |_| {},
-        )?;
+        artifacts.probe_disk(&rootfs, &initramfs, "t3-firstboot", size, &out)?;
         Ok(out)
     };
     let flashed = build("flashed.img", None)?;

@@ -333,38 +333,18 @@ fn real_main() -> Result<()> {
 /// its repart stage) on the first boot of a flashed 16 GiB disk against the next, steady-state
 /// boot of the same disk; median over `runs` fresh disks.
 fn guest_first_vs_steady(dir: &Path, runs: usize, json: bool) -> Result<()> {
-    use atomix_image::disk::{DiskLayout, DiskSpec, RootfsSource};
-    use atomix_image::initramfs::{InitramfsSpec, RepartSpec};
-
     let artifacts = atomix_systests::Artifacts::locate()?;
-    let board = atomix_board::Board::builtin("qemu-virt")?;
     let initramfs = dir.join("initramfs.img");
-    atomix_image::initramfs::build(
-        &InitramfsSpec {
-            modules_root: Some(artifacts.modules_root.clone()),
-            modules: board.modules.clone(),
-            repart: Some(RepartSpec::from_board(
-                board.repart.definitions,
-                &board.repart.modules,
-            )),
-            ..InitramfsSpec::new(&artifacts.init_binary)
-        },
-        &initramfs,
-    )?;
+    atomix_image::initramfs::build(&artifacts.qemu_virt_initramfs(true)?, &initramfs)?;
     let rootfs = dir.join("rootfs");
     atomix_systests::build_test_rootfs(&rootfs, &artifacts.busybox_aarch64)?;
     let flashed = dir.join("guest-flashed.img");
-    atomix_image::disk::build(
-        &DiskSpec {
-            layout: DiskLayout::atomix(),
-            boot_files: vec![],
-            rootfs: RootfsSource::Dir(rootfs),
-            epoch: 0,
-            seed: "bench-repart".to_owned(),
-            size: Some(16 * GIB),
-        },
+    artifacts.probe_disk(
+        &rootfs,
+        &initramfs,
+        "bench-repart",
+        Some(16 * GIB),
         &flashed,
-        &mut |_| {},
     )?;
 
     let (mut first, mut steady, mut first_repart, mut steady_repart) =
