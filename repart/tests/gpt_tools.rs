@@ -3,11 +3,13 @@
 // Helpers outside #[test] functions panic on purpose: a failed fixture step is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 use std::process::Command;
 
-use atomix_repart::gpt::{self, ATTR_LEGACY_BIOS_BOOTABLE, Guid, Partition, Table, types};
+use atomix_repart::gpt::{self, ATTR_LEGACY_BIOS_BOOTABLE, Partition, types};
 
 const MIB: u64 = 1 << 20;
 const IMG: &str = "disk.img";
@@ -39,41 +41,12 @@ fn sparse_image(dir: &Path, bytes: u64) -> File {
     f
 }
 
-/// The AtomixOS image layout on a 1.2 GiB disk: boot-a at 16 MiB (128 MiB), rootfs-a at
-/// 144 MiB (1 GiB), first usable LBA 32768.
-fn atomix_table(disk_bytes: u64) -> Table {
-    let g = gpt::Geometry::new(disk_bytes, 512).unwrap();
-    let mut t = Table::spanning(&g, Guid::from_seed(b"t1/disk"));
-    t.first_usable_lba = 32768;
-    t.partitions = vec![
-        Partition {
-            number: 1,
-            type_guid: types::XBOOTLDR,
-            uuid: Guid::from_seed(b"t1/boot-a"),
-            first_lba: 16 * MIB / 512,
-            last_lba: 144 * MIB / 512 - 1,
-            attributes: ATTR_LEGACY_BIOS_BOOTABLE,
-            name: "boot-a".into(),
-        },
-        Partition {
-            number: 2,
-            type_guid: types::ROOT_ARM64,
-            uuid: Guid::from_seed(b"t1/rootfs-a"),
-            first_lba: 144 * MIB / 512,
-            last_lba: 1168 * MIB / 512 - 1,
-            attributes: 0,
-            name: "rootfs-a".into(),
-        },
-    ];
-    t
-}
-
 #[test]
 fn sfdisk_dump_of_written_table_is_golden() {
     let dir = tempfile::tempdir().unwrap();
     let disk = 1169 * MIB;
     let mut f = sparse_image(dir.path(), disk);
-    gpt::write(&mut f, disk, &atomix_table(disk)).unwrap();
+    gpt::write(&mut f, disk, &common::atomix_table(disk)).unwrap();
     drop(f);
 
     let dump = run(dir.path(), "sfdisk", &["-d", IMG]);
@@ -97,7 +70,7 @@ fn sgdisk_verifies_written_table() {
     let dir = tempfile::tempdir().unwrap();
     let disk = 1169 * MIB;
     let mut f = sparse_image(dir.path(), disk);
-    gpt::write(&mut f, disk, &atomix_table(disk)).unwrap();
+    gpt::write(&mut f, disk, &common::atomix_table(disk)).unwrap();
     drop(f);
 
     let out = run(dir.path(), "sgdisk", &["-v", IMG]);

@@ -53,13 +53,10 @@ fn pattern(len: usize, salt: u8) -> Vec<u8> {
         .collect()
 }
 
-/// The flashed AtomixOS image of DESIGN section 3: raw loader bytes below 16 MiB, boot-a (a
-/// real FAT16) at 16 MiB, rootfs-a (squashfs magic and data) at 144 MiB, the backup GPT in the
-/// MiB after rootfs-a; then the file is extended to `disk` bytes, as when the 1169 MiB image is
-/// written to a larger disk.
-pub fn flashed_image(path: &Path, disk: u64) -> Table {
-    let image = 1169 * MIB;
-    let g = Geometry::new(image, 512).unwrap();
+/// The AtomixOS table as flashed: boot-a at 16 MiB (128 MiB, legacy-BIOS-bootable), rootfs-a at
+/// 144 MiB (1 GiB), first usable LBA 32768, on a disk of `disk_bytes`.
+pub fn atomix_table(disk_bytes: u64) -> Table {
+    let g = Geometry::new(disk_bytes, 512).unwrap();
     let mut t = Table::spanning(&g, Guid::from_seed(b"t1/disk"));
     t.first_usable_lba = 32768;
     t.partitions = vec![
@@ -82,6 +79,16 @@ pub fn flashed_image(path: &Path, disk: u64) -> Table {
             name: "rootfs-a".into(),
         },
     ];
+    t
+}
+
+/// The flashed AtomixOS image of DESIGN section 3: raw loader bytes below 16 MiB, boot-a (a
+/// real FAT16) at 16 MiB, rootfs-a (squashfs magic and data) at 144 MiB, the backup GPT in the
+/// MiB after rootfs-a; then the file is extended to `disk` bytes, as when the 1169 MiB image is
+/// written to a larger disk.
+pub fn flashed_image(path: &Path, disk: u64) -> Table {
+    let image = 1169 * MIB;
+    let t = atomix_table(image);
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)
