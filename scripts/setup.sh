@@ -76,6 +76,9 @@ if [ ! -f "$cache/kernel/.done" ] || [ "$(cat "$cache/kernel/.pkg" 2>/dev/null)"
   echo "$kpkg" > "$cache/kernel/.pkg"
 fi
 fetch_arm64 busybox-static busybox
+# The Rock64 loader files (idbloader.img, u-boot.itb): the package exists only for arm64 and
+# `apt-get install` cannot take it on amd64 (research P1), so it is unpacked like the kernel.
+fetch_arm64 u-boot-rockchip u-boot-rockchip
 
 # Stable names for the harness: the kernel Image and its module tree.
 kimage=$(ls "$cache"/kernel/boot/vmlinuz-* | head -n1)

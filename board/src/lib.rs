@@ -2,14 +2,20 @@
 //!
 //! Owns: the per-board facts every other crate asks about (disk device, console, the kernel
 //! modules the initramfs must carry, the first-boot partition definitions and the raw region
-//! below them), parsed once from the TOML files in `board/profiles/` into validated types, and
-//! the repart.d definition sets in `board/repart.d/`. Adding a board means adding a profile
-//! file, not a code path.
+//! below them, the raw loader files, where the A/B boot counters live, recovery), parsed once
+//! from the TOML files in `board/profiles/` into validated types, and the repart.d definition
+//! sets in `board/repart.d/`. Adding a board means adding a profile file, not a code path.
+//! Also owns what U-Boot reads: the generated `boot.scr` ([`bootscript`]) in its legacy image
+//! wrapper ([`uimage`]), and the U-Boot environment formats that hold the counters ([`env`]).
 //!
-//! Must not: do I/O beyond reading the files it is given, or know about boot stages, partition
-//! plans or image formats.
+//! Must not: do I/O beyond reading or writing the bytes it is given, or know about `/init`'s
+//! stages, partition plans or image assembly.
 
 #![forbid(unsafe_code)]
+
+pub mod bootscript;
+pub mod env;
+pub mod uimage;
 
 use serde::Deserialize;
 
@@ -96,6 +102,212 @@ pub struct Board {
     pub modules: Vec<String>,
     /// First-boot repartitioning.
     pub repart: Repart,
+    /// What boot.scr needs to know.
+    pub boot: Boot,
+    /// The A/B boot counters.
+    pub ab: Ab,
+    /// Raw loader files written below the first partition; empty when the firmware is not on
+    /// the disk (QEMU).
+    pub loader: Option<Loader>,
+    /// Firmware passed to the emulator instead (QEMU's `-bios`).
+    pub firmware: Option<Firmware>,
+    /// USB mass-storage recovery, if the board has it.
+    pub recovery: Option<Recovery>,
+}
+
+/// The two slot pairs of the AtomixOS layout (DESIGN section 3) and their RAUC names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum Slot {
+    /// Boot partition 1, rootfs partition 2, RAUC slot `boot.0`, bootname `A`.
+    A,
+    /// Boot partition 3, rootfs partition 4, RAUC slot `boot.1`, bootname `B`.
+    B,
+}
+
+impl Slot {
+    /// Both slots, in the default boot order.
+    pub const ALL: [Slot; 2] = [Slot::A, Slot::B];
+
+    /// RAUC's bootname, as in `BOOT_ORDER` and `BOOT_<name>_LEFT`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Slot::A => "A",
+            Slot::B => "B",
+        }
+    }
+
+    /// GPT entry number of the slot's boot (vfat) partition.
+    pub fn boot_partition(self) -> u32 {
+        match self {
+            Slot::A => 1,
+            Slot::B => 3,
+        }
+    }
+
+    /// GPT entry number of the slot's rootfs partition.
+    pub fn rootfs_partition(self) -> u32 {
+        self.boot_partition() + 1
+    }
+
+    /// PARTLABEL of the boot partition.
+    pub fn boot_label(self) -> &'static str {
+        match self {
+            Slot::A => "boot-a",
+            Slot::B => "boot-b",
+        }
+    }
+
+    /// PARTLABEL of the rootfs partition.
+    pub fn rootfs_label(self) -> &'static str {
+        match self {
+            Slot::A => "rootfs-a",
+            Slot::B => "rootfs-b",
+        }
+    }
+
+    /// The `rauc.slot=` value (the boot slot's RAUC name).
+    pub fn rauc_slot(self) -> &'static str {
+        match self {
+            Slot::A => "boot.0",
+            Slot::B => "boot.1",
+        }
+    }
+
+    /// The env variable holding the slot's tries left.
+    pub fn left_var(self) -> &'static str {
+        match self {
+            Slot::A => "BOOT_A_LEFT",
+            Slot::B => "BOOT_B_LEFT",
+        }
+    }
+}
+
+impl std::str::FromStr for Slot {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "a" | "A" | "boot.0" => Ok(Slot::A),
+            "b" | "B" | "boot.1" => Ok(Slot::B),
+            _ => Err(format!(
+                "`{s}`: expected a slot: a or b (or boot.0, boot.1)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the boot script needs from the board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Boot {
+    /// U-Boot device type used when distro boot did not set `devtype` (`mmc`, `virtio`).
+    pub uboot_devtype: String,
+    /// U-Boot device number used when distro boot did not set `devnum`.
+    pub uboot_devnum: u32,
+    /// The device tree inside the kernel package (`usr/lib/linux-image-<version>/<dtb>`); it
+    /// goes into the boot partition's FAT root under its file name. `None`: the firmware's own
+    /// (`${fdtcontroladdr}`).
+    pub dtb: Option<String>,
+    /// Overrides U-Boot's `ramdisk_addr_r`.
+    pub ramdisk_addr: Option<String>,
+    /// Kernel parameters after the console and slot parameters.
+    pub kernel_args: String,
+}
+
+impl Boot {
+    /// The DTB's name in the FAT root, if the board has one.
+    pub fn dtb_file_name(&self) -> Option<&str> {
+        self.dtb
+            .as_deref()
+            .map(|d| d.rsplit('/').next().unwrap_or(d))
+    }
+}
+
+/// The A/B boot counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ab {
+    /// Tries a slot gets (`BOOT_x_LEFT` after mark-good or a reset), 1..=9.
+    pub tries: u32,
+    /// Where the counters are kept between boots.
+    pub store: AbStore,
+}
+
+/// Where `BOOT_ORDER`, `BOOT_A_LEFT` and `BOOT_B_LEFT` live.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AbStore {
+    /// U-Boot's own environment (binary, CRC32 header, not redundant) at a byte offset of the
+    /// disk; boot.scr persists with `saveenv`.
+    UbootEnv {
+        /// Byte offset on the disk.
+        offset: u64,
+        /// Environment size in bytes (CONFIG_ENV_SIZE), CRC included.
+        size: u64,
+    },
+    /// A text file (`env export -t` format) in the FAT root of a boot partition; boot.scr
+    /// persists with `env export -t` + `save`.
+    VfatFile {
+        /// GPT entry number of the vfat partition.
+        partition: u32,
+        /// File name in the FAT root.
+        file: String,
+    },
+}
+
+/// Raw loader files below the first partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loader {
+    /// Debian package that ships them (arm64; unpacked with `dpkg -x`).
+    pub package: String,
+    /// Directory of the files inside the unpacked package.
+    pub dir: String,
+    /// The files and where they go.
+    pub files: Vec<LoaderFile>,
+}
+
+/// One raw loader file.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoaderFile {
+    /// File name inside [`Loader::dir`].
+    pub file: String,
+    /// 512-byte sector it starts at.
+    pub sector: u64,
+}
+
+impl LoaderFile {
+    /// Byte offset on the disk.
+    pub fn offset(&self) -> u64 {
+        self.sector * 512
+    }
+}
+
+/// Firmware given to the emulator.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Firmware {
+    /// QEMU `-bios` file.
+    pub bios: String,
+    /// Size of the environment U-Boot reads from the start of flash bank 1 (its
+    /// CONFIG_ENV_SIZE); a seed with `bootdelay=0` there skips the autoboot countdown.
+    pub env_size: u64,
+}
+
+/// USB mass-storage recovery in boot.scr.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Recovery {
+    /// U-Boot GPIO number of the (active-low) recovery button.
+    pub gpio: u32,
+    /// Seconds the button must stay held.
+    pub hold_seconds: u32,
+    /// `ums` USB controller index.
+    pub usb_controller: u32,
 }
 
 /// How a board's disk is repartitioned on first boot.
@@ -122,6 +334,36 @@ struct RawBoard {
     earlycon: Option<String>,
     initramfs: RawInitramfs,
     repart: RawRepart,
+    boot: RawBoot,
+    ab: RawAb,
+    loader: Option<RawLoader>,
+    firmware: Option<Firmware>,
+    recovery: Option<Recovery>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawBoot {
+    uboot_devtype: String,
+    uboot_devnum: u32,
+    dtb: Option<String>,
+    ramdisk_addr: Option<String>,
+    kernel_args: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAb {
+    tries: u32,
+    store: AbStore,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLoader {
+    package: String,
+    dir: String,
+    files: Vec<LoaderFile>,
 }
 
 #[derive(Deserialize)]
@@ -228,6 +470,25 @@ impl Board {
                 format!("{first_usable} must be a multiple of 4096 and at least 1 MiB"),
             ));
         }
+        let boot = validate_boot(raw.boot).map_err(|(field, problem)| invalid(field, problem))?;
+        let ab = validate_ab(raw.ab, first_usable).map_err(|(f, p)| invalid(f, p))?;
+        let loader = raw
+            .loader
+            .map(|l| validate_loader(l, first_usable))
+            .transpose()
+            .map_err(|(f, p)| invalid(f, p))?;
+        if let (Some(loader), AbStore::UbootEnv { offset, size }) = (&loader, &ab.store) {
+            let env = *offset..offset + size;
+            if let Some(f) = loader.files.iter().find(|f| env.contains(&f.offset())) {
+                return Err(invalid(
+                    "ab.store",
+                    format!(
+                        "the environment at {offset:#x}..{:#x} holds the start of {}",
+                        env.end, f.file
+                    ),
+                ));
+            }
+        }
         Ok(Self {
             name: raw.name,
             description: raw.description,
@@ -241,6 +502,11 @@ impl Board {
                 first_usable_bytes: first_usable,
                 modules: raw.repart.modules,
             },
+            boot,
+            ab,
+            loader,
+            firmware: raw.firmware,
+            recovery: raw.recovery,
         })
     }
 
@@ -250,6 +516,129 @@ impl Board {
     pub fn partition_device(&self, number: u32) -> String {
         partition_device(&self.disk, number)
     }
+}
+
+type Problem = (&'static str, String);
+
+fn validate_boot(raw: RawBoot) -> Result<Boot, Problem> {
+    let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !word(&raw.uboot_devtype) {
+        return Err((
+            "boot.uboot-devtype",
+            format!("`{}` must be a U-Boot interface name", raw.uboot_devtype),
+        ));
+    }
+    if let Some(dtb) = &raw.dtb
+        && (dtb.starts_with('/') || dtb.contains("..") || !dtb.ends_with(".dtb"))
+    {
+        return Err((
+            "boot.dtb",
+            format!("`{dtb}` must be a relative path to a .dtb file"),
+        ));
+    }
+    if let Some(addr) = &raw.ramdisk_addr {
+        let hex = addr.strip_prefix("0x").unwrap_or("");
+        if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err((
+                "boot.ramdisk-addr",
+                format!("`{addr}` must be a hex address like 0x08000000"),
+            ));
+        }
+    }
+    // The arguments end up inside a double-quoted U-Boot `setenv`.
+    if raw.kernel_args.contains(['"', '$', '\\', '\n', ';']) {
+        return Err((
+            "boot.kernel-args",
+            format!(
+                "`{}` must not contain quotes, $, \\, ; or newlines",
+                raw.kernel_args
+            ),
+        ));
+    }
+    Ok(Boot {
+        uboot_devtype: raw.uboot_devtype,
+        uboot_devnum: raw.uboot_devnum,
+        dtb: raw.dtb,
+        ramdisk_addr: raw.ramdisk_addr,
+        kernel_args: raw.kernel_args,
+    })
+}
+
+fn validate_ab(raw: RawAb, first_usable: u64) -> Result<Ab, Problem> {
+    if !(1..=9).contains(&raw.tries) {
+        return Err((
+            "ab.tries",
+            format!(
+                "{} must be 1..=9 (boot.scr counts down without setexpr)",
+                raw.tries
+            ),
+        ));
+    }
+    match &raw.store {
+        AbStore::UbootEnv { offset, size } => {
+            if *size < 0x1000 || !size.is_power_of_two() {
+                return Err((
+                    "ab.store.size",
+                    format!("{size:#x} must be a power of two of at least 0x1000"),
+                ));
+            }
+            if *offset < GPT_END || offset + size > first_usable || !offset.is_multiple_of(512) {
+                return Err((
+                    "ab.store.offset",
+                    format!(
+                        "{offset:#x}..{:#x} must be sector aligned, after the primary GPT and below the first partition ({first_usable:#x})",
+                        offset + size
+                    ),
+                ));
+            }
+        }
+        AbStore::VfatFile { partition, file } => {
+            if *partition == 0 {
+                return Err((
+                    "ab.store.partition",
+                    "must be a GPT entry number (1 or more)".into(),
+                ));
+            }
+            if file.is_empty() || file.contains(['/', '\\', ' ']) {
+                return Err((
+                    "ab.store.file",
+                    format!("`{file}` must be a plain file name"),
+                ));
+            }
+        }
+    }
+    Ok(Ab {
+        tries: raw.tries,
+        store: raw.store,
+    })
+}
+
+/// The primary GPT (protective MBR, header, 128 entries) ends here.
+const GPT_END: u64 = 34 * 512;
+
+fn validate_loader(raw: RawLoader, first_usable: u64) -> Result<Loader, Problem> {
+    if raw.files.is_empty() {
+        return Err(("loader.files", "must name at least one file".into()));
+    }
+    for f in &raw.files {
+        if f.file.is_empty() || f.file.contains('/') {
+            return Err(("loader.files", format!("`{}` must be a file name", f.file)));
+        }
+        if f.offset() < GPT_END || f.offset() >= first_usable {
+            return Err((
+                "loader.files",
+                format!(
+                    "{} at sector {} must start after the primary GPT (sector 34) and below the first partition",
+                    f.file, f.sector
+                ),
+            ));
+        }
+    }
+    Ok(Loader {
+        package: raw.package,
+        dir: raw.dir,
+        files: raw.files,
+    })
 }
 
 /// The kernel's partition naming rule for whole-disk `disk`.
@@ -332,6 +721,63 @@ mod tests {
         let text = include_str!("../profiles/qemu-virt.toml").replace("16777216", "4096");
         let e = Board::parse("t", &text).unwrap_err().to_string();
         assert!(e.contains("first-usable-bytes"), "{e}");
+    }
+
+    #[test]
+    fn boot_counter_rules_are_checked() {
+        let rock64 = include_str!("../profiles/rock64.toml");
+        let e = Board::parse("t", &rock64.replace("tries = 3", "tries = 10"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ab.tries"), "{e}");
+        // The environment must stay in the raw region and off the loader files.
+        let e = Board::parse("t", &rock64.replace("0x3F8000", "0x1000000"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ab.store.offset"), "{e}");
+        let e = Board::parse("t", &rock64.replace("0x3F8000", "0x7FC000"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("u-boot.itb"), "{e}");
+        let e = Board::parse("t", &rock64.replace("sector = 64", "sector = 8"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("loader.files") && e.contains("idbloader"), "{e}");
+        let e = Board::parse("t", &rock64.replace("rootwait", "a;b"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("boot.kernel-args"), "{e}");
+    }
+
+    #[test]
+    fn the_boards_differ_where_the_hardware_does() {
+        let rock64 = Board::builtin("rock64").unwrap();
+        let qemu = Board::builtin("qemu-virt").unwrap();
+        assert_eq!(rock64.boot.dtb_file_name(), Some("rk3328-rock64.dtb"));
+        assert_eq!(qemu.boot.dtb_file_name(), None);
+        assert!(matches!(
+            rock64.ab.store,
+            AbStore::UbootEnv {
+                offset: 0x3F8000,
+                size: 0x8000
+            }
+        ));
+        assert!(matches!(
+            qemu.ab.store,
+            AbStore::VfatFile { partition: 1, .. }
+        ));
+        let loader = rock64.loader.unwrap();
+        assert_eq!(loader.files[0].offset(), 32 * 1024);
+        assert_eq!(loader.files[1].offset(), 8 << 20);
+        assert!(qemu.loader.is_none() && rock64.firmware.is_none());
+        assert_eq!(qemu.firmware.unwrap().env_size, 0x40000);
+        assert!(rock64.recovery.is_some() && qemu.recovery.is_none());
+        assert_eq!("b".parse::<Slot>(), Ok(Slot::B));
+        assert!("c".parse::<Slot>().is_err());
+        assert_eq!(
+            (Slot::B.boot_partition(), Slot::B.rootfs_partition()),
+            (3, 4)
+        );
     }
 
     #[test]
