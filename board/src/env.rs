@@ -69,6 +69,11 @@ pub enum EnvError {
         /// The name.
         name: String,
     },
+    /// The U-Boot binary holds no recognisable default environment.
+    #[error(
+        "no built-in default environment (a NUL-separated block with bootcmd=) in the U-Boot binary"
+    )]
+    NoDefault,
     /// A value the encoding cannot hold.
     #[error("value of {name} must not contain NUL or newlines")]
     Value {
@@ -271,6 +276,15 @@ pub fn default_from_binary(binary: &[u8]) -> Option<Env> {
         }
     }
     None
+}
+
+/// An environment area for `binary`'s U-Boot that boots without the autoboot countdown: its
+/// default environment with `bootdelay=0` (the whole default, since a saved environment
+/// replaces it: P7), encoded for an area of `size` bytes.
+pub fn no_bootdelay_seed(binary: &[u8], size: usize) -> Result<Vec<u8>, EnvError> {
+    let mut env = default_from_binary(binary).ok_or(EnvError::NoDefault)?;
+    env.set("bootdelay", "0")?;
+    env.encode_binary(size)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -482,5 +496,10 @@ mod tests {
         assert_eq!(e.len(), 3);
         assert_eq!(e.get("bootdelay"), Some("2"));
         assert!(default_from_binary(b"nothing here\0\0").is_none());
+        let seed = no_bootdelay_seed(&bin, 0x1000).unwrap();
+        let back = Env::decode_binary(&seed).unwrap();
+        assert_eq!(back.get("bootdelay"), Some("0"));
+        assert_eq!(back.get("bootcmd"), Some("run distro_bootcmd"));
+        assert_eq!(no_bootdelay_seed(b"x", 0x1000), Err(EnvError::NoDefault));
     }
 }

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
+use atomix_board::Board;
 use atomix_qemu::{Ending, QemuConfig, Transport};
 use clap::Args;
 
@@ -17,9 +18,20 @@ pub struct QemuArgs {
     /// Initramfs for the direct boot.
     #[arg(long, value_name = "FILE", requires = "kernel")]
     initramfs: Option<PathBuf>,
+    /// Boot through the board's firmware (qemu-virt: Debian's u-boot-qemu) and the boot.scr on
+    /// the disk, as a board would, instead of a direct kernel boot.
+    #[arg(long, conflicts_with_all = ["kernel", "bios"])]
+    uboot: bool,
     /// Firmware for -bios (e.g. U-Boot's qemu_arm64 u-boot.bin) instead of a direct boot.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "kernel")]
     bios: Option<PathBuf>,
+    /// Board profile whose firmware --uboot uses.
+    #[arg(long, default_value = "qemu-virt")]
+    board: String,
+    /// Keep U-Boot's autoboot countdown. By default a U-Boot boot gets a read-only flash
+    /// environment (its own defaults plus bootdelay=0), which saves 2 s a boot.
+    #[arg(long)]
+    keep_bootdelay: bool,
     /// Raw disk image, attached as virtio-blk (/dev/vda).
     #[arg(long, value_name = "FILE")]
     disk: PathBuf,
@@ -46,6 +58,32 @@ pub struct QemuArgs {
     json: bool,
 }
 
+/// A temporary flash bank holding `bios`'s default environment with bootdelay=0.
+fn no_bootdelay_seed(board: &Board, bios: &std::path::Path) -> Result<tempfile::TempPath> {
+    let size = board
+        .firmware
+        .as_ref()
+        .map(|f| f.env_size)
+        .with_context(|| format!("board {} does not say where its firmware keeps the environment (use --keep-bootdelay)", board.name))?;
+    let binary = std::fs::read(bios)
+        .with_context(|| format!("cannot read the firmware {}", bios.display()))?;
+    let area = atomix_board::env::no_bootdelay_seed(&binary, usize::try_from(size)?).with_context(
+        || {
+            format!(
+                "{}: cannot make a bootdelay=0 environment (use --keep-bootdelay)",
+                bios.display()
+            )
+        },
+    )?;
+    let path = tempfile::Builder::new()
+        .prefix("atomix-uboot-env.")
+        .tempfile()?
+        .into_temp_path();
+    atomix_qemu::write_flash_bank(&path, &area)
+        .with_context(|| format!("cannot write the flash environment {}", path.display()))?;
+    Ok(path)
+}
+
 /// Exit codes of `atomix qemu`, by how the guest ended.
 pub fn exit_code(ending: &Ending) -> u8 {
     match ending {
@@ -59,11 +97,33 @@ pub fn exit_code(ending: &Ending) -> u8 {
 }
 
 pub fn run(args: QemuArgs) -> Result<u8> {
+    let board = Board::builtin(&args.board)?;
+    let bios = match (args.uboot, args.bios) {
+        (true, _) => Some(PathBuf::from(
+            &board
+                .firmware
+                .as_ref()
+                .with_context(|| {
+                    format!("board {} has no emulator firmware for --uboot", board.name)
+                })?
+                .bios,
+        )),
+        (false, bios) => bios,
+    };
+    if bios.is_none() && args.kernel.is_none() {
+        bail!("nothing to boot: pass --kernel IMAGE, --uboot or --bios FILE");
+    }
+    // Lives until QEMU is gone.
+    let seed = match (&bios, args.keep_bootdelay) {
+        (Some(bios), false) => Some(no_bootdelay_seed(&board, bios)?),
+        _ => None,
+    };
     let cfg = QemuConfig {
         kernel: args.kernel,
         initramfs: args.initramfs,
         append: args.append,
-        bios: args.bios,
+        bios,
+        flash_bank1: seed.as_ref().map(|s| s.to_path_buf()),
         disks: vec![args.disk],
         transport: if args.mmio {
             Transport::Mmio

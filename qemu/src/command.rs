@@ -70,6 +70,11 @@ pub(crate) fn args(cfg: &QemuConfig) -> Vec<OsString> {
     if let Some(bios) = &cfg.bios {
         push_path("-bios", bios.as_os_str());
     }
+    if let Some(bank) = &cfg.flash_bank1 {
+        let mut drive = OsString::from("if=pflash,unit=1,format=raw,readonly=on,file=");
+        drive.push(escape_commas(bank.as_os_str()));
+        push_path("-drive", &drive);
+    }
     if let Some(kernel) = &cfg.kernel {
         push_path("-kernel", kernel.as_os_str());
     }
@@ -80,22 +85,28 @@ pub(crate) fn args(cfg: &QemuConfig) -> Vec<OsString> {
         push_path("-append", OsStr::new(append));
     }
     for (index, disk) in cfg.disks.iter().enumerate() {
-        let mut drive = b"file=".to_vec();
-        // QEMU's option syntax escapes a comma in a value by doubling it.
-        for &byte in disk.as_os_str().as_bytes() {
-            drive.push(byte);
-            if byte == b',' {
-                drive.push(b',');
-            }
-        }
-        drive.extend_from_slice(format!(",if=none,format=raw,id=d{index}").as_bytes());
+        let mut drive = OsString::from("file=");
+        drive.push(escape_commas(disk.as_os_str()));
+        drive.push(format!(",if=none,format=raw,id=d{index}"));
         args.push("-drive".into());
-        args.push(OsString::from_vec(drive));
+        args.push(drive);
         args.push("-device".into());
         args.push(format!("{},drive=d{index}", cfg.transport.device_model()).into());
     }
     args.extend(cfg.extra_args.iter().map(OsString::from));
     args
+}
+
+/// QEMU's option syntax escapes a comma in a value by doubling it.
+fn escape_commas(value: &OsStr) -> OsString {
+    let mut out = Vec::with_capacity(value.len());
+    for &byte in value.as_bytes() {
+        out.push(byte);
+        if byte == b',' {
+            out.push(b',');
+        }
+    }
+    OsString::from_vec(out)
 }
 
 #[cfg(test)]
@@ -159,6 +170,7 @@ mod tests {
         let cfg = QemuConfig {
             binary: PathBuf::from("/opt/qemu"),
             bios: Some("/usr/lib/u-boot/qemu_arm64/u-boot.bin".into()),
+            flash_bank1: Some("/t/env,seed.img".into()),
             disks: vec!["d.img".into()],
             transport: Transport::Mmio,
             no_reboot: false,
@@ -169,6 +181,7 @@ mod tests {
             joined(&cfg),
             "/opt/qemu -M virt -cpu cortex-a72 -m 1024 -nographic -serial stdio -monitor none \
              -nic none -bios /usr/lib/u-boot/qemu_arm64/u-boot.bin \
+             -drive if=pflash,unit=1,format=raw,readonly=on,file=/t/env,,seed.img \
              -drive file=d.img,if=none,format=raw,id=d0 -device virtio-blk-device,drive=d0"
         );
     }

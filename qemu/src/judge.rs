@@ -10,6 +10,8 @@ const RESTARTING: &str = "reboot: Restarting system";
 const PANIC: &str = "Kernel panic - not syncing: ";
 /// Printed by `panic()` when it is done (not printed when `panic=-1` reboots at once).
 const PANIC_END: &str = "---[ end Kernel panic";
+/// What U-Boot's `reset` command prints before resetting the board (`arch/arm/lib/reset.c`).
+const UBOOT_RESET: &str = "resetting ...";
 
 /// The ending that the first terminal marker in `console` stands for, judged as under
 /// `-no-reboot`: `reboot: Power down` → [`Ending::PowerOff`], `reboot: Restarting system` →
@@ -31,7 +33,7 @@ pub(crate) fn line_ending(line: &str) -> Option<Ending> {
     if line.contains(POWER_DOWN) {
         return Some(Ending::PowerOff);
     }
-    if line.contains(RESTARTING) {
+    if line.contains(RESTARTING) || line.trim() == UBOOT_RESET {
         return Some(Ending::Reset);
     }
     None
@@ -126,6 +128,9 @@ mod tests {
         );
         let text = "[2] reboot: Restarting system\n[3] reboot: Power down\n";
         assert_eq!(classify(text), Some(Ending::Reset));
+        let text = "AtomixOS: cannot boot slot B\r\nresetting ...\r\n";
+        assert_eq!(classify(text), Some(Ending::Reset));
+        assert_eq!(classify("echo resetting ... later\n"), None);
     }
 
     #[test]

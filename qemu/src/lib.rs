@@ -33,12 +33,43 @@ mod process;
 mod run;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use command::{command_line, command_line_string};
 pub use judge::classify;
 pub use run::run;
+
+/// Size of a `virt` machine flash bank: QEMU refuses a pflash drive of any other size (P5).
+pub const FLASH_BANK_BYTES: u64 = 64 << 20;
+
+/// Writes a flash bank image for [`QemuConfig::flash_bank1`]: `contents` at its start (for
+/// qemu_arm64 U-Boot, an environment area of its CONFIG_ENV_SIZE), the rest left as a hole.
+/// Written beside `path` and renamed into place.
+///
+/// # Errors
+/// `contents` is larger than a bank, or the file cannot be written.
+pub fn write_flash_bank(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    if contents.len() as u64 > FLASH_BANK_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "{} bytes do not fit a {FLASH_BANK_BYTES}-byte flash bank",
+                contents.len()
+            ),
+        ));
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(contents)?;
+    file.as_file().set_len(FLASH_BANK_BYTES)?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
 
 /// How the raw disks are attached to the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -98,6 +129,9 @@ pub struct QemuConfig {
     pub append: Option<String>,
     /// `-bios`: firmware such as U-Boot's `u-boot.bin`.
     pub bios: Option<PathBuf>,
+    /// A read-only flash bank 1 (`-drive if=pflash,unit=1,readonly=on`): where qemu_arm64
+    /// U-Boot reads its environment. Make it with [`write_flash_bank`].
+    pub flash_bank1: Option<PathBuf>,
     /// Raw disk images, attached in order as virtio-blk (`/dev/vda`, `/dev/vdb`, ...).
     pub disks: Vec<PathBuf>,
     /// The virtio transport of the disks.
@@ -131,6 +165,7 @@ impl Default for QemuConfig {
             initramfs: None,
             append: None,
             bios: None,
+            flash_bank1: None,
             disks: Vec::new(),
             transport: Transport::Pci,
             memory_mib: 1024,
@@ -150,7 +185,8 @@ impl Default for QemuConfig {
 pub enum Ending {
     /// The kernel printed `reboot: Power down` (a guest power-off).
     PowerOff,
-    /// The kernel printed `reboot: Restarting system` (only with `no_reboot`).
+    /// The kernel printed `reboot: Restarting system`, or U-Boot's `reset` printed
+    /// `resetting ...` (only with `no_reboot`).
     Reset,
     /// The kernel printed `Kernel panic - not syncing: <message>` (only with `no_reboot`).
     Panic {
@@ -251,4 +287,23 @@ pub enum QemuError {
         #[source]
         source: std::io::Error,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flash_banks_are_64_mib_with_the_contents_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bank.img");
+        write_flash_bank(&path, b"env").unwrap();
+        let data = std::fs::read(&path).unwrap();
+        assert_eq!(data.len() as u64, FLASH_BANK_BYTES);
+        assert_eq!(&data[..4], b"env\0");
+        assert!(data[3..].iter().all(|&b| b == 0));
+        let too_big = vec![0u8; FLASH_BANK_BYTES as usize + 1];
+        assert!(write_flash_bank(&dir.path().join("big.img"), &too_big).is_err());
+        assert!(!dir.path().join("big.img").exists());
+    }
 }

@@ -132,6 +132,7 @@ fn validate(cfg: &QemuConfig) -> Result<(), QemuError> {
         ("kernel", cfg.kernel.as_ref()),
         ("initramfs", cfg.initramfs.as_ref()),
         ("bios", cfg.bios.as_ref()),
+        ("flash bank 1", cfg.flash_bank1.as_ref()),
     ]
     .into_iter()
     .filter_map(|(what, path)| path.map(|path| (what, path)))
