@@ -3,12 +3,15 @@
 //! disk image holding the probe rootfs. The building itself is `atomix-image`'s.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use atomix_board::{Board, BoardError};
 use atomix_image::disk::{self, DiskError, DiskLayout, DiskReport, DiskSpec, RootfsSource};
 use atomix_image::initramfs::{InitramfsSpec, RepartSpec};
 
-use crate::{Artifacts, HarnessError};
+use atomix_qemu::QemuConfig;
+
+use crate::{Artifacts, HarnessError, qemu_log_path};
 
 impl Artifacts {
     /// An emptied directory `<target>/systest-tmp/<name>` for one test binary's fixtures.
@@ -72,5 +75,59 @@ impl Artifacts {
             out,
             &mut |_| {},
         )
+    }
+
+    /// The QEMU configuration of a boot through the qemu-virt board's U-Boot (`-bios`) and the
+    /// boot.scr on `disk`, as on a board: no kernel, initramfs or command line of its own. Flash
+    /// bank 1 holds U-Boot's own default environment with `bootdelay=0` (made once per call in
+    /// `<target>/systest-tmp/`), so no boot waits out the countdown. `-no-reboot`: every reset
+    /// (U-Boot's or the kernel's) and every panic ends the run, one boot attempt per run.
+    ///
+    /// # Errors
+    /// The board profile does not load, the firmware cannot be read, or the seed not written.
+    pub fn uboot_config(
+        &self,
+        disk: &Path,
+        timeout: Duration,
+        log_name: &str,
+    ) -> Result<QemuConfig, HarnessError> {
+        let board = Board::builtin("qemu-virt").map_err(|e| HarnessError::Board(Box::new(e)))?;
+        let firmware = board
+            .firmware
+            .ok_or_else(|| HarnessError::MissingArtifact {
+                what: "qemu-virt firmware entry",
+                path: PathBuf::from("board/profiles/qemu-virt.toml"),
+                make: "add [firmware] to the profile",
+            })?;
+        let bios = PathBuf::from(&firmware.bios);
+        let binary = std::fs::read(&bios).map_err(|source| HarnessError::Firmware {
+            path: bios.clone(),
+            source,
+        })?;
+        let size = usize::try_from(firmware.env_size).unwrap_or(usize::MAX);
+        let area = atomix_board::env::no_bootdelay_seed(&binary, size).map_err(|source| {
+            HarnessError::EnvSeed {
+                path: bios.clone(),
+                source,
+            }
+        })?;
+        let seed_dir = self.target_dir.join("systest-tmp");
+        std::fs::create_dir_all(&seed_dir).map_err(|source| HarnessError::CreateDir {
+            path: seed_dir.clone(),
+            source,
+        })?;
+        let seed = seed_dir.join("uboot-env-bootdelay0.img");
+        atomix_qemu::write_flash_bank(&seed, &area).map_err(|source| HarnessError::Write {
+            path: seed.clone(),
+            source,
+        })?;
+        Ok(QemuConfig {
+            bios: Some(bios),
+            flash_bank1: Some(seed),
+            disks: vec![disk.to_owned()],
+            timeout,
+            console_log: Some(qemu_log_path(log_name)),
+            ..QemuConfig::default()
+        })
     }
 }

@@ -84,6 +84,36 @@ pub enum HarnessError {
         #[source]
         source: std::io::Error,
     },
+    /// A board profile does not load.
+    #[error("board profile")]
+    Board(#[source] Box<atomix_board::BoardError>),
+    /// The firmware (U-Boot) could not be read.
+    #[error("cannot read the firmware `{}`", path.display())]
+    Firmware {
+        /// The firmware file.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No bootdelay=0 environment could be made for the firmware.
+    #[error("cannot make a bootdelay=0 environment for `{}`", path.display())]
+    EnvSeed {
+        /// The firmware file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: atomix_board::env::EnvError,
+    },
+    /// A file could not be written.
+    #[error("cannot write `{}`", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
     /// A file's mode could not be set.
     #[error("cannot set the mode of `{}`", path.display())]
     SetMode {
