@@ -1,9 +1,10 @@
 //! Finding the slot device without udev and without sleep loops.
 //!
-//! [`wait_for`] scans `/sys/class/block` once and, if the device is not there yet, blocks on a
-//! kernel uevent source until a block device is added or changed, scanning again each time, until
-//! the deadline. The caller opens the uevent socket ([`NetlinkUevents::open`]) *before* calling it,
-//! so an event that fires during the first scan is not lost.
+//! [`wait_for`] scans `/sys/class/block` once and, if the device is not there yet, subscribes to
+//! the kernel's uevents, scans again (so a device added between the first scan and the
+//! subscription is not missed), then blocks on the uevent source until a block device is added or
+//! changed, scanning again each time, until the deadline. When the device is already there (the
+//! modules stage loads the disk driver synchronously, so it normally is), no socket is opened.
 //!
 //! - `/dev/NAME`: `NAME` exists in `/sys/class/block` and `/dev/NAME` exists.
 //! - `PARTLABEL=`: a `/sys/class/block/*/uevent` with `PARTNAME=<label>`; the node is `DEVNAME=`.
@@ -357,6 +358,12 @@ pub enum Wake {
 
 /// A blocking source of kernel uevents.
 pub trait UeventSource {
+    /// Starts listening: events from now on are delivered by [`UeventSource::wait`].
+    ///
+    /// # Errors
+    ///
+    /// The source cannot be opened; the caller gives up.
+    fn subscribe(&mut self) -> Result<(), DeviceError>;
     /// Waits at most `timeout` (always > 0) for the next event.
     ///
     /// # Errors
@@ -365,20 +372,26 @@ pub trait UeventSource {
     fn wait(&mut self, timeout: Duration) -> Result<Wake, DeviceError>;
 }
 
-/// The real [`UeventSource`]: a `NETLINK_KOBJECT_UEVENT` socket bound to the kernel's group 1.
-#[derive(Debug)]
+/// The real [`UeventSource`]: a `NETLINK_KOBJECT_UEVENT` socket bound to the kernel's group 1,
+/// opened by [`UeventSource::subscribe`].
+#[derive(Debug, Default)]
 pub struct NetlinkUevents {
-    fd: OwnedFd,
+    fd: Option<OwnedFd>,
     buf: Vec<u8>,
 }
 
 impl NetlinkUevents {
-    /// Opens and binds the socket. Do this before the first scan.
+    /// A source that is not listening yet (no system call).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Opens and binds the socket.
     ///
     /// # Errors
     ///
     /// [`DeviceError::Uevent`] if the socket cannot be created or bound.
-    pub fn open() -> Result<Self, DeviceError> {
+    fn open() -> Result<OwnedFd, DeviceError> {
         use rustix::net::{self, AddressFamily, SocketFlags, SocketType, netlink};
         let fd = net::socket_with(
             AddressFamily::NETLINK,
@@ -401,26 +414,35 @@ impl NetlinkUevents {
                 source: e.into(),
             }
         })?;
-        Ok(NetlinkUevents {
-            fd,
-            buf: vec![0; 16 * 1024],
-        })
+        Ok(fd)
     }
 }
 
 impl UeventSource for NetlinkUevents {
+    fn subscribe(&mut self) -> Result<(), DeviceError> {
+        if self.fd.is_none() {
+            self.fd = Some(Self::open()?);
+            self.buf = vec![0; 16 * 1024];
+        }
+        Ok(())
+    }
+
     fn wait(&mut self, timeout: Duration) -> Result<Wake, DeviceError> {
         use rustix::io::Errno;
         use rustix::net::{RecvFlags, sockopt};
         // SO_RCVTIMEO of zero would mean "forever".
         let timeout = timeout.max(Duration::from_millis(1));
-        sockopt::set_socket_timeout(&self.fd, sockopt::Timeout::Recv, Some(timeout)).map_err(
-            |e| DeviceError::Uevent {
+        self.subscribe()?;
+        let Some(fd) = &self.fd else {
+            return Ok(Wake::Timeout);
+        };
+        sockopt::set_socket_timeout(fd, sockopt::Timeout::Recv, Some(timeout)).map_err(|e| {
+            DeviceError::Uevent {
                 op: "set the receive timeout",
                 source: e.into(),
-            },
-        )?;
-        match rustix::net::recv(&self.fd, &mut self.buf[..], RecvFlags::empty()) {
+            }
+        })?;
+        match rustix::net::recv(fd, &mut self.buf[..], RecvFlags::empty()) {
             Ok((n, _)) => Ok(self
                 .buf
                 .get(..n)
@@ -436,8 +458,10 @@ impl UeventSource for NetlinkUevents {
     }
 }
 
-/// Waits until `spec` is present or `timeout` has passed, without polling: one scan, then one
-/// scan per block `add`/`change` event (or lost events). `now` is the monotonic clock.
+/// Waits until `spec` is present or `timeout` has passed, without polling: one scan; if the
+/// device is not there, [`UeventSource::subscribe`] and a second scan (so nothing added between
+/// the two is missed), then one scan per block `add`/`change` event (or lost events). `now` is
+/// the monotonic clock.
 ///
 /// # Errors
 ///
@@ -453,6 +477,10 @@ pub fn wait_for(
 ) -> Result<PathBuf, DeviceError> {
     let deadline = now() + timeout;
     let mut last = scan(paths, spec, gpt)?;
+    if last.found.is_none() {
+        events.subscribe()?;
+        last = scan(paths, spec, gpt)?;
+    }
     loop {
         if let Some(found) = last.found.take() {
             return Ok(found);
@@ -716,10 +744,37 @@ mod tests {
         steps: VecDeque<(Duration, Box<dyn FnOnce() -> Wake + 'a>)>,
         clock: &'a std::cell::Cell<Duration>,
         waits: usize,
+        subscribed: usize,
+        /// Runs on the tree when the waiter subscribes.
+        on_subscribe: Option<Box<dyn FnOnce() + 'a>>,
+    }
+
+    impl<'a> Script<'a> {
+        fn new(
+            clock: &'a std::cell::Cell<Duration>,
+            steps: VecDeque<(Duration, Box<dyn FnOnce() -> Wake + 'a>)>,
+        ) -> Self {
+            Script {
+                steps,
+                clock,
+                waits: 0,
+                subscribed: 0,
+                on_subscribe: None,
+            }
+        }
     }
 
     impl UeventSource for Script<'_> {
+        fn subscribe(&mut self) -> Result<(), DeviceError> {
+            self.subscribed += 1;
+            if let Some(act) = self.on_subscribe.take() {
+                act();
+            }
+            Ok(())
+        }
+
         fn wait(&mut self, timeout: Duration) -> Result<Wake, DeviceError> {
+            assert_eq!(self.subscribed, 1, "waits only after subscribing once");
             self.waits += 1;
             assert!(!timeout.is_zero());
             match self.steps.pop_front() {
@@ -749,8 +804,9 @@ mod tests {
         t.disk("vda", 8192);
         let clock = std::cell::Cell::new(Duration::from_secs(1));
         let mut now = || clock.get();
-        let mut events = Script {
-            steps: VecDeque::from([
+        let mut events = Script::new(
+            &clock,
+            VecDeque::from([
                 // A non-block event: ignored (no rescan), even though the partition exists by then.
                 (
                     Duration::from_millis(10),
@@ -771,9 +827,7 @@ mod tests {
                     }),
                 ),
             ]),
-            clock: &clock,
-            waits: 0,
-        };
+        );
         let found = wait_for(
             &t.paths(),
             &DeviceSpec::PartLabel("rootfs-a".into()),
@@ -793,11 +847,7 @@ mod tests {
         let t = Tree::new();
         t.disk("vda", 8192);
         let clock = std::cell::Cell::new(Duration::ZERO);
-        let mut events = Script {
-            steps: VecDeque::new(),
-            clock: &clock,
-            waits: 0,
-        };
+        let mut events = Script::new(&clock, VecDeque::new());
         let found = wait_for(
             &t.paths(),
             &DeviceSpec::Path("/dev/vda".into()),
@@ -809,6 +859,33 @@ mod tests {
         .unwrap();
         assert_eq!(found, t.dev("vda"));
         assert_eq!(events.waits, 0);
+        assert_eq!(
+            events.subscribed, 0,
+            "no uevent socket for a device already there"
+        );
+    }
+
+    #[test]
+    fn device_added_before_the_subscription_is_not_missed() {
+        let t = Tree::new();
+        t.disk("vda", 8192);
+        let clock = std::cell::Cell::new(Duration::ZERO);
+        let mut events = Script::new(&clock, VecDeque::new());
+        // It appears after the first scan, before any event can be received: only the scan
+        // after subscribing can see it.
+        events.on_subscribe = Some(Box::new(|| t.part("vda2", 2, "rootfs-a", true)));
+        let found = wait_for(
+            &t.paths(),
+            &DeviceSpec::PartLabel("rootfs-a".into()),
+            Duration::from_secs(5),
+            &mut NoGpt,
+            &mut events,
+            &mut || clock.get(),
+        )
+        .unwrap();
+        assert_eq!(found, t.dev("vda2"));
+        assert_eq!((events.subscribed, events.waits), (1, 0));
+        assert_eq!(clock.get(), Duration::ZERO, "no wait");
     }
 
     #[test]
@@ -817,14 +894,13 @@ mod tests {
         t.disk("vda", 8192);
         t.part("vda1", 1, "boot-a", true);
         let clock = std::cell::Cell::new(Duration::ZERO);
-        let mut events = Script {
-            steps: VecDeque::from([(
+        let mut events = Script::new(
+            &clock,
+            VecDeque::from([(
                 Duration::from_secs(1),
                 Box::new(|| Wake::Overflow) as Box<dyn FnOnce() -> Wake>,
             )]),
-            clock: &clock,
-            waits: 0,
-        };
+        );
         let err = wait_for(
             &t.paths(),
             &DeviceSpec::PartLabel("rootfs-a".into()),

@@ -156,8 +156,8 @@ impl System for HostSystem {
         spec: &DeviceSpec,
         timeout: Duration,
     ) -> Result<PathBuf, DeviceError> {
-        // The socket first, then the scan: no event can fall between them.
-        let mut events = NetlinkUevents::open()?;
+        // Opened only if the first scan does not find the device (see `device::wait_for`).
+        let mut events = NetlinkUevents::new();
         device::wait_for(
             &HostPaths::system(),
             spec,

@@ -22,8 +22,8 @@
 //!
 //! `outcome` is `ok` or `failed`; `result` is `loaded` or `already-loaded`. `slot` is null until
 //! the device stage found the slot; `rauc_slot` is null without `rauc.slot=`; `init` is null
-//! until the command line was parsed; `peak_rss_kib` (`VmHWM` of `/init` from
-//! [`PROC_SELF_STATUS`]) is set only in the final report, written just before the exec. Times are milliseconds on `CLOCK_BOOTTIME` (the kernel's
+//! until the command line was parsed; `peak_rss_kib` (the larger of `VmHWM` from
+//! [`PROC_SELF_STATUS`] and `Rss` from [`PROC_SELF_SMAPS_ROLLUP`]) is set only in the final report, written just before the exec. Times are milliseconds on `CLOCK_BOOTTIME` (the kernel's
 //! uptime clock) with microsecond precision.
 
 use serde::Serialize;
@@ -33,6 +33,14 @@ pub const REPORT_PATH: &str = "/run/atomix/initrd.json";
 
 /// Where `/init` reads its peak resident set size (`VmHWM`).
 pub const PROC_SELF_STATUS: &str = "/proc/self/status";
+
+/// Where `/init` reads its resident set size counted page by page (`Rss`).
+///
+/// The kernel (before 6.2) keeps a task's RSS counts in a per-task cache and adds them to the
+/// process's, which `VmHWM` is computed from, only every 64 page faults, at exec and at exit.
+/// `/init` takes few faults (fault-around maps 16 pages of the binary at a time), so `VmHWM` can
+/// read almost nothing (measured: 4 kB). `smaps_rollup` walks the page tables instead.
+pub const PROC_SELF_SMAPS_ROLLUP: &str = "/proc/self/smaps_rollup";
 
 /// The report's schema version.
 pub const VERSION: u32 = 1;
@@ -210,8 +218,23 @@ impl Report {
 
 /// The `VmHWM:` value (peak resident set size, in KiB) of a `/proc/<pid>/status` text.
 pub fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
-    status.lines().find_map(|line| {
-        let value = line.strip_prefix("VmHWM:")?.trim();
+    parse_kib_field(status, "VmHWM:")
+}
+
+/// The `Rss:` value (resident set size now, in KiB) of a `/proc/<pid>/smaps_rollup` text.
+pub fn parse_smaps_rss_kib(smaps_rollup: &str) -> Option<u64> {
+    parse_kib_field(smaps_rollup, "Rss:")
+}
+
+/// The peak RSS to report: the larger of `VmHWM` and the `smaps_rollup` `Rss` (see
+/// [`PROC_SELF_SMAPS_ROLLUP`] for why `VmHWM` alone can be far too low).
+pub fn peak_rss_kib(vm_hwm: Option<u64>, smaps_rss: Option<u64>) -> Option<u64> {
+    vm_hwm.max(smaps_rss)
+}
+
+fn parse_kib_field(text: &str, field: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix(field)?.trim();
         value
             .strip_suffix("kB")
             .unwrap_or(value)
@@ -307,5 +330,13 @@ mod tests {
         assert_eq!(parse_vm_hwm_kib(status), Some(1234));
         assert_eq!(parse_vm_hwm_kib("VmRSS:\t 900 kB\n"), None);
         assert_eq!(parse_vm_hwm_kib("VmHWM:\t lots kB\n"), None);
+        let rollup = "00400000-ffffd000 ---p 00000000 00:00 0    [rollup]\n\
+                      Rss:                1236 kB\nPss:                1236 kB\n";
+        assert_eq!(parse_smaps_rss_kib(rollup), Some(1236));
+        assert_eq!(parse_smaps_rss_kib(status), None);
+        assert_eq!(peak_rss_kib(Some(4), Some(1236)), Some(1236));
+        assert_eq!(peak_rss_kib(Some(2048), Some(1236)), Some(2048));
+        assert_eq!(peak_rss_kib(None, Some(1236)), Some(1236));
+        assert_eq!(peak_rss_kib(None, None), None);
     }
 }

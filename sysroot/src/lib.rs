@@ -12,12 +12,15 @@
 
 #![forbid(unsafe_code)]
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::fs;
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{CWD, Dir, Mode, OFlags};
 use rustix::mount::{MountFlags, MountPropagationFlags};
 
 /// `RAMFS_MAGIC` from `linux/magic.h`: the filesystem type of the kernel's rootfs.
@@ -319,67 +322,120 @@ pub struct Freed {
 /// [`SysrootError::Remove`] for an entry that cannot be listed or deleted (a directory that is
 /// not empty or busy because it holds a kept entry is not an error).
 pub fn free_initramfs(root: &Path, keep: &Path) -> Result<Freed, SysrootError> {
-    let root_md = fs::symlink_metadata(root).map_err(|source| SysrootError::Stat {
+    let stat_err = |source: rustix::io::Errno| SysrootError::Stat {
         path: root.to_path_buf(),
-        source,
-    })?;
+        source: source.into(),
+    };
+    let root_fd = open_dir(CWD, root).map_err(stat_err)?;
+    let root_dev = rustix::fs::fstat(&root_fd).map_err(stat_err)?.st_dev;
     // The kept path may not exist (then there is nothing to protect).
     let keep_id = fs::symlink_metadata(keep).ok().map(|m| (m.dev(), m.ino()));
     let mut freed = Freed::default();
-    remove_children(root, root_md.dev(), keep_id, &mut freed)?;
+    remove_children(root_fd, root, dev_id(root_dev), keep_id, &mut freed)?;
     Ok(freed)
 }
 
+/// `st_dev` as `u64` (it is `u64` on 64-bit Linux, narrower on some 32-bit targets).
+#[allow(clippy::useless_conversion)]
+fn dev_id(dev: rustix::fs::Dev) -> u64 {
+    u64::from(dev)
+}
+
+/// Opens the directory `name` (relative to `at`) without following a symbolic link.
+fn open_dir<Fd: AsFd>(at: Fd, name: impl rustix::path::Arg) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        at,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Deletes what [`free_initramfs`] deletes below the open directory `dir_fd` (at `dir`).
+///
+/// It works on directory descriptors (`getdents`, `unlinkat`, `fstatat`) rather than paths, and
+/// takes the entry type from `getdents`: a file is unlinked without a `stat` first. Unlinking
+/// cannot cross into another filesystem (a file with something mounted on it is `EBUSY`, kept),
+/// so only directories are checked for their device (and against `keep`) before descending.
+/// Under QEMU TCG every system call costs a fraction of a millisecond, and this halves them.
 fn remove_children(
+    dir_fd: OwnedFd,
     dir: &Path,
     dev: u64,
     keep: Option<(u64, u64)>,
     freed: &mut Freed,
 ) -> Result<(), SysrootError> {
-    let read_dir_err = |source| SysrootError::ReadDir {
+    use rustix::fs::{AtFlags, FileType};
+    use rustix::io::Errno;
+
+    let read_dir_err = |source: Errno| SysrootError::ReadDir {
         path: dir.to_path_buf(),
-        source,
+        source: source.into(),
     };
-    for entry in fs::read_dir(dir).map_err(read_dir_err)? {
-        let path = entry.map_err(read_dir_err)?.path();
-        let md = fs::symlink_metadata(&path).map_err(|source| SysrootError::Stat {
-            path: path.clone(),
-            source,
-        })?;
-        if md.dev() != dev || Some((md.dev(), md.ino())) == keep {
-            freed.kept.push(path);
+    let mut entries = Dir::new(dir_fd).map_err(read_dir_err)?;
+    while let Some(entry) = entries.read() {
+        let entry = entry.map_err(read_dir_err)?;
+        let name = entry.file_name();
+        if name == c"." || name == c".." {
             continue;
         }
-        if md.is_dir() {
-            remove_children(&path, dev, keep, freed)?;
-            match fs::remove_dir(&path) {
-                Ok(()) => freed.removed += 1,
-                // Still holds a mount point or the kept path.
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc_errno::ENOTEMPTY | libc_errno::EBUSY)
-                    ) =>
-                {
-                    freed.kept.push(path);
+        let path = || dir.join(OsStr::from_bytes(name.to_bytes()));
+        let fd = entries.fd().map_err(read_dir_err)?;
+        let stat = || {
+            rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|source| {
+                SysrootError::Stat {
+                    path: path(),
+                    source: source.into(),
                 }
-                Err(source) => return Err(SysrootError::Remove { path, source }),
+            })
+        };
+        let is_dir = match entry.file_type() {
+            FileType::Directory => true,
+            // A filesystem that does not fill in `d_type`.
+            FileType::Unknown => FileType::from_raw_mode(stat()?.st_mode) == FileType::Directory,
+            _ => false,
+        };
+        // Only a directory is ever kept, except a file that is `keep` itself.
+        if is_dir || keep.is_some_and(|(_, ino)| ino == entry.ino()) {
+            let st = stat()?;
+            let id = (dev_id(st.st_dev), st.st_ino);
+            if id.0 != dev || Some(id) == keep {
+                freed.kept.push(path());
+                continue;
             }
-        } else {
-            fs::remove_file(&path).map_err(|source| SysrootError::Remove {
-                path: path.clone(),
-                source,
-            })?;
-            freed.removed += 1;
+        }
+        if !is_dir {
+            match rustix::fs::unlinkat(fd, name, AtFlags::empty()) {
+                Ok(()) => freed.removed += 1,
+                // Something is mounted on it: another filesystem, left alone.
+                Err(Errno::BUSY) => freed.kept.push(path()),
+                Err(source) => {
+                    return Err(SysrootError::Remove {
+                        path: path(),
+                        source: source.into(),
+                    });
+                }
+            }
+            continue;
+        }
+        let sub = open_dir(fd, name).map_err(|source| SysrootError::ReadDir {
+            path: path(),
+            source: source.into(),
+        })?;
+        remove_children(sub, &path(), dev, keep, freed)?;
+        match rustix::fs::unlinkat(fd, name, AtFlags::REMOVEDIR) {
+            Ok(()) => freed.removed += 1,
+            // Still holds a mount point or the kept path.
+            Err(Errno::NOTEMPTY | Errno::BUSY) => freed.kept.push(path()),
+            Err(source) => {
+                return Err(SysrootError::Remove {
+                    path: path(),
+                    source: source.into(),
+                });
+            }
         }
     }
     Ok(())
-}
-
-/// The errno values [`free_initramfs`] tolerates, as raw numbers for `io::Error::raw_os_error`.
-mod libc_errno {
-    pub const ENOTEMPTY: i32 = rustix::io::Errno::NOTEMPTY.raw_os_error();
-    pub const EBUSY: i32 = rustix::io::Errno::BUSY.raw_os_error();
 }
 
 /// Hands the machine over to `new_root` (a mount point, normally the overlay at `/sysroot`).
