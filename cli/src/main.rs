@@ -4,7 +4,7 @@
 //! formatting (human and `--json`) and exit codes.
 //!
 //! Must not: hold logic the libraries should own — every subcommand is a thin call into
-//! `atomix-image`, `atomix-qemu` or `atomix-board`.
+//! `atomix-image`, `atomix-qemu`, `atomix-flash` or `atomix-board`.
 //!
 //! Exit codes: 0 success; 1 the operation failed (the error chain is printed); 2 bad usage;
 //! `atomix qemu` also: 3 the guest reset (rebooted), 4 kernel panic, 5 timeout, 6 QEMU exited
@@ -15,9 +15,15 @@
 //! or the disk is partly updated and consistent (a re-run completes it); 2 bad usage or a
 //! target that does not exist; 3 refused (disk too small, partitions in the way, the
 //! `--empty=` rule), with the plan's reason.
+//!
+//! `atomix flash`: 0 flashed and verified; 1 failed (I/O) — the message says what state the
+//! target is in; 2 bad usage or a missing image/target; 3 refused by a safety check or declined
+//! at the prompt (nothing written); 4 verification mismatch; 130 interrupted (SIGINT/SIGTERM),
+//! with the target's state.
 
 #![forbid(unsafe_code)]
 
+mod flash;
 mod image;
 mod initramfs;
 mod paths;
@@ -50,6 +56,11 @@ enum Command {
     /// Repartition an image file or block device with repart.d definitions (dry run by default).
     #[command(long_about = REPART_ABOUT)]
     Repart(repart::RepartArgs),
+    /// Write an image to a block device safely: refuses mounted, root, too small and non-block
+    /// targets, asks unless --yes, shows progress, fsyncs and verifies by reading back
+    /// (0 verified, 1 failed, 2 usage, 3 refused/declined, 4 mismatch, 130 interrupted).
+    #[command(long_about = flash::ABOUT)]
+    Flash(flash::FlashArgs),
     /// List the board profiles.
     Boards,
 }
@@ -61,6 +72,7 @@ fn main() -> ExitCode {
         Command::Image(cmd) => image::run(cmd).map(|()| 0),
         Command::Qemu(args) => qemu::run(args),
         Command::Repart(args) => repart::run(args),
+        Command::Flash(args) => flash::run(args),
         Command::Boards => boards().map(|()| 0),
     };
     match result {

@@ -1,0 +1,336 @@
+//! Benchmark: `atomix flash` against `dd` writing the same image to the same loop device, side
+//! by side in one run (DESIGN section 8; issue 4's target: our write throughput at least 0.9x
+//! dd's).
+//!
+//! - image: `--size` MiB (default 1024) of pseudo-random data with a 64 MiB hole in the middle
+//!   (free space in a real image), so compression or zero detection cannot help either side;
+//! - target: one loop device over a backing file of the image's size, in the same directory
+//!   as the image (the same file system for both sides);
+//! - ours: `atomix flash --yes --no-verify IMAGE /dev/loopN` (release build; the write and its
+//!   fsync, no verification) — wall time of the process;
+//! - anchor: `dd if=IMAGE of=/dev/loopN bs=4M conv=fsync` — wall time of the process;
+//! - verification, separately: ours is `atomix flash --yes --json` (its `verify_seconds`: read
+//!   back with O_DIRECT and SHA-256), the anchor right after a dd write is
+//!   `dd if=/dev/loopN bs=4M iflag=direct | sha256sum`; both must give the image's SHA-256.
+//!
+//! Before every run the loop device is discarded (`blkdiscard`: the backing file becomes a hole
+//! again, so every run allocates the same blocks), dirty data is synced and the page cache is
+//! dropped (`echo 3 > /proc/sys/vm/drop_caches`), so each run starts from the same state. The
+//! order of ours and dd alternates between rounds; medians are reported. Needs root.
+//!
+//! The table is our own (like `atomix-bench-repart`'s): the `Row` type of `atomix-bench` knows
+//! only "at most" targets and renders only the initramfs table.
+//!
+//! Usage: atomix-bench-flash --atomix PATH [--rounds N] [--size MIB] [--dir DIR] [--json]
+
+use std::fs::{self, File};
+use std::io::Write as _;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+
+const MIB: u64 = 1 << 20;
+/// Target: our write throughput at least this fraction of dd's.
+const TARGET_RATIO: f64 = 0.9;
+
+struct Args {
+    atomix: PathBuf,
+    rounds: usize,
+    size_mib: u64,
+    dir: Option<PathBuf>,
+    json: bool,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        atomix: PathBuf::new(),
+        rounds: 5,
+        size_mib: 1024,
+        dir: None,
+        json: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--atomix" => args.atomix = it.next().context("--atomix PATH")?.into(),
+            "--rounds" => args.rounds = it.next().context("--rounds N")?.parse()?,
+            "--size" => args.size_mib = it.next().context("--size MIB")?.parse()?,
+            "--dir" => args.dir = Some(it.next().context("--dir DIR")?.into()),
+            "--json" => args.json = true,
+            other => bail!(
+                "unknown argument {other:?}; usage: atomix-bench-flash --atomix PATH \
+                 [--rounds N] [--size MIB] [--dir DIR] [--json]"
+            ),
+        }
+    }
+    ensure!(
+        !args.atomix.as_os_str().is_empty(),
+        "--atomix PATH (the release atomix binary) is required"
+    );
+    ensure!(args.rounds > 0, "--rounds must be at least 1");
+    ensure!(args.size_mib >= 128, "--size must be at least 128 (MiB)");
+    Ok(args)
+}
+
+fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `cmd` and returns its wall time in seconds (and its stdout).
+fn timed(cmd: &mut Command) -> Result<(f64, String)> {
+    let started = Instant::now();
+    let out = run(cmd)?;
+    Ok((started.elapsed().as_secs_f64(), out))
+}
+
+/// The loop device, detached when dropped (also on an error).
+struct Loop {
+    dev: PathBuf,
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
+    }
+}
+
+/// The image: xorshift64* data (incompressible, fast to make), a 64 MiB hole in the middle.
+fn make_image(path: &Path, bytes: u64) -> Result<()> {
+    let f = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    f.set_len(bytes)?;
+    let hole = (bytes / 2 / MIB * MIB, 64 * MIB);
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut chunk = vec![0u8; (4 * MIB) as usize];
+    let mut at = 0;
+    while at < bytes {
+        let n = (bytes - at).min(chunk.len() as u64) as usize;
+        if at >= hole.0 && at < hole.0 + hole.1 {
+            at += n as u64;
+            continue;
+        }
+        for word in chunk[..n].chunks_exact_mut(8) {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            word.copy_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+        }
+        f.write_all_at(&chunk[..n], at)?;
+        at += n as u64;
+    }
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Every run starts alike: the target's blocks discarded, nothing dirty, no page cache.
+fn reset(dev: &Path) -> Result<()> {
+    run(Command::new("blkdiscard").arg(dev))?;
+    run(&mut Command::new("sync"))?;
+    fs::write("/proc/sys/vm/drop_caches", "3\n").context("cannot drop caches")?;
+    Ok(())
+}
+
+fn ours(atomix: &Path, image: &Path, dev: &Path, verify: bool) -> Result<(f64, serde_json::Value)> {
+    let mut cmd = Command::new(atomix);
+    cmd.args(["flash", "--yes", "--json"]);
+    if !verify {
+        cmd.arg("--no-verify");
+    }
+    let (secs, out) = timed(cmd.arg(image).arg(dev).stdin(Stdio::null()))?;
+    let report: serde_json::Value =
+        serde_json::from_str(&out).with_context(|| format!("atomix flash --json printed {out}"))?;
+    Ok((secs, report))
+}
+
+fn dd_write(image: &Path, dev: &Path) -> Result<f64> {
+    Ok(timed(
+        Command::new("dd")
+            .arg(format!("if={}", image.display()))
+            .arg(format!("of={}", dev.display()))
+            .args(["bs=4M", "conv=fsync", "status=none"]),
+    )?
+    .0)
+}
+
+/// `dd if=DEV bs=4M iflag=direct count=.. | sha256sum`: (seconds, hex digest).
+fn dd_verify(dev: &Path, bytes: u64) -> Result<(f64, String)> {
+    let script = format!(
+        "dd if={} bs=4M iflag=direct count={} status=none | sha256sum",
+        dev.display(),
+        bytes / (4 * MIB)
+    );
+    let (secs, out) = timed(Command::new("sh").args(["-c", &script]))?;
+    let hash = out.split_whitespace().next().unwrap_or_default().to_owned();
+    Ok((secs, hash))
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("atomix-bench-flash: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
+    let args = parse_args()?;
+    ensure!(
+        rustix::process::geteuid().is_root(),
+        "needs root (loop devices, blkdiscard, drop_caches)"
+    );
+    let scratch = match &args.dir {
+        Some(d) => tempfile::tempdir_in(d)?,
+        None => tempfile::tempdir()?,
+    };
+    let dir = scratch.path();
+    let bytes = args.size_mib * MIB;
+    let image = dir.join("image.img");
+    eprintln!("making a {} MiB image in {}", args.size_mib, dir.display());
+    make_image(&image, bytes)?;
+    let sha = run(Command::new("sha256sum").arg(&image))?
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let backing = dir.join("target.img");
+    File::create(&backing)?.set_len(bytes)?;
+    let lo = Loop {
+        dev: PathBuf::from(
+            run(Command::new("losetup")
+                .args(["--find", "--show"])
+                .arg(&backing))?
+            .trim(),
+        ),
+    };
+    let dev = lo.dev.as_path();
+
+    let (mut ours_w, mut dd_w, mut ours_v, mut dd_v) = (vec![], vec![], vec![], vec![]);
+    for round in 0..args.rounds {
+        let ours_run = || -> Result<f64> {
+            reset(dev)?;
+            Ok(ours(&args.atomix, &image, dev, false)?.0)
+        };
+        let dd_run = || -> Result<f64> {
+            reset(dev)?;
+            dd_write(&image, dev)
+        };
+        let (o, d) = if round % 2 == 0 {
+            let o = ours_run()?;
+            (o, dd_run()?)
+        } else {
+            let d = dd_run()?;
+            (ours_run()?, d)
+        };
+        // Verification: ours inside a full flash, dd's read-back right after a dd write.
+        reset(dev)?;
+        let (_, report) = ours(&args.atomix, &image, dev, true)?;
+        ensure!(
+            report["verified"] == true && report["sha256"] == sha.as_str(),
+            "round {}: atomix flash did not verify: {report}",
+            round + 1
+        );
+        let ov = report["verify_seconds"]
+            .as_f64()
+            .context("no verify_seconds in the report")?;
+        reset(dev)?;
+        dd_write(&image, dev)?;
+        let (dv, dd_sha) = dd_verify(dev, bytes)?;
+        ensure!(
+            dd_sha == sha,
+            "round {}: dd's copy reads back as {dd_sha}, the image is {sha}",
+            round + 1
+        );
+        eprintln!(
+            "round {}: write ours {o:.2} s ({:.0} MB/s), dd {d:.2} s ({:.0} MB/s); verify ours \
+             {ov:.2} s, dd|sha256sum {dv:.2} s",
+            round + 1,
+            bytes as f64 / o / 1e6,
+            bytes as f64 / d / 1e6
+        );
+        ours_w.push(o);
+        dd_w.push(d);
+        ours_v.push(ov);
+        dd_v.push(dv);
+    }
+    drop(lo);
+
+    let (o, d) = (median(&ours_w), median(&dd_w));
+    let (ov, dv) = (median(&ours_v), median(&dd_v));
+    let (o_mbs, d_mbs) = (bytes as f64 / o / 1e6, bytes as f64 / d / 1e6);
+    let ratio = o_mbs / d_mbs;
+    let met = ratio >= TARGET_RATIO;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "rounds": args.rounds,
+                "image_bytes": bytes,
+                "ours_write_seconds": o,
+                "dd_write_seconds": d,
+                "ours_write_mb_per_s": o_mbs,
+                "dd_write_mb_per_s": d_mbs,
+                "ratio": ratio,
+                "target_ratio_at_least": TARGET_RATIO,
+                "met": met,
+                "ours_verify_seconds": ov,
+                "dd_verify_seconds": dv,
+            })
+        );
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "flash of a {} MiB image to a loop device, median of {} rounds",
+        args.size_mib, args.rounds
+    )?;
+    writeln!(out, "| metric | ours | anchor (dd) | ratio | target |")?;
+    writeln!(out, "|---|---|---|---|---|")?;
+    writeln!(
+        out,
+        "| write throughput incl. fsync (MB/s) | {o_mbs:.0} | {d_mbs:.0} | {ratio:.2} | >= \
+         {TARGET_RATIO:.2} ({}) |",
+        if met { "met" } else { "NOT met" }
+    )?;
+    writeln!(
+        out,
+        "| write time incl. fsync (s) | {o:.2} | {d:.2} | {:.2} | - |",
+        o / d
+    )?;
+    writeln!(
+        out,
+        "| verify: read back + sha256 (s) | {ov:.2} | {dv:.2} | {:.2} | - |",
+        ov / dv
+    )?;
+    writeln!(
+        out,
+        "anchor write: dd bs=4M conv=fsync; anchor verify: dd bs=4M iflag=direct | sha256sum"
+    )?;
+    Ok(())
+}
