@@ -16,6 +16,11 @@
 //! target that does not exist; 3 refused (disk too small, partitions in the way, the
 //! `--empty=` rule), with the plan's reason.
 //!
+//! `atomix env`: 0 done; 1 reading, decoding (a CRC mismatch) or writing failed; 2 bad usage
+//! (unknown board, missing target, a malformed KEY=VALUE). `atomix inspect`: 0 inspected;
+//! 1 the target or a loader file cannot be read; 2 bad usage or the board cannot be told from
+//! the target. `atomix image write-slot`: 0 written; 1 a check or a write failed; 2 bad usage.
+//!
 //! `atomix flash`: 0 flashed and verified; 1 failed (I/O) — the message says what state the
 //! target is in; 2 bad usage or a missing image/target; 3 refused by a safety check or declined
 //! at the prompt (nothing written); 4 verification mismatch; 130 interrupted (SIGINT/SIGTERM),
@@ -23,12 +28,15 @@
 
 #![forbid(unsafe_code)]
 
+mod env;
 mod flash;
 mod image;
 mod initramfs;
+mod inspect;
 mod paths;
 mod qemu;
 mod repart;
+mod slot;
 
 use std::process::ExitCode;
 
@@ -61,6 +69,14 @@ enum Command {
     /// (0 verified, 1 failed, 2 usage, 3 refused/declined, 4 mismatch, 130 interrupted).
     #[command(long_about = flash::ABOUT)]
     Flash(flash::FlashArgs),
+    /// The A/B boot counters on an image or device: print, set KEY=VALUE, mark-good a|b
+    /// (0 done, 1 failed (CRC mismatch, I/O), 2 usage).
+    #[command(long_about = env::ABOUT)]
+    Env(env::EnvArgs),
+    /// What is on an image or device: layout, loader, boot files and build IDs, A/B counters,
+    /// first boot, /data (0 inspected, 1 unreadable, 2 usage).
+    #[command(long_about = inspect::ABOUT)]
+    Inspect(inspect::InspectArgs),
     /// List the board profiles.
     Boards,
 }
@@ -73,6 +89,8 @@ fn main() -> ExitCode {
         Command::Qemu(args) => qemu::run(args),
         Command::Repart(args) => repart::run(args),
         Command::Flash(args) => flash::run(args),
+        Command::Env(args) => env::run(args),
+        Command::Inspect(args) => inspect::run(args),
         Command::Boards => boards().map(|()| 0),
     };
     match result {
@@ -122,6 +140,16 @@ fn epoch_from_env() -> Result<u64> {
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// A command-line path that must exist (a missing one is a usage error, exit 2).
+fn existing_path(text: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(text);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!("{text}: no such file, directory or device"))
+    }
 }
 
 /// A size with an optional binary suffix: `4096`, `512M`, `16G` (K/M/G/T are powers of 1024).

@@ -1,15 +1,21 @@
-//! Disk image assembly: GPT, boot vfat and rootfs squashfs in one sparse, reproducible file.
+//! Disk image assembly: raw loader files, GPT, boot vfat and rootfs squashfs in one sparse,
+//! reproducible file.
 //!
 //! The partition layout comes from a [`DiskLayout`] value ([`DiskLayout::atomix`] is DESIGN
-//! section 3's image-time part: `boot-a` and `rootfs-a` after a 16 MiB raw region), so board
-//! layouts and the raw loader region can be added as data. The GPT is written by
-//! `atomix_repart::gpt`; the vfat by `atomix_repart::vfat` (the `fatfs` crate inside a
-//! partition-sized window of the image); the squashfs by `mksquashfs` (or taken ready-made) and
-//! copied into its slot.
+//! section 3's image-time part: `boot-a` and `rootfs-a` after a 16 MiB raw region). The raw
+//! region below the first partition holds [`DiskSpec::loader`] files at their byte offsets, each
+//! checked to lie between the primary GPT and the first usable byte and to overlap neither
+//! another loader file nor a [`DiskLayout::reserved`] range (such as a U-Boot environment, left
+//! as zeros). All of this is plain data: which board wants which files is `crate::flashable`'s
+//! business. The GPT is written by `atomix_repart::gpt`; the vfat by `atomix_repart::vfat` (the
+//! `fatfs` crate inside a partition-sized window of the image; files in its root directory
+//! only); the squashfs by `mksquashfs` (or taken ready-made) and copied into its slot.
 //!
 //! Reproducibility: GUIDs and the vfat volume id derive from [`DiskSpec::seed`], every timestamp
 //! from [`DiskSpec::epoch`]; unused space is left as holes (never written). The image is built
-//! in a temporary file beside the output and renamed into place only when complete.
+//! in a temporary file beside the output and renamed into place only when complete
+//! ([`build`], or [`build_pending`] + [`PendingImage::persist`] for a caller that writes a
+//! companion file first).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -19,12 +25,16 @@ use std::process::Command;
 
 use atomix_repart::gpt::{self, Geometry, GptError, Guid, Partition, Table};
 use atomix_repart::vfat::{self, VfatError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tempfile::NamedTempFile;
 
 const MIB: u64 = 1 << 20;
 const SECTOR: u64 = 512;
 const SQUASHFS_MAGIC: [u8; 4] = *b"hsqs";
+/// The primary GPT (protective MBR, header, 128 entries of 128 bytes) ends here: the raw region
+/// starts after it.
+pub const PRIMARY_GPT_END: u64 = 34 * SECTOR;
 
 /// What a partition of the layout is filled with at image time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +76,30 @@ pub struct DiskLayout {
     pub partitions: Vec<PartitionLayout>,
     /// Space after the last partition up to the image end; holds the backup GPT.
     pub tail: u64,
+    /// Ranges of the raw region no loader file may touch (left as zeros in a new image).
+    pub reserved: Vec<Reserved>,
+}
+
+/// A byte range of the raw region that belongs to someone else, e.g. U-Boot's environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reserved {
+    /// What it is, for error messages.
+    pub name: String,
+    /// First byte.
+    pub start: u64,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A file written as is into the raw region below the first partition (a boot loader stage).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFile {
+    /// Its name, for the report and error messages (e.g. `idbloader.img`).
+    pub name: String,
+    /// Byte offset on the disk, a multiple of 512.
+    pub offset: u64,
+    /// The file to copy.
+    pub source: PathBuf,
 }
 
 impl DiskLayout {
@@ -98,6 +132,7 @@ impl DiskLayout {
                 },
             ],
             tail: MIB,
+            reserved: Vec::new(),
         }
     }
 
@@ -145,6 +180,16 @@ impl DiskLayout {
         Ok(table)
     }
 
+    /// The partition that holds the rootfs squashfs.
+    pub fn rootfs_slot(&self) -> Result<&PartitionLayout, DiskError> {
+        self.role(|c| matches!(c, Content::Rootfs), "rootfs")
+    }
+
+    /// The partition that holds the boot vfat.
+    pub fn boot_partition(&self) -> Result<&PartitionLayout, DiskError> {
+        self.role(|c| matches!(c, Content::BootVfat { .. }), "boot vfat")
+    }
+
     fn role(
         &self,
         pick: fn(&Content) -> bool,
@@ -190,13 +235,25 @@ pub enum RootfsSource {
     Squashfs(PathBuf),
 }
 
+/// The contents of a file for the boot vfat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootSource {
+    /// Copied from a file.
+    File(PathBuf),
+    /// Generated (e.g. `boot.scr`, the A/B state file).
+    Bytes(Vec<u8>),
+}
+
 /// Everything a disk image is built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskSpec {
     /// Partition layout.
     pub layout: DiskLayout,
-    /// Files for the boot vfat: (name in the FAT root directory, source file).
-    pub boot_files: Vec<(String, PathBuf)>,
+    /// Raw files below the first partition (boot loader stages).
+    pub loader: Vec<RawFile>,
+    /// Files for the boot vfat: (name in the FAT root directory, contents). The root directory
+    /// lists the file-backed ones first, then the generated ones, each in this order.
+    pub boot_files: Vec<(String, BootSource)>,
     /// The rootfs.
     pub rootfs: RootfsSource,
     /// SOURCE_DATE_EPOCH: every timestamp in the image (clamped to FAT's 1980..=2107 on the vfat).
@@ -208,7 +265,7 @@ pub struct DiskSpec {
 }
 
 /// One partition of a built image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionReport {
     /// Entry number.
     pub number: u32,
@@ -237,12 +294,25 @@ pub struct DiskReport {
     pub disk_guid: String,
     /// The partitions.
     pub partitions: Vec<PartitionReport>,
+    /// The raw loader files, in the order written.
+    pub loader: Vec<RawReport>,
     /// Total size of the boot files.
     pub boot_bytes: u64,
     /// Size of the squashfs in the rootfs slot.
     pub rootfs_bytes: u64,
     /// SHA-256 of the whole image, lowercase hex.
     pub sha256: String,
+}
+
+/// A raw loader file of a built image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawReport {
+    /// Its name.
+    pub name: String,
+    /// Byte offset on the disk.
+    pub offset: u64,
+    /// Size in bytes.
+    pub size: u64,
 }
 
 /// Failures building a disk image.
@@ -279,6 +349,47 @@ pub enum DiskError {
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+    #[error("cannot read loader file {name} from {path}")]
+    LoaderFile {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "loader file {name} at bytes {start}..{end} must be sector aligned and lie between the \
+         primary GPT (byte {PRIMARY_GPT_END}) and the first usable byte {first_usable}"
+    )]
+    LoaderPlacement {
+        name: String,
+        start: u64,
+        end: u64,
+        first_usable: u64,
+    },
+    #[error(
+        "loader file {name} at bytes {start}..{end} overlaps {other} at {other_start}..{other_end}"
+    )]
+    LoaderOverlap {
+        name: String,
+        start: u64,
+        end: u64,
+        other: String,
+        other_start: u64,
+        other_end: u64,
+    },
+    #[error("cannot write loader file {name} at byte {offset}")]
+    WriteLoader {
+        name: String,
+        offset: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write the vfat of partition {label}")]
+    Vfat {
+        label: String,
+        #[source]
+        source: VfatError,
     },
     #[error("epoch {epoch} does not fit squashfs's 32-bit timestamps")]
     Epoch { epoch: u64 },
@@ -363,9 +474,50 @@ pub fn build(
     out: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<DiskReport, DiskError> {
+    build_pending(spec, out, progress)?.persist(out)
+}
+
+/// A complete image in a temporary file beside its output path, not yet in place: dropping it
+/// removes it; [`PendingImage::persist`] renames it into place.
+#[derive(Debug)]
+pub struct PendingImage {
+    file: NamedTempFile,
+    report: DiskReport,
+}
+
+impl PendingImage {
+    /// What was built.
+    pub fn report(&self) -> &DiskReport {
+        &self.report
+    }
+
+    /// Renames the image to `out` (in the directory it was built in, see [`build_pending`]).
+    pub fn persist(self, out: &Path) -> Result<DiskReport, DiskError> {
+        self.file.persist(out).map_err(|e| DiskError::Finish {
+            path: out.to_path_buf(),
+            source: e.error,
+        })?;
+        log::info!(
+            "built {} ({} bytes, sha256 {})",
+            out.display(),
+            self.report.size,
+            self.report.sha256
+        );
+        Ok(self.report)
+    }
+}
+
+/// Builds the disk image described by `spec` into a temporary file in `out`'s directory,
+/// reporting steps through `progress`; nothing appears at `out` until
+/// [`PendingImage::persist`].
+pub fn build_pending(
+    spec: &DiskSpec,
+    out: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PendingImage, DiskError> {
     let layout = &spec.layout;
-    let boot = layout.role(|c| matches!(c, Content::BootVfat { .. }), "boot vfat")?;
-    let rootfs = layout.role(|c| matches!(c, Content::Rootfs), "rootfs")?;
+    let boot = layout.boot_partition()?;
+    let rootfs = layout.rootfs_slot()?;
     let needed = layout.end();
     let size = spec.size.unwrap_or(needed);
     if size < needed || !size.is_multiple_of(SECTOR) {
@@ -377,14 +529,9 @@ pub fn build(
         Content::Rootfs => return Err(DiskError::MissingRole { role: "boot vfat" }),
     };
     let boot_bytes = check_boot_files(&spec.boot_files)?;
+    let loader = read_loader(layout, &spec.loader)?;
 
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let stem = out
-        .file_name()
-        .map_or_else(|| "image".into(), |n| n.to_string_lossy().into_owned());
+    let (dir, stem) = temp_place(out);
     let temp = |suffix: &str| {
         tempfile::Builder::new()
             .prefix(&format!(".{stem}."))
@@ -403,7 +550,7 @@ pub fn build(
         RootfsSource::Dir(d) => {
             progress(&format!("packing {} with mksquashfs", d.display()));
             packed = temp(".sqfs")?;
-            mksquashfs(d, packed.path(), spec.epoch)?;
+            pack_rootfs(d, packed.path(), spec.epoch)?;
             packed.path().to_path_buf()
         }
     };
@@ -417,6 +564,20 @@ pub fn build(
         size,
         source,
     })?;
+    for (raw, data) in spec.loader.iter().zip(&loader) {
+        progress(&format!(
+            "writing {} ({} bytes) at byte {}",
+            raw.name,
+            data.len(),
+            raw.offset
+        ));
+        file.write_all_at(data, raw.offset)
+            .map_err(|source| DiskError::WriteLoader {
+                name: raw.name.clone(),
+                offset: raw.offset,
+                source,
+            })?;
+    }
     progress(&format!(
         "writing GPT ({} partitions, {size} bytes)",
         table.partitions.len()
@@ -427,7 +588,7 @@ pub fn build(
     })?;
 
     progress(&format!(
-        "formatting {} as FAT16 {volume_name:?}",
+        "formatting {} as FAT16 {volume_name:?} ({boot_bytes} bytes of files)",
         boot.label
     ));
     write_vfat(file, boot, volume_label, spec)?;
@@ -438,7 +599,7 @@ pub fn build(
     ));
     copy_rootfs(file, &sqfs_path, rootfs)?;
 
-    progress("hashing the image");
+    progress(&format!("hashing the image ({size} bytes, holes included)"));
     let finish = |source| DiskError::Finish {
         path: path.clone(),
         source,
@@ -448,13 +609,8 @@ pub fn build(
     file.set_permissions(fs::Permissions::from_mode(0o644))
         .map_err(finish)?;
     let allocated = file.metadata().map_err(finish)?.blocks() * 512;
-    image.persist(out).map_err(|e| DiskError::Finish {
-        path: path.clone(),
-        source: e.error,
-    })?;
-    log::info!("built {} ({size} bytes, sha256 {sha256})", out.display());
 
-    Ok(DiskReport {
+    let report = DiskReport {
         size,
         allocated,
         disk_guid: table.disk_guid.to_string(),
@@ -471,10 +627,83 @@ pub fn build(
                 attributes: p.attributes,
             })
             .collect(),
+        loader: spec
+            .loader
+            .iter()
+            .zip(&loader)
+            .map(|(raw, data)| RawReport {
+                name: raw.name.clone(),
+                offset: raw.offset,
+                size: data.len() as u64,
+            })
+            .collect(),
         boot_bytes,
         rootfs_bytes,
         sha256,
+    };
+    Ok(PendingImage {
+        file: image,
+        report,
     })
+}
+
+/// The directory temporary files for `out` go in, and the stem of their names.
+fn temp_place(out: &Path) -> (PathBuf, String) {
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let stem = out
+        .file_name()
+        .map_or_else(|| "image".into(), |n| n.to_string_lossy().into_owned());
+    (dir, stem)
+}
+
+/// Reads the loader files after checking where they go: each sector aligned, inside the raw
+/// region, clear of the reserved ranges and of each other.
+fn read_loader(layout: &DiskLayout, files: &[RawFile]) -> Result<Vec<Vec<u8>>, DiskError> {
+    let mut taken: Vec<(String, u64, u64)> = layout
+        .reserved
+        .iter()
+        .map(|r| (r.name.clone(), r.start, r.start + r.size))
+        .collect();
+    let mut out = Vec::with_capacity(files.len());
+    for raw in files {
+        let failed = |source| DiskError::LoaderFile {
+            name: raw.name.clone(),
+            path: raw.source.clone(),
+            source,
+        };
+        let data = fs::read(&raw.source).map_err(failed)?;
+        if data.is_empty() {
+            return Err(failed(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the file is empty",
+            )));
+        }
+        let (start, end) = (raw.offset, raw.offset + data.len() as u64);
+        if !start.is_multiple_of(SECTOR) || start < PRIMARY_GPT_END || end > layout.first_usable {
+            return Err(DiskError::LoaderPlacement {
+                name: raw.name.clone(),
+                start,
+                end,
+                first_usable: layout.first_usable,
+            });
+        }
+        if let Some((other, s, e)) = taken.iter().find(|(_, s, e)| start < *e && *s < end) {
+            return Err(DiskError::LoaderOverlap {
+                name: raw.name.clone(),
+                start,
+                end,
+                other: other.clone(),
+                other_start: *s,
+                other_end: *e,
+            });
+        }
+        taken.push((raw.name.clone(), start, end));
+        out.push(data);
+    }
+    Ok(out)
 }
 
 /// The 11-byte, space-padded FAT volume label.
@@ -485,9 +714,9 @@ fn fat_label(label: &str) -> Result<[u8; 11], DiskError> {
 }
 
 /// Checks names and that every source is a readable regular file; returns the total size.
-fn check_boot_files(files: &[(String, PathBuf)]) -> Result<u64, DiskError> {
+fn check_boot_files(files: &[(String, BootSource)]) -> Result<u64, DiskError> {
     let mut total = 0;
-    for (i, (name, path)) in files.iter().enumerate() {
+    for (i, (name, source)) in files.iter().enumerate() {
         let bad = |c: char| c.is_control() || "/\\:*?\"<>|".contains(c);
         if name.is_empty()
             || name.len() > 255
@@ -500,6 +729,13 @@ fn check_boot_files(files: &[(String, PathBuf)]) -> Result<u64, DiskError> {
         if files[..i].iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
             return Err(DiskError::DuplicateBootFile { name: name.clone() });
         }
+        let path = match source {
+            BootSource::Bytes(data) => {
+                total += data.len() as u64;
+                continue;
+            }
+            BootSource::File(path) => path,
+        };
         let failed = |source| DiskError::BootFile {
             name: name.clone(),
             path: path.clone(),
@@ -518,12 +754,21 @@ fn check_boot_files(files: &[(String, PathBuf)]) -> Result<u64, DiskError> {
     Ok(total)
 }
 
+/// Packs `dir` into the squashfs `out` as every image's rootfs is packed: zstd, 1 MiB blocks,
+/// all files owned by root, no xattrs, every time (and the superblock's) set to `epoch`.
+pub fn pack_rootfs(dir: &Path, out: &Path, epoch: u64) -> Result<(), DiskError> {
+    mksquashfs(dir, out, epoch)
+}
+
 fn mksquashfs(dir: &Path, out: &Path, epoch: u64) -> Result<(), DiskError> {
     if u32::try_from(epoch).is_err() {
         return Err(DiskError::Epoch { epoch });
     }
     let epoch = epoch.to_string();
     let output = Command::new("mksquashfs")
+        // mksquashfs 4.5 refuses -mkfs-time/-all-time when SOURCE_DATE_EPOCH is set too (as it
+        // is for a reproducible `atomix image build`); the options say the same.
+        .env_remove("SOURCE_DATE_EPOCH")
         .arg(dir)
         .arg(out)
         .args([
@@ -558,6 +803,73 @@ fn mksquashfs(dir: &Path, out: &Path, epoch: u64) -> Result<(), DiskError> {
     Ok(())
 }
 
+/// Checks that `path` is a squashfs that fits `layout`'s rootfs slot; returns its size.
+pub fn check_rootfs(layout: &DiskLayout, path: &Path) -> Result<u64, DiskError> {
+    check_squashfs(path, layout.rootfs_slot()?)
+}
+
+/// What a squashfs superblock says about how the image was packed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SquashfsInfo {
+    /// Compressor name as `unsquashfs -s` prints it (`zstd`, `gzip`, ...).
+    pub compression: String,
+    /// Data block size in bytes.
+    pub block_size: u32,
+}
+
+/// Reads the compressor and block size from the squashfs superblock of `path`.
+pub fn squashfs_info(path: &Path) -> Result<SquashfsInfo, DiskError> {
+    let failed = |source| DiskError::RootfsRead {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut sb = [0u8; 32];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut sb))
+        .map_err(failed)?;
+    if sb[..4] != SQUASHFS_MAGIC {
+        return Err(DiskError::NotSquashfs {
+            path: path.to_path_buf(),
+        });
+    }
+    let block_size = u32::from_le_bytes([sb[12], sb[13], sb[14], sb[15]]);
+    let compression = match u16::from_le_bytes([sb[20], sb[21]]) {
+        1 => "gzip".to_owned(),
+        2 => "lzma".to_owned(),
+        3 => "lzo".to_owned(),
+        4 => "xz".to_owned(),
+        5 => "lz4".to_owned(),
+        6 => "zstd".to_owned(),
+        other => format!("unknown ({other})"),
+    };
+    Ok(SquashfsInfo {
+        compression,
+        block_size,
+    })
+}
+
+/// Size and SHA-256 (lowercase hex) of the file at `path`; holes are hashed without being read.
+pub fn sha256_file(path: &Path) -> io::Result<(u64, String)> {
+    let file = File::open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok((meta.len(), sha256_of(&file, meta.len())?))
+}
+
+/// SHA-256 of `data`, lowercase hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Checks the magic and that the image fits the slot; returns its size.
 fn check_squashfs(path: &Path, slot: &PartitionLayout) -> Result<u64, DiskError> {
     let failed = |source| DiskError::RootfsRead {
@@ -589,6 +901,8 @@ fn check_squashfs(path: &Path, slot: &PartitionLayout) -> Result<u64, DiskError>
     Ok(size)
 }
 
+/// Formats the boot vfat and writes the boot files into its root directory: the file-backed
+/// ones in their order, then the generated ones in theirs.
 fn write_vfat(
     file: &File,
     part: &PartitionLayout,
@@ -601,19 +915,40 @@ fn write_vfat(
         fat_type: Some(fatfs::FatType::Fat16),
         time: spec.epoch,
     };
-    vfat::format(file, part.start, part.size, &options, &spec.boot_files).map_err(|e| match e {
+    let copied: Vec<(String, PathBuf)> = spec
+        .boot_files
+        .iter()
+        .filter_map(|(name, source)| match source {
+            BootSource::File(path) => Some((name.clone(), path.clone())),
+            BootSource::Bytes(_) => None,
+        })
+        .collect();
+    let label = || part.label.clone();
+    let mapped = |e| match e {
         VfatError::OpenFile { name, path, source } => DiskError::BootFile { name, path, source },
         VfatError::WriteFile { name, source } => DiskError::VfatFile {
             name,
-            label: part.label.clone(),
+            label: label(),
             source,
         },
         VfatError::Format { source, .. } => DiskError::FormatVfat {
-            label: part.label.clone(),
+            label: label(),
             source,
         },
         VfatError::Label { label } => DiskError::VolumeLabel { label },
-    })
+        other => DiskError::Vfat {
+            label: label(),
+            source: other,
+        },
+    };
+    vfat::format(file, part.start, part.size, &options, &copied).map_err(mapped)?;
+    for (name, source) in &spec.boot_files {
+        if let BootSource::Bytes(data) = source {
+            vfat::write_file(file, part.start, part.size, name, data, spec.epoch)
+                .map_err(mapped)?;
+        }
+    }
+    Ok(())
 }
 
 fn copy_rootfs(mut file: &File, sqfs: &Path, slot: &PartitionLayout) -> Result<(), DiskError> {
@@ -663,11 +998,7 @@ fn sha256_of(file: &File, size: u64) -> io::Result<String> {
             pos += n;
         }
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex(&hasher.finalize()))
 }
 
 #[cfg(test)]

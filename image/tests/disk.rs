@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use atomix_image::disk::{self, DiskError, DiskLayout, DiskReport, DiskSpec, RootfsSource};
+use atomix_image::disk::{
+    self, BootSource, DiskError, DiskLayout, DiskReport, DiskSpec, RawFile, Reserved, RootfsSource,
+};
 
 const MIB: u64 = 1 << 20;
 const EPOCH: u64 = 1_700_000_000;
@@ -79,7 +81,12 @@ fn inputs(dir: &Path) -> Inputs {
 fn spec(inputs: &Inputs, seed: &str) -> DiskSpec {
     DiskSpec {
         layout: DiskLayout::atomix(),
-        boot_files: inputs.boot_files.clone(),
+        loader: Vec::new(),
+        boot_files: inputs
+            .boot_files
+            .iter()
+            .map(|(name, path)| (name.clone(), BootSource::File(path.clone())))
+            .collect(),
         rootfs: RootfsSource::Dir(inputs.rootfs.clone()),
         epoch: EPOCH,
         seed: seed.to_owned(),
@@ -347,8 +354,10 @@ fn missing_boot_file_is_refused_by_name() {
     let d = dir.path();
     let inputs = inputs(d);
     let mut s = spec(&inputs, "missing");
-    s.boot_files
-        .push(("rk3328-rock64.dtb".into(), d.join("in/nowhere.dtb")));
+    s.boot_files.push((
+        "rk3328-rock64.dtb".into(),
+        BootSource::File(d.join("in/nowhere.dtb")),
+    ));
     let err = build(&s, &d.join("disk.img")).unwrap_err();
     assert!(matches!(err, DiskError::BootFile { .. }), "{err:?}");
     let msg = err.to_string();
@@ -398,4 +407,177 @@ fn bad_boot_file_names_are_refused() {
         matches!(err, DiskError::DuplicateBootFile { .. }),
         "{err:?}"
     );
+}
+
+/// Two loader files like the Rock64's (at 32 KiB and 8 MiB) with an environment range reserved
+/// between them.
+fn with_loader(d: &Path, s: &mut DiskSpec) -> (Vec<u8>, Vec<u8>) {
+    let idb = noise(100_000, 7);
+    let itb = noise(800_001, 8);
+    fs::write(d.join("in/idbloader.img"), &idb).unwrap();
+    fs::write(d.join("in/u-boot.itb"), &itb).unwrap();
+    s.loader = vec![
+        RawFile {
+            name: "idbloader.img".into(),
+            offset: 64 * 512,
+            source: d.join("in/idbloader.img"),
+        },
+        RawFile {
+            name: "u-boot.itb".into(),
+            offset: 16384 * 512,
+            source: d.join("in/u-boot.itb"),
+        },
+    ];
+    s.layout.reserved = vec![Reserved {
+        name: "the U-Boot environment".into(),
+        start: 0x3F8000,
+        size: 0x8000,
+    }];
+    (idb, itb)
+}
+
+#[test]
+fn loader_files_and_generated_boot_files_land_where_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let inputs = inputs(d);
+    let mut s = spec(&inputs, "golden");
+    let (idb, itb) = with_loader(d, &mut s);
+    s.boot_files.push((
+        "abstate.txt".into(),
+        BootSource::Bytes(b"BOOT_ORDER=A B\n\0".to_vec()),
+    ));
+    let img = d.join("disk.img");
+    let report = build(&s, &img).unwrap();
+
+    // The raw region holds exactly the two files; everything else between the primary GPT
+    // and the first partition (the reserved environment included) is zero.
+    let mut region = vec![0u8; (16 * MIB - 17408) as usize];
+    File::open(&img)
+        .unwrap()
+        .read_exact_at(&mut region, 17408)
+        .unwrap();
+    let mut expected = vec![0u8; region.len()];
+    expected[32768 - 17408..][..idb.len()].copy_from_slice(&idb);
+    expected[(8 * MIB - 17408) as usize..][..itb.len()].copy_from_slice(&itb);
+    assert!(
+        region == expected,
+        "raw region differs from the loader files"
+    );
+    assert_eq!(report.loader.len(), 2);
+    assert_eq!(
+        (report.loader[1].name.as_str(), report.loader[1].offset),
+        ("u-boot.itb", 8 * MIB)
+    );
+    assert_eq!(report.loader[0].size, idb.len() as u64);
+
+    // The GPT is the same as without loader files (same seed): the golden dump still holds.
+    let dump = run_text(d, "sfdisk", &["-d", "disk.img"]);
+    assert!(
+        dump.contains("label-id: 4753FCBA-E1E2-4CAA-8266-732DEB341872"),
+        "{dump}"
+    );
+    let verify = run_text(d, "sgdisk", &["-v", "disk.img"]);
+    assert!(
+        verify.contains("No problems found."),
+        "sgdisk -v:\n{verify}"
+    );
+
+    // The generated file is in the vfat beside the copied ones, and fsck is clean.
+    extract(&img, 16 * MIB, 128 * MIB, &d.join("boot.vfat"));
+    let fsck = run_text(d, "fsck.vfat", &["-n", "-v", "boot.vfat"]);
+    assert!(fsck.contains("boot.vfat: 5 files"), "fsck.vfat:\n{fsck}");
+    let state = run(d, "mtype", &["-i", "disk.img@@16M", "::abstate.txt"]);
+    assert_eq!(state, b"BOOT_ORDER=A B\n\0");
+    assert_eq!(
+        report.boot_bytes,
+        inputs
+            .boot_files
+            .iter()
+            .map(|(_, p)| fs::metadata(p).unwrap().len())
+            .sum::<u64>()
+            + 16
+    );
+    assert_eq!(
+        listing(d),
+        ["boot.vfat", "disk.img", "in"],
+        "temporary files left behind"
+    );
+}
+
+/// Builds `s` into `d/disk.img` expecting an error; checks nothing was left in `d`.
+fn refused(d: &Path, s: &DiskSpec) -> DiskError {
+    let err = build(s, &d.join("disk.img")).unwrap_err();
+    assert_eq!(listing(d), ["in"], "output or temporary files left behind");
+    err
+}
+
+#[test]
+fn misplaced_loader_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let inputs = inputs(d);
+    let mut base = spec(&inputs, "raw");
+    with_loader(d, &mut base);
+
+    // Inside the primary GPT, not sector aligned, past the first partition.
+    for (offset, what) in [
+        (8 * 512, "in the GPT"),
+        (64 * 512 + 1, "unaligned"),
+        (16 * MIB - 512, "past"),
+    ] {
+        let mut s = base.clone();
+        s.loader[0].offset = offset;
+        let err = refused(d, &s);
+        assert!(
+            matches!(&err, DiskError::LoaderPlacement { name, start, .. } if name == "idbloader.img" && *start == offset),
+            "{what}: {err:?}"
+        );
+        assert!(err.to_string().contains("16777216"), "{err}");
+    }
+
+    // Over the reserved environment.
+    let mut s = base.clone();
+    s.loader[1].offset = 0x3F0000;
+    let err = refused(d, &s);
+    assert!(
+        matches!(&err, DiskError::LoaderOverlap { name, other, .. } if name == "u-boot.itb" && other == "the U-Boot environment"),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("u-boot.itb") && msg.contains("U-Boot environment"),
+        "{msg}"
+    );
+
+    // Over each other.
+    let mut s = base.clone();
+    s.loader[1].offset = 64 * 512 + 4096;
+    let err = refused(d, &s);
+    assert!(
+        matches!(&err, DiskError::LoaderOverlap { name, other, .. } if name == "u-boot.itb" && other == "idbloader.img"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn missing_or_unreadable_loader_files_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let inputs = inputs(d);
+    let mut base = spec(&inputs, "raw");
+    with_loader(d, &mut base);
+    fs::create_dir(d.join("in/a-directory")).unwrap();
+    fs::write(d.join("in/empty.img"), b"").unwrap();
+    for source in ["in/nowhere/u-boot.itb", "in/a-directory", "in/empty.img"] {
+        let mut s = base.clone();
+        s.loader[1].source = d.join(source);
+        let err = refused(d, &s);
+        assert!(
+            matches!(&err, DiskError::LoaderFile { name, .. } if name == "u-boot.itb"),
+            "{source}: {err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("u-boot.itb") && msg.contains(source), "{msg}");
+    }
 }

@@ -1,12 +1,21 @@
 //! FAT file systems with the `fatfs` crate, inside a byte range of a disk: one implementation for
-//! the image builder (boot-a with its files) and the repartitioner (an empty boot-b).
+//! the image builder (boot-a with its files), the repartitioner (an empty boot-b), the slot
+//! writer (a boot partition refilled) and the A/B state file ([`format`]), and for reading and
+//! updating single files in an existing file system's root directory ([`list_root`],
+//! [`read_file`], [`write_file`]).
 //!
 //! Files go in the root directory only: `fatfs` 0.3.6 writes subdirectories that `fsck.vfat`
 //! rejects (rafalh/rust-fatfs#117), so no directories are made.
+//!
+//! Errors name the file system by its byte range on the disk; callers add the disk and the
+//! partition number. Nothing here fsyncs: the caller decides when its writes must be durable
+//! ([`DiskIo::flush`]).
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
+
+use serde::Serialize;
 
 use crate::io::{DiskIo, Window, WriteBack};
 
@@ -48,6 +57,49 @@ pub enum VfatError {
         #[source]
         source: io::Error,
     },
+    #[error("no usable FAT file system in bytes {start}..{end}")]
+    Open {
+        start: u64,
+        end: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot list the root directory of the FAT file system in bytes {start}..{end}")]
+    List {
+        start: u64,
+        end: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read {name} from the FAT file system in bytes {start}..{end}")]
+    ReadFile {
+        name: String,
+        start: u64,
+        end: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write {name} into the FAT file system in bytes {start}..{end}")]
+    UpdateFile {
+        name: String,
+        start: u64,
+        end: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{name:?} is not a file name for the FAT root directory (no `/`, `\\` or NUL)")]
+    FileName { name: String },
+}
+
+/// An entry of a FAT root directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RootEntry {
+    /// The long file name (the short one when there is none).
+    pub name: String,
+    /// Size in bytes (0 for a directory).
+    pub size: u64,
+    /// A directory rather than a file.
+    pub is_dir: bool,
 }
 
 /// The 11-byte, space-padded FAT volume label of `label`: 1-11 characters of `A-Z 0-9 - _`.
@@ -131,6 +183,116 @@ pub fn format(
     }
     fs.unmount().map_err(failed)?;
     buffered.flush().map_err(failed)
+}
+
+/// Opens the FAT file system in bytes `start..start + size` of `io`; timestamps of any write
+/// are `time` (seconds since 1970).
+fn open<'a>(
+    io: &'a dyn DiskIo,
+    start: u64,
+    size: u64,
+    time: u64,
+) -> Result<fatfs::FileSystem<Window<'a>>, VfatError> {
+    // fatfs wants a &'static time provider; one small provider per open is leaked.
+    let time: &'static EpochTime = Box::leak(Box::new(EpochTime::new(time)));
+    fatfs::FileSystem::new(
+        Window::new(io, start, size),
+        fatfs::FsOptions::new().time_provider(time),
+    )
+    .map_err(|source| VfatError::Open {
+        start,
+        end: start + size,
+        source,
+    })
+}
+
+/// The entries of the root directory of the FAT file system in bytes `start..start + size`
+/// (`.`/`..` and the volume label left out), in directory order.
+pub fn list_root(io: &dyn DiskIo, start: u64, size: u64) -> Result<Vec<RootEntry>, VfatError> {
+    let fs = open(io, start, size, 0)?;
+    let mut out = Vec::new();
+    for entry in fs.root_dir().iter() {
+        let entry = entry.map_err(|source| VfatError::List {
+            start,
+            end: start + size,
+            source,
+        })?;
+        let name = entry.file_name();
+        if name == "." || name == ".." {
+            continue;
+        }
+        out.push(RootEntry {
+            name,
+            size: if entry.is_dir() { 0 } else { entry.len() },
+            is_dir: entry.is_dir(),
+        });
+    }
+    Ok(out)
+}
+
+/// The contents of file `name` (matched case-insensitively, as FAT does) in the root directory
+/// of the FAT file system in bytes `start..start + size`; `None` when there is no such file.
+pub fn read_file(
+    io: &dyn DiskIo,
+    start: u64,
+    size: u64,
+    name: &str,
+) -> Result<Option<Vec<u8>>, VfatError> {
+    check_root_name(name)?;
+    let fs = open(io, start, size, 0)?;
+    let failed = |source| VfatError::ReadFile {
+        name: name.to_owned(),
+        start,
+        end: start + size,
+        source,
+    };
+    let mut file = match fs.root_dir().open_file(name) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(failed(e)),
+    };
+    let mut data = Vec::new();
+    file.read_to_end(&mut data).map_err(failed)?;
+    Ok(Some(data))
+}
+
+/// Creates file `name` in the root directory of the FAT file system in bytes
+/// `start..start + size`, or truncates and rewrites it when it exists, with `data`; its
+/// timestamps are `time` (seconds since 1970). Every write goes through `io`; nothing is
+/// fsynced.
+pub fn write_file(
+    io: &dyn DiskIo,
+    start: u64,
+    size: u64,
+    name: &str,
+    data: &[u8],
+    time: u64,
+) -> Result<(), VfatError> {
+    check_root_name(name)?;
+    let failed = |source| VfatError::UpdateFile {
+        name: name.to_owned(),
+        start,
+        end: start + size,
+        source,
+    };
+    let buffered = WriteBack::new(io, 1 << 20);
+    let fs = open(&buffered, start, size, time)?;
+    let mut file = fs.root_dir().create_file(name).map_err(failed)?;
+    file.truncate().map_err(failed)?;
+    file.write_all(data).map_err(failed)?;
+    file.flush().map_err(failed)?;
+    drop(file);
+    fs.unmount().map_err(failed)?;
+    buffered.flush().map_err(failed)
+}
+
+fn check_root_name(name: &str) -> Result<(), VfatError> {
+    if name.is_empty() || name.contains(['/', '\\', '\0']) {
+        return Err(VfatError::FileName {
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// A fatfs time provider that always answers with one fixed instant.

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use atomix_board::{Board, BoardError};
-use atomix_image::disk::{self, DiskError, DiskLayout, DiskReport, DiskSpec, RootfsSource};
+use atomix_image::disk::{
+    self, BootSource, DiskError, DiskLayout, DiskReport, DiskSpec, RootfsSource,
+};
 use atomix_image::initramfs::{InitramfsSpec, RepartSpec};
 
 use atomix_qemu::QemuConfig;
@@ -63,9 +65,13 @@ impl Artifacts {
         disk::build(
             &DiskSpec {
                 layout: DiskLayout::atomix(),
+                loader: Vec::new(),
                 boot_files: vec![
-                    ("Image".to_owned(), self.kernel_image.clone()),
-                    ("initrd".to_owned(), initramfs.to_owned()),
+                    (
+                        "Image".to_owned(),
+                        BootSource::File(self.kernel_image.clone()),
+                    ),
+                    ("initrd".to_owned(), BootSource::File(initramfs.to_owned())),
                 ],
                 rootfs: RootfsSource::Dir(rootfs.to_owned()),
                 epoch: 0,
