@@ -235,13 +235,13 @@ fn print_report(r: &Report, board: &Board, how: &str) {
     println!("/data: {}", r.data.summary);
 }
 
-/// A size for people: in the largest unit that divides it exactly (KiB to GiB), else with one
-/// decimal in the largest unit below it.
+/// A size for people: exact in the largest unit (KiB to GiB) that divides it with a count below
+/// 10000 (`1168 MiB`), else with one decimal in the largest unit below it (`13.7 GiB`).
 fn size(bytes: u64) -> String {
     const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
     if let Some((unit, n)) = UNITS
         .iter()
-        .find(|(_, n)| bytes >= *n && bytes.is_multiple_of(*n))
+        .find(|(_, n)| bytes >= *n && bytes.is_multiple_of(*n) && bytes / n < 10_000)
     {
         return format!("{} {unit}", bytes / n);
     }
@@ -264,5 +264,6 @@ mod tests {
         assert_eq!(size(1168 << 20), "1168 MiB");
         assert_eq!(size((1 << 30) + 1), "1.0 GiB");
         assert_eq!(size(3584), "3.5 KiB");
+        assert_eq!(size(14_401_516 << 10), "13.7 GiB");
     }
 }
