@@ -3,6 +3,10 @@
 // Helpers outside #[test] functions panic on purpose: a failed fixture step is a failed test.
 #![allow(clippy::unwrap_used)]
 
+mod tools;
+
+use tools::{noise, run, run_text};
+
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -15,40 +19,6 @@ use atomix_image::disk::{
 
 const MIB: u64 = 1 << 20;
 const EPOCH: u64 = 1_700_000_000;
-
-/// Runs `tool args...` in `dir`; returns stdout, panics with stderr on failure.
-fn run(dir: &Path, tool: &str, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(tool)
-        .args(args)
-        .current_dir(dir)
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
-    assert!(
-        out.status.success(),
-        "{tool} {args:?} failed: {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-fn run_text(dir: &Path, tool: &str, args: &[&str]) -> String {
-    String::from_utf8(run(dir, tool, args)).unwrap()
-}
-
-/// Deterministic pseudo-random bytes (xorshift64), so compression has real work to do.
-fn noise(len: usize, mut state: u64) -> Vec<u8> {
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
 
 /// Inputs in `dir/in`: three boot files and a small rootfs tree.
 struct Inputs {

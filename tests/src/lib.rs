@@ -27,7 +27,7 @@ use atomix_qemu::QemuConfig;
 pub use artifacts::{Artifacts, target_dir, workspace_root};
 pub use probe::{DataProbe, MountLine, Probe};
 pub use rootfs::{PROBE_APPLETS, build_test_rootfs, rootfs_overlay};
-pub use tools::{require_root, run_tool};
+pub use tools::{median, require_root, run_checked, run_tool};
 
 /// Kernel arguments every test boot needs: the PL011 console and an immediate reset on panic
 /// (which `-no-reboot` turns into QEMU exiting).

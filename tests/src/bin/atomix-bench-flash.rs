@@ -31,6 +31,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
+use atomix_systests::bench::Stats;
+use atomix_systests::run_checked;
 
 const MIB: u64 = 1 << 20;
 /// Target: our write throughput at least this fraction of dd's.
@@ -75,25 +77,10 @@ fn parse_args() -> Result<Args> {
     Ok(args)
 }
 
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// Runs `cmd` and returns its wall time in seconds (and its stdout).
 fn timed(cmd: &mut Command) -> Result<(f64, String)> {
     let started = Instant::now();
-    let out = run(cmd)?;
+    let out = run_checked(cmd)?;
     Ok((started.elapsed().as_secs_f64(), out))
 }
 
@@ -137,8 +124,8 @@ fn make_image(path: &Path, bytes: u64) -> Result<()> {
 
 /// Every run starts alike: the target's blocks discarded, nothing dirty, no page cache.
 fn reset(dev: &Path) -> Result<()> {
-    run(Command::new("blkdiscard").arg(dev))?;
-    run(&mut Command::new("sync"))?;
+    run_checked(Command::new("blkdiscard").arg(dev))?;
+    run_checked(&mut Command::new("sync"))?;
     fs::write("/proc/sys/vm/drop_caches", "3\n").context("cannot drop caches")?;
     Ok(())
 }
@@ -177,17 +164,6 @@ fn dd_verify(dev: &Path, bytes: u64) -> Result<(f64, String)> {
     Ok((secs, hash))
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 fn main() -> ExitCode {
     match real_main() {
         Ok(()) => ExitCode::SUCCESS,
@@ -213,7 +189,7 @@ fn real_main() -> Result<()> {
     let image = dir.join("image.img");
     eprintln!("making a {} MiB image in {}", args.size_mib, dir.display());
     make_image(&image, bytes)?;
-    let sha = run(Command::new("sha256sum").arg(&image))?
+    let sha = run_checked(Command::new("sha256sum").arg(&image))?
         .split_whitespace()
         .next()
         .unwrap_or_default()
@@ -222,9 +198,11 @@ fn real_main() -> Result<()> {
     File::create(&backing)?.set_len(bytes)?;
     let lo = Loop {
         dev: PathBuf::from(
-            run(Command::new("losetup")
-                .args(["--find", "--show"])
-                .arg(&backing))?
+            run_checked(
+                Command::new("losetup")
+                    .args(["--find", "--show"])
+                    .arg(&backing),
+            )?
             .trim(),
         ),
     };
@@ -280,8 +258,8 @@ fn real_main() -> Result<()> {
     }
     drop(lo);
 
-    let (o, d) = (median(&ours_w), median(&dd_w));
-    let (ov, dv) = (median(&ours_v), median(&dd_v));
+    let (o, d) = (median_f64(&ours_w)?, median_f64(&dd_w)?);
+    let (ov, dv) = (median_f64(&ours_v)?, median_f64(&dd_v)?);
     let (o_mbs, d_mbs) = (bytes as f64 / o / 1e6, bytes as f64 / d / 1e6);
     let ratio = o_mbs / d_mbs;
     let met = ratio >= TARGET_RATIO;
@@ -333,4 +311,8 @@ fn real_main() -> Result<()> {
         "anchor write: dd bs=4M conv=fsync; anchor verify: dd bs=4M iflag=direct | sha256sum"
     )?;
     Ok(())
+}
+
+fn median_f64(values: &[f64]) -> Result<f64> {
+    Stats::of(values).map(|s| s.median).context("no rounds")
 }

@@ -33,6 +33,7 @@ use anyhow::{Context, Result, bail, ensure};
 use atomix_board::Board;
 use atomix_board::bootscript::{self, BuildInfo};
 use atomix_image::disk;
+use atomix_systests::{median, run_checked};
 
 const MIB: u64 = 1 << 20;
 const EPOCH: &str = "1700000000";
@@ -76,21 +77,6 @@ fn parse_args() -> Result<Args> {
     Ok(args)
 }
 
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// Everything both sides build from.
 struct Inputs {
     kernel: PathBuf,
@@ -102,20 +88,22 @@ struct Inputs {
 
 fn ours(atomix: &Path, inputs: &Inputs, rootfs: &Path, out: &Path) -> Result<Duration> {
     let started = Instant::now();
-    run(Command::new(atomix)
-        .args(["image", "build", "--board", "rock64", "--rootfs"])
-        .arg(rootfs)
-        .arg("--kernel")
-        .arg(&inputs.kernel)
-        .arg("--initramfs")
-        .arg(&inputs.initramfs)
-        .arg("--dtb")
-        .arg(&inputs.dtb)
-        .arg("--loader-dir")
-        .arg(&inputs.loader_dir)
-        .args(["--build-id", ID, "--version", ID, "--seed", ID, "--out"])
-        .arg(out)
-        .env("SOURCE_DATE_EPOCH", EPOCH))?;
+    run_checked(
+        Command::new(atomix)
+            .args(["image", "build", "--board", "rock64", "--rootfs"])
+            .arg(rootfs)
+            .arg("--kernel")
+            .arg(&inputs.kernel)
+            .arg("--initramfs")
+            .arg(&inputs.initramfs)
+            .arg("--dtb")
+            .arg(&inputs.dtb)
+            .arg("--loader-dir")
+            .arg(&inputs.loader_dir)
+            .args(["--build-id", ID, "--version", ID, "--seed", ID, "--out"])
+            .arg(out)
+            .env("SOURCE_DATE_EPOCH", EPOCH),
+    )?;
     Ok(started.elapsed())
 }
 
@@ -176,32 +164,36 @@ fn anchor(
     work: &Path,
 ) -> Result<AnchorTimes> {
     let started = Instant::now();
-    run(Command::new("bash")
-        .arg(script)
-        .arg(rootfs)
-        .arg(&inputs.kernel)
-        .arg(&inputs.initramfs)
-        .arg(&inputs.dtb)
-        .arg(&inputs.loader_dir)
-        .arg(&inputs.boot_txt)
-        .arg(out)
-        .arg(work))?;
+    run_checked(
+        Command::new("bash")
+            .arg(script)
+            .arg(rootfs)
+            .arg(&inputs.kernel)
+            .arg(&inputs.initramfs)
+            .arg(&inputs.dtb)
+            .arg(&inputs.loader_dir)
+            .arg(&inputs.boot_txt)
+            .arg(out)
+            .arg(work),
+    )?;
     let built = started.elapsed();
     // The same sha256sum the script runs with `hash`, over the files it left.
     let hashing = Instant::now();
     let loader = &inputs.loader_dir;
-    run(Command::new("bash")
-        .arg("-c")
-        .arg(r#"set -euo pipefail; sha256sum "$@" >"$1.sha256""#)
-        .arg("bash")
-        .arg(out)
-        .arg(loader.join("idbloader.img"))
-        .arg(loader.join("u-boot.itb"))
-        .arg(&inputs.kernel)
-        .arg(&inputs.initramfs)
-        .arg(&inputs.dtb)
-        .arg(work.join("boot.scr"))
-        .arg(work.join("rootfs.sqfs")))?;
+    run_checked(
+        Command::new("bash")
+            .arg("-c")
+            .arg(r#"set -euo pipefail; sha256sum "$@" >"$1.sha256""#)
+            .arg("bash")
+            .arg(out)
+            .arg(loader.join("idbloader.img"))
+            .arg(loader.join("u-boot.itb"))
+            .arg(&inputs.kernel)
+            .arg(&inputs.initramfs)
+            .arg(&inputs.dtb)
+            .arg(work.join("boot.scr"))
+            .arg(work.join("rootfs.sqfs")),
+    )?;
     let hash = hashing.elapsed();
     fs::remove_file(work.join("boot.vfat"))?;
     fs::remove_file(work.join("rootfs.sqfs"))?;
@@ -221,7 +213,7 @@ fn read_at(path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
 /// `files`, the same boot files).
 fn same_image(ours: &Path, anchor: &Path, files: bool) -> Result<()> {
     let dump = |p: &Path| -> Result<String> {
-        let text = run(Command::new("sfdisk").arg("-d").arg(p))?;
+        let text = run_checked(Command::new("sfdisk").arg("-d").arg(p))?;
         Ok(text.replace(&p.display().to_string(), "IMG"))
     };
     ensure!(
@@ -246,21 +238,18 @@ fn same_image(ours: &Path, anchor: &Path, files: bool) -> Result<()> {
     if files {
         for name in ["Image", "initrd", "rk3328-rock64.dtb", "boot.scr"] {
             let get = |p: &Path| {
-                run(Command::new("mtype")
-                    .arg("-i")
-                    .arg(format!("{}@@16M", p.display()))
-                    .arg(format!("::{name}"))
-                    .env("MTOOLS_SKIP_CHECK", "1"))
+                run_checked(
+                    Command::new("mtype")
+                        .arg("-i")
+                        .arg(format!("{}@@16M", p.display()))
+                        .arg(format!("::{name}"))
+                        .env("MTOOLS_SKIP_CHECK", "1"),
+                )
             };
             ensure!(get(ours)? == get(anchor)?, "boot-a's {name} differs");
         }
     }
     Ok(())
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn secs(d: Duration) -> f64 {
@@ -316,12 +305,14 @@ fn real_main() -> Result<()> {
 
     eprintln!("building the rock64 initramfs and the probe rootfs");
     let initramfs = dir.join("initramfs.img");
-    run(Command::new(&args.atomix)
-        .args(["initramfs", "build", "--board", "rock64", "--out"])
-        .arg(&initramfs)
-        .env("ATOMIX_CACHE", &artifacts.cache)
-        .env("ATOMIX_INIT", &artifacts.init_binary)
-        .env("SOURCE_DATE_EPOCH", EPOCH))?;
+    run_checked(
+        Command::new(&args.atomix)
+            .args(["initramfs", "build", "--board", "rock64", "--out"])
+            .arg(&initramfs)
+            .env("ATOMIX_CACHE", &artifacts.cache)
+            .env("ATOMIX_INIT", &artifacts.init_binary)
+            .env("SOURCE_DATE_EPOCH", EPOCH),
+    )?;
     let probe = dir.join("probe-rootfs");
     if probe.exists() {
         fs::remove_dir_all(&probe)?;
@@ -393,9 +384,9 @@ fn real_main() -> Result<()> {
         }
         rows.push(Row {
             what,
-            ours: median(ours_t),
-            anchor: median(anchor_t),
-            anchor_hash: median(hash_t),
+            ours: median(&ours_t).context("no runs")?,
+            anchor: median(&anchor_t).context("no runs")?,
+            anchor_hash: median(&hash_t).context("no runs")?,
         });
     }
 

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use atomix_repart::gpt::{self, Geometry, Guid, Partition, Table, types};
 use atomix_repart::vfat;
+use atomix_systests::{median, run_checked};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
@@ -68,21 +69,6 @@ fn parse_args() -> Result<Args> {
     );
     ensure!(args.runs > 0, "--runs must be at least 1");
     Ok(args)
-}
-
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The flashed rock64 image: raw region bytes, boot-a FAT16, rootfs-a data, backup after
@@ -137,16 +123,18 @@ fn flashed(path: &Path) -> Result<Guid> {
 }
 
 fn copy_sparse(from: &Path, to: &Path) -> Result<()> {
-    run(Command::new("cp").arg("--sparse=always").arg(from).arg(to))?;
-    run(&mut Command::new("sync"))?;
+    run_checked(Command::new("cp").arg("--sparse=always").arg(from).arg(to))?;
+    run_checked(&mut Command::new("sync"))?;
     Ok(())
 }
 
 fn ours(atomix: &Path, image: &Path) -> Result<Duration> {
     let started = Instant::now();
-    run(Command::new(atomix)
-        .args(["repart", "--board", "rock64", "--dry-run=no"])
-        .arg(image))?;
+    run_checked(
+        Command::new(atomix)
+            .args(["repart", "--board", "rock64", "--dry-run=no"])
+            .arg(image),
+    )?;
     Ok(started.elapsed())
 }
 
@@ -157,31 +145,35 @@ struct AnchorTimes {
 
 fn anchor(defs: &Path, staging: &Path, seed: Guid, image: &Path) -> Result<AnchorTimes> {
     let started = Instant::now();
-    run(Command::new("systemd-repart")
-        .args([
-            "--dry-run=no",
-            "--empty=allow",
-            "--discard=no",
-            "--json=short",
-        ])
-        .arg(format!("--seed={seed}"))
-        .arg(format!("--definitions={}", defs.display()))
-        .arg(image))?;
+    run_checked(
+        Command::new("systemd-repart")
+            .args([
+                "--dry-run=no",
+                "--empty=allow",
+                "--discard=no",
+                "--json=short",
+            ])
+            .arg(format!("--seed={seed}"))
+            .arg(format!("--definitions={}", defs.display()))
+            .arg(image),
+    )?;
     let repart = started.elapsed();
     // The data partition (5) as systemd-repart placed it.
     let t = gpt::read(&mut fs::File::open(image)?, 16 * GIB)?;
     let data = t
         .partition(5)
         .context("systemd-repart made no partition 5")?;
-    let dev = run(Command::new("losetup")
-        .args(["--find", "--show", "-o"])
-        .arg((data.first_lba * 512).to_string())
-        .arg("--sizelimit")
-        .arg((data.sectors() * 512).to_string())
-        .arg(image))?;
+    let dev = run_checked(
+        Command::new("losetup")
+            .args(["--find", "--show", "-o"])
+            .arg((data.first_lba * 512).to_string())
+            .arg("--sizelimit")
+            .arg((data.sectors() * 512).to_string())
+            .arg(image),
+    )?;
     let dev = dev.trim().to_owned();
     let result = (|| -> Result<()> {
-        run(Command::new("mkfs.f2fs").args(["-q", "-f", "-t", "0", "-l", "data", &dev]))?;
+        run_checked(Command::new("mkfs.f2fs").args(["-q", "-f", "-t", "0", "-l", "data", &dev]))?;
         // sload.f2fs 1.15 exits 1 after repairing the inline_xattr_size of the inodes it made
         // (flexible_inline_xattr); the file system is clean afterwards. Accept that one case.
         let out = Command::new("sload.f2fs")
@@ -190,7 +182,7 @@ fn anchor(defs: &Path, staging: &Path, seed: Guid, image: &Path) -> Result<Ancho
             .args(["-t", "/", &dev])
             .output()?;
         if !out.status.success() {
-            run(Command::new("fsck.f2fs").args(["--dry-run", &dev]))?;
+            run_checked(Command::new("fsck.f2fs").args(["--dry-run", &dev]))?;
         }
         Ok(())
     })();
@@ -208,11 +200,6 @@ fn layout(image: &Path) -> Result<Table> {
     // The disk GUID is the flashed image's on both sides; compare the partitions and range.
     t.disk_guid = Guid::NIL;
     Ok(t)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn ms(d: Duration) -> f64 {
@@ -291,7 +278,11 @@ fn real_main() -> Result<()> {
         fs::remove_file(&a)?;
         fs::remove_file(&b)?;
     }
-    let (o, t, r) = (median(ours_t), median(anchor_t), median(repart_t));
+    let (o, t, r) = (
+        median(&ours_t).context("no runs")?,
+        median(&anchor_t).context("no runs")?,
+        median(&repart_t).context("no runs")?,
+    );
     let ratio = ms(o) / ms(t);
     if args.json {
         println!(
