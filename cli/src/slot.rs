@@ -2,10 +2,11 @@
 //! the write order and the kept A/B state file are `atomix_image::slot`'s; this file parses,
 //! prints and reports.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use atomix_board::{Board, Slot};
+use atomix_flash::{Host, InUse, TargetKind};
 use atomix_image::slot::{self, SlotSpec};
 use clap::Args;
 
@@ -21,7 +22,9 @@ Checked before anything is written: the GPT has the slot's partitions with their
 (boot-b and rootfs-b exist only after first boot: `atomix repart --board B --dry-run=no TARGET` \
 makes them), the squashfs magic and that it fits, and that DIR holds Image, initrd, the board's \
 DTB (rock64: rk3328-rock64.dtb) and, for the partition U-Boot's distro boot scans (boot-a, \
-legacy BIOS bootable), boot.scr. The rootfs is written and fsynced first, the boot file system \
+legacy BIOS bootable), boot.scr; on a block device, that neither partition of the slot is \
+mounted, a swap area or under a dm/md device (the rest of the disk may be: an update writes the \
+slot that is not running). The rootfs is written and fsynced first, the boot file system \
 last, so a failure is reported with the state it leaves the slot in.
 
 The A/B counters survive: a board that keeps them in a file on this boot partition (qemu-virt: \
@@ -56,6 +59,7 @@ pub struct WriteSlotArgs {
 
 pub fn run(args: WriteSlotArgs) -> Result<()> {
     let board = Board::builtin(&args.board)?;
+    refuse_a_busy_slot(&args.target, args.slot)?;
     let spec = SlotSpec {
         board: &board,
         slot: args.slot,
@@ -91,6 +95,36 @@ pub fn run(args: WriteSlotArgs) -> Result<()> {
             "  kept the A/B state file {} ({} bytes) across the reformat",
             kept.file, kept.bytes
         );
+    }
+    Ok(())
+}
+
+/// On a block device, refuses when a partition of `slot` is in use (mounted, swap, under a
+/// dm/md device). Other partitions may be: the running system writes the other slot.
+fn refuse_a_busy_slot(target: &Path, slot: Slot) -> Result<()> {
+    let t = atomix_flash::inspect_target(target, &Host::real())
+        .with_context(|| format!("cannot examine {}", target.display()))?;
+    let TargetKind::Block(info) = &t.kind else {
+        return Ok(());
+    };
+    let disk = t.resolved.to_string_lossy();
+    for number in [slot.boot_partition(), slot.rootfs_partition()] {
+        let node = atomix_board::partition_device(&disk, number);
+        let name = node.rsplit('/').next().unwrap_or(&node);
+        let busy = info.in_use.iter().find(|u| {
+            let device = match u {
+                InUse::Mounted { device, .. }
+                | InUse::Swap { device }
+                | InUse::Held { device, .. } => device,
+            };
+            device == name || *device == node
+        });
+        if let Some(u) = busy {
+            bail!(
+                "{u}: partition {number} belongs to slot {slot}; unmount it (or write the other \
+                 slot) first. Nothing was written."
+            );
+        }
     }
     Ok(())
 }

@@ -186,7 +186,7 @@ fn flash_to_a_loop_device_verifies() {
 }
 
 #[test]
-fn a_target_with_a_mounted_partition_is_refused_and_unchanged() {
+fn a_target_with_a_mounted_partition_is_refused_and_unchanged_by_flash_and_write_slot() {
     require_root("loop devices, mounts");
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("disk.img");
@@ -266,6 +266,26 @@ fn a_target_with_a_mounted_partition_is_refused_and_unchanged() {
         assert!(out.contains("nothing was written"), "{out}");
         assert!(lo.bytes() == before, "{} changed", target.display());
     }
+    // write-slot refuses the slot whose partition is mounted, before any other check.
+    let boot_files = dir.path().join("boot-files");
+    fs::create_dir(&boot_files).unwrap();
+    let o = Command::new(atomix())
+        .args(["image", "write-slot", "--board", "qemu-virt", "--slot", "a"])
+        .arg("--boot-files")
+        .arg(&boot_files)
+        .arg("--rootfs")
+        .arg(&sqfs)
+        .arg(&lo.dev)
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!("{}p1 is mounted on {}", lo.name(), mnt.display()))
+            && out.contains("belongs to slot A"),
+        "{out}"
+    );
+    assert!(lo.bytes() == before, "write-slot changed the device");
     assert_eq!(
         fs::read_to_string(mnt.join("etc/marker")).unwrap(),
         "mounted\n"
