@@ -18,7 +18,7 @@
 //! companion file first).
 
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,9 +29,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
+use crate::squashfs::{self, Unfit};
+
 const MIB: u64 = 1 << 20;
 const SECTOR: u64 = 512;
-const SQUASHFS_MAGIC: [u8; 4] = *b"hsqs";
 /// The primary GPT (protective MBR, header, 128 entries of 128 bytes) ends here: the raw region
 /// starts after it.
 pub const PRIMARY_GPT_END: u64 = 34 * SECTOR;
@@ -827,7 +828,7 @@ pub fn squashfs_info(path: &Path) -> Result<SquashfsInfo, DiskError> {
     File::open(path)
         .and_then(|mut f| f.read_exact(&mut sb))
         .map_err(failed)?;
-    if sb[..4] != SQUASHFS_MAGIC {
+    if sb[..4] != squashfs::MAGIC {
         return Err(DiskError::NotSquashfs {
             path: path.to_path_buf(),
         });
@@ -872,33 +873,21 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Checks the magic and that the image fits the slot; returns its size.
 fn check_squashfs(path: &Path, slot: &PartitionLayout) -> Result<u64, DiskError> {
-    let failed = |source| DiskError::RootfsRead {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut f = File::open(path).map_err(failed)?;
-    let size = f.metadata().map_err(failed)?.len();
-    let mut magic = [0u8; 4];
-    if size < 4 {
-        return Err(DiskError::NotSquashfs {
+    squashfs::check(path, slot.size).map_err(|unfit| match unfit {
+        Unfit::Read(source) => DiskError::RootfsRead {
             path: path.to_path_buf(),
-        });
-    }
-    f.read_exact(&mut magic).map_err(failed)?;
-    if magic != SQUASHFS_MAGIC {
-        return Err(DiskError::NotSquashfs {
+            source,
+        },
+        Unfit::NotSquashfs => DiskError::NotSquashfs {
             path: path.to_path_buf(),
-        });
-    }
-    if size > slot.size {
-        return Err(DiskError::RootfsTooLarge {
+        },
+        Unfit::TooLarge { size } => DiskError::RootfsTooLarge {
             path: path.to_path_buf(),
             size,
             slot: slot.size,
             label: slot.label.clone(),
-        });
-    }
-    Ok(size)
+        },
+    })
 }
 
 /// Formats the boot vfat and writes the boot files into its root directory: the file-backed
@@ -951,20 +940,13 @@ fn write_vfat(
     Ok(())
 }
 
-fn copy_rootfs(mut file: &File, sqfs: &Path, slot: &PartitionLayout) -> Result<(), DiskError> {
-    let failed = |source| DiskError::CopyRootfs {
-        label: slot.label.clone(),
-        source,
-    };
-    let mut src = File::open(sqfs).map_err(failed)?;
-    file.seek(SeekFrom::Start(slot.start)).map_err(failed)?;
-    let copied = io::copy(&mut src, &mut file).map_err(failed)?;
-    if copied > slot.size {
-        // The size was checked before; the file grew while we copied it.
-        return Err(failed(io::Error::other(
-            "the squashfs grew while being copied",
-        )));
-    }
+fn copy_rootfs(file: &File, sqfs: &Path, slot: &PartitionLayout) -> Result<(), DiskError> {
+    squashfs::copy_into(file, sqfs, slot.start, slot.size).map_err(|source| {
+        DiskError::CopyRootfs {
+            label: slot.label.clone(),
+            source,
+        }
+    })?;
     Ok(())
 }
 

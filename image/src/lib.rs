@@ -19,4 +19,5 @@ pub mod initramfs;
 pub mod inspect;
 pub mod modules;
 pub mod slot;
+mod squashfs;
 mod target;

@@ -14,9 +14,8 @@
 //! partition 1) gets the file back after the reformat, so updating slot A keeps the counters.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
-use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use atomix_board::{AbStore, Board, Slot};
@@ -25,12 +24,9 @@ use atomix_repart::plan::derive_uuid;
 use atomix_repart::vfat::{self, VfatError, VfatOptions};
 use serde::Serialize;
 
+use crate::flashable::BOOT_SCRIPT;
+use crate::squashfs::{self, Unfit};
 use crate::target::{Target, TargetError};
-
-const SQUASHFS_MAGIC: [u8; 4] = *b"hsqs";
-const COPY_CHUNK: usize = 1 << 20;
-/// The script U-Boot's distro boot runs from the partition it scans.
-const BOOT_SCRIPT: &str = "boot.scr";
 
 /// What to write.
 #[derive(Debug, Clone)]
@@ -300,7 +296,7 @@ pub fn write_slot(
         label: rootfs_part.name.clone(),
         source,
     };
-    copy_into(&t.file, &spec.rootfs, rootfs_start, rootfs_size).map_err(rootfs_failed)?;
+    squashfs::copy_into(&t.file, &spec.rootfs, rootfs_start, rootfs_size).map_err(rootfs_failed)?;
     t.file.sync_all().map_err(rootfs_failed)?;
 
     // 2. The boot file system, which makes the slot loadable.
@@ -440,40 +436,22 @@ fn slot_partition<'t>(
 
 /// Checks the magic and that the image fits; returns its size.
 fn check_squashfs(path: &Path, part: &Partition, size: u64) -> Result<u64, SlotError> {
-    let failed = |source| SlotError::RootfsRead {
-        path: path.to_owned(),
-        source,
-    };
-    let mut f = File::open(path).map_err(failed)?;
-    let meta = f.metadata().map_err(failed)?;
-    if !meta.is_file() {
-        return Err(failed(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file",
-        )));
-    }
-    let mut magic = [0u8; 4];
-    if meta.len() < 4 {
-        return Err(SlotError::NotSquashfs {
+    squashfs::check(path, size).map_err(|unfit| match unfit {
+        Unfit::Read(source) => SlotError::RootfsRead {
             path: path.to_owned(),
-        });
-    }
-    f.read_exact(&mut magic).map_err(failed)?;
-    if magic != SQUASHFS_MAGIC {
-        return Err(SlotError::NotSquashfs {
+            source,
+        },
+        Unfit::NotSquashfs => SlotError::NotSquashfs {
             path: path.to_owned(),
-        });
-    }
-    if meta.len() > size {
-        return Err(SlotError::RootfsTooLarge {
+        },
+        Unfit::TooLarge { size: bytes } => SlotError::RootfsTooLarge {
             path: path.to_owned(),
-            bytes: meta.len(),
+            bytes,
             number: part.number,
             label: part.name.clone(),
             size,
-        });
-    }
-    Ok(meta.len())
+        },
+    })
 }
 
 /// The regular files of `dir` (symlinks followed), sorted by name: (name, path, size).
@@ -555,29 +533,6 @@ fn require_boot_files(
                 why,
             });
         }
-    }
-    Ok(())
-}
-
-/// Copies `src` to byte `start` of `dst`, refusing to pass `start + room`.
-fn copy_into(dst: &File, src: &Path, start: u64, room: u64) -> io::Result<()> {
-    let mut src = File::open(src)?;
-    let mut buf = vec![0u8; COPY_CHUNK];
-    let mut done = 0u64;
-    loop {
-        let n = match src.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if done + n as u64 > room {
-            return Err(io::Error::other(
-                "the squashfs grew past the partition while being copied",
-            ));
-        }
-        dst.write_all_at(&buf[..n], start + done)?;
-        done += n as u64;
     }
     Ok(())
 }

@@ -8,7 +8,7 @@
 
 mod tools;
 
-use tools::{noise, run, run_text};
+use tools::{GOLDEN_SFDISK, noise, run, run_text};
 
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt;
@@ -151,21 +151,9 @@ fn rock64_image_passes_the_tools() {
     let img = built.image.clone();
 
     // GPT: DESIGN section 3's boot-a and rootfs-a, nothing else (the same golden dump as the
-    // plain disk image with this seed in tests/disk.rs).
+    // plain disk image with this seed).
     let dump = run_text(&out, "sfdisk", &["-d", &name]).replace(&name, "disk.img");
-    let golden = "\
-label: gpt
-label-id: 4753FCBA-E1E2-4CAA-8266-732DEB341872
-device: disk.img
-unit: sectors
-first-lba: 32768
-last-lba: 2394078
-sector-size: 512
-
-disk.img1 : start=       32768, size=      262144, type=BC13C2FF-59E6-4262-A352-B275FD6F7172, uuid=7F163877-B3A5-431A-AB39-AE2F8C8FF474, name=\"boot-a\", attrs=\"LegacyBIOSBootable\"
-disk.img2 : start=      294912, size=     2097152, type=B921B045-1DF0-41C3-AF44-4C6F280D3FAE, uuid=18C569BA-E30B-4636-8B68-B09DA2ED74B7, name=\"rootfs-a\"
-";
-    assert_eq!(dump, golden);
+    assert_eq!(dump, GOLDEN_SFDISK);
     let verify = run_text(&out, "sgdisk", &["-v", &name]);
     assert!(
         verify.contains("No problems found."),
