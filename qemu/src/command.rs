@@ -10,10 +10,12 @@ use crate::QemuConfig;
 /// arguments.
 ///
 /// Fixed part: `-M virt -cpu <cpu> -m <MiB> -nographic -serial stdio -monitor none -nic none`
-/// (+ `-no-reboot`). The serial port is plain stdio with no monitor multiplexed onto it, so every
-/// byte typed goes to the guest (no Ctrl-A escape) and the guest console arrives on stdout;
-/// `-nic none` drops the default virtio-net NIC (pitfall P11). Each disk is
-/// `-drive file=<path>,if=none,format=raw,id=d<N> -device <model>,drive=d<N>`.
+/// (+ `-smp <n>` above one CPU, + `-no-reboot`). The serial port is plain stdio with no monitor
+/// multiplexed onto it, so every byte typed goes to the guest (no Ctrl-A escape) and the guest
+/// console arrives on stdout; `-nic none` drops the default virtio-net NIC (pitfall P11). Each
+/// disk is `-drive file=<path>,if=none,format=raw,id=d<N> -device <model>,drive=d<N>`, each NIC
+/// `-netdev user,id=<id>,restrict=on,... -device virtio-net-...,netdev=<id>,...` (see
+/// [`crate::Nic`]).
 pub fn command_line(cfg: &QemuConfig) -> Vec<String> {
     std::iter::once(cfg.binary.as_os_str())
         .chain(args(cfg).iter().map(OsString::as_os_str))
@@ -53,6 +55,10 @@ pub(crate) fn args(cfg: &QemuConfig) -> Vec<OsString> {
     push(&cfg.cpu);
     push("-m");
     push(&cfg.memory_mib.to_string());
+    if cfg.cpus > 1 {
+        push("-smp");
+        push(&cfg.cpus.to_string());
+    }
     push("-nographic");
     push("-serial");
     push("stdio");
@@ -92,6 +98,12 @@ pub(crate) fn args(cfg: &QemuConfig) -> Vec<OsString> {
         args.push(drive);
         args.push("-device".into());
         args.push(format!("{},drive=d{index}", cfg.transport.device_model()).into());
+    }
+    for nic in &cfg.nics {
+        args.push("-netdev".into());
+        args.push(nic.netdev().into());
+        args.push("-device".into());
+        args.push(nic.device(cfg.transport).into());
     }
     args.extend(cfg.extra_args.iter().map(OsString::from));
     args
@@ -200,6 +212,95 @@ mod tests {
             command_line_string(&cfg)
         );
         assert_eq!(shell_quote(""), "''");
+    }
+
+    /// Every network a command line can attach is restricted user networking whose forwards
+    /// listen on loopback only: over NICs of every shape and both transports, no `-netdev` is
+    /// anything else, `-nic none` drops QEMU's default NIC, and `-net` never appears.
+    #[test]
+    fn no_command_line_has_unrestricted_networking() {
+        use crate::{Mac, Nic};
+        use std::net::Ipv4Addr;
+        let shapes = [
+            Nic::new("wan", Mac([0x52, 0x54, 0, 0, 0, 1])),
+            Nic {
+                subnet: Some((Ipv4Addr::new(172, 20, 30, 0), 24)),
+                router: Some(Ipv4Addr::new(172, 20, 30, 254)),
+                guest: Some(Ipv4Addr::new(172, 20, 30, 1)),
+                forwards: vec!["2222:22".parse().unwrap(), "udp:5353:53".parse().unwrap()],
+                ..Nic::new("lan", Mac([0x52, 0x54, 0, 0, 0, 2]))
+            },
+            Nic {
+                forwards: vec![
+                    "18080:8080".parse().unwrap(),
+                    "tcp:10022:22".parse().unwrap(),
+                ],
+                ..Nic::new("x", Mac([2, 0, 0, 0, 0, 0xff]))
+            },
+        ];
+        for transport in [Transport::Pci, Transport::Mmio] {
+            for count in 0..=shapes.len() {
+                let cfg = QemuConfig {
+                    nics: shapes[..count].to_vec(),
+                    transport,
+                    ..QemuConfig::default()
+                };
+                let line = command_line(&cfg);
+                assert!(line.windows(2).any(|w| w == ["-nic", "none"]), "{line:?}");
+                assert!(!line.iter().any(|a| a == "-net"), "{line:?}");
+                let netdevs: Vec<&String> = line
+                    .windows(2)
+                    .filter(|w| w[0] == "-netdev")
+                    .map(|w| &w[1])
+                    .collect();
+                assert_eq!(netdevs.len(), count, "{line:?}");
+                for netdev in netdevs {
+                    let mut parts = netdev.split(',');
+                    assert_eq!(parts.next(), Some("user"), "{netdev}");
+                    let parts: Vec<&str> = parts.collect();
+                    assert!(parts.contains(&"restrict=on"), "{netdev}");
+                    for part in parts {
+                        let (key, value) = part.split_once('=').unwrap();
+                        assert!(
+                            ["id", "restrict", "net", "host", "hostfwd"].contains(&key),
+                            "{netdev}: {key}"
+                        );
+                        if key == "hostfwd" {
+                            let host = value.split(['-']).next().unwrap();
+                            assert!(
+                                host.starts_with("tcp:127.0.0.1:")
+                                    || host.starts_with("udp:127.0.0.1:"),
+                                "{netdev}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn two_nics_follow_the_disks_and_smp_follows_the_memory() {
+        use crate::{Mac, Nic};
+        let cfg = QemuConfig {
+            disks: vec!["d.img".into()],
+            nics: vec![
+                Nic::new("wan", Mac([0x52, 0x54, 0, 0, 0, 0x99])),
+                Nic::new("lan", Mac([0x52, 0x54, 0, 0, 0, 1])),
+            ],
+            cpus: 2,
+            ..QemuConfig::default()
+        };
+        assert_eq!(
+            joined(&cfg),
+            "qemu-system-aarch64 -M virt -cpu cortex-a53 -m 1024 -smp 2 -nographic -serial stdio \
+             -monitor none -no-reboot -nic none \
+             -drive file=d.img,if=none,format=raw,id=d0 -device virtio-blk-pci,drive=d0 \
+             -netdev user,id=wan,restrict=on \
+             -device virtio-net-pci,netdev=wan,mac=52:54:00:00:00:99,romfile= \
+             -netdev user,id=lan,restrict=on \
+             -device virtio-net-pci,netdev=lan,mac=52:54:00:00:00:01,romfile="
+        );
     }
 
     #[test]

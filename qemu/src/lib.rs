@@ -29,6 +29,7 @@
 
 mod command;
 mod judge;
+mod net;
 mod process;
 mod run;
 
@@ -39,7 +40,8 @@ use std::time::Duration;
 
 pub use command::{command_line, command_line_string};
 pub use judge::classify;
-pub use run::run;
+pub use net::{BadForward, Forward, LAN_GATEWAY, Mac, Nic, Protocol, appliance_nics};
+pub use run::{run, run_interactive};
 
 /// Size of a `virt` machine flash bank: QEMU refuses a pflash drive of any other size (P5).
 pub const FLASH_BANK_BYTES: u64 = 64 << 20;
@@ -136,8 +138,12 @@ pub struct QemuConfig {
     pub disks: Vec<PathBuf>,
     /// The virtio transport of the disks.
     pub transport: Transport,
+    /// NICs, each on its own restricted user-mode network (see [`Nic`]); none by default.
+    pub nics: Vec<Nic>,
     /// Guest RAM in MiB (default 1024).
     pub memory_mib: u32,
+    /// Virtual CPUs (default 1).
+    pub cpus: u32,
     /// Guest CPU model (default `cortex-a53`).
     pub cpu: String,
     /// Deadline from spawning QEMU; when it passes the run ends in [`Ending::Timeout`].
@@ -146,7 +152,8 @@ pub struct QemuConfig {
     /// panics are not terminal (the guest restarts in the same process) and only a power-off,
     /// a `stop_on` pattern, QEMU exiting or the deadline end the run.
     pub no_reboot: bool,
-    /// Extra arguments appended after the generated ones.
+    /// Extra arguments appended after the generated ones. Network options (`-netdev`, `-nic`,
+    /// `-net`) are refused: NICs come only from [`QemuConfig::nics`].
     pub extra_args: Vec<String>,
     /// Where to write the console transcript (parent directories are created). The file is
     /// written line by line while the run goes on, so it survives a crash of the caller.
@@ -168,7 +175,9 @@ impl Default for QemuConfig {
             flash_bank1: None,
             disks: Vec::new(),
             transport: Transport::Pci,
+            nics: Vec::new(),
             memory_mib: 1024,
+            cpus: 1,
             cpu: "cortex-a53".to_owned(),
             timeout: Duration::from_secs(60),
             no_reboot: true,
@@ -246,6 +255,13 @@ pub enum QemuError {
         what: &'static str,
         /// The path that was given.
         path: PathBuf,
+    },
+    /// `extra_args` holds a network option; guests get network only through
+    /// [`QemuConfig::nics`], which are always restricted.
+    #[error("extra argument `{arg}` would attach a network: use nics (restricted user networking)")]
+    NetworkInExtraArgs {
+        /// The offending argument.
+        arg: String,
     },
     /// A `stop_on` pattern is empty (it would match at once).
     #[error("stop_on pattern {index} is empty")]

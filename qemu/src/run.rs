@@ -4,7 +4,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, ExitStatus};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,30 @@ const DRAIN_GRACE: Duration = Duration::from_secs(1);
 /// Only for failing to run QEMU at all (bad config, missing input, spawn, console log, wait);
 /// how the guest fared is in [`Outcome::ending`].
 pub fn run(cfg: &QemuConfig, on_line: &mut dyn FnMut(&str)) -> Result<Outcome, QemuError> {
+    run_with(cfg, None, on_line)
+}
+
+/// [`run`] with a keyboard: each line received on `input` is typed into the guest's serial
+/// console (with a newline) as soon as it arrives, whatever the console is doing, after the
+/// expect script of [`QemuConfig::script`] has had its turn. For a conversation with the guest
+/// from another thread: that thread sends commands and reads the lines `on_line` passes on.
+/// A closed `input` just means nothing more is typed.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_interactive(
+    cfg: &QemuConfig,
+    input: &Receiver<String>,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<Outcome, QemuError> {
+    run_with(cfg, Some(input), on_line)
+}
+
+fn run_with(
+    cfg: &QemuConfig,
+    input: Option<&Receiver<String>>,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<Outcome, QemuError> {
     validate(cfg)?;
     let mut log = match &cfg.console_log {
         Some(path) => Some(ConsoleLog::create(path)?),
@@ -87,6 +111,11 @@ pub fn run(cfg: &QemuConfig, on_line: &mut dyn FnMut(&str)) -> Result<Outcome, Q
                 session.decide(Ending::Timeout, Duration::ZERO);
             }
             break false;
+        }
+        if let Some(input) = input {
+            while let Ok(text) = input.try_recv() {
+                session.type_line(&text);
+            }
         }
         match received.recv_timeout(POLL.min(stop_at - now)) {
             Ok(event) => {
@@ -148,7 +177,18 @@ fn validate(cfg: &QemuConfig) -> Result<(), QemuError> {
     if let Some(index) = cfg.stop_on.iter().position(String::is_empty) {
         return Err(QemuError::EmptyStopPattern { index });
     }
+    if let Some(arg) = cfg.extra_args.iter().find(|arg| is_network_option(arg)) {
+        return Err(QemuError::NetworkInExtraArgs { arg: arg.clone() });
+    }
     Ok(())
+}
+
+/// Whether `arg` is a QEMU network option, in any of the spellings QEMU accepts (`-netdev`,
+/// `--netdev`, `-netdev=...`).
+fn is_network_option(arg: &str) -> bool {
+    let name = arg.split('=').next().unwrap_or(arg);
+    let name = format!("-{}", name.trim_start_matches('-'));
+    crate::net::NETWORK_OPTIONS.contains(&name.as_str())
 }
 
 /// An ending that has been decided, and how long QEMU may still run after it.
@@ -255,12 +295,9 @@ impl<'c> Session<'c> {
     /// Sends the answers whose prompts have appeared.
     fn run_script(&mut self) {
         while let Some(step) = self.cfg.script.get(self.step) {
-            if self.decided.is_some() {
+            if self.decided.is_some() || self.stdin.is_none() {
                 return;
             }
-            let Some(stdin) = &mut self.stdin else {
-                return;
-            };
             if self
                 .step_scanner
                 .next_match(&self.stream, step.wait_for.as_bytes())
@@ -273,15 +310,28 @@ impl<'c> Session<'c> {
                 step.wait_for,
                 step.send
             );
-            let mut text = step.send.clone().into_bytes();
-            text.push(b'\n');
-            if let Err(err) = stdin.write_all(&text).and_then(|()| stdin.flush()) {
-                // QEMU is going away; its exit decides the ending.
-                log::warn!("cannot type into the qemu console: {err}");
-                self.stdin = None;
+            if !self.type_line(&step.send) {
                 return;
             }
             self.step += 1;
+        }
+    }
+
+    /// Types `text` and a newline into the guest console. False once QEMU takes no more
+    /// input (it is going away; its exit decides the ending).
+    fn type_line(&mut self, text: &str) -> bool {
+        let Some(stdin) = self.stdin.as_mut() else {
+            return false;
+        };
+        let mut bytes = text.as_bytes().to_vec();
+        bytes.push(b'\n');
+        match stdin.write_all(&bytes).and_then(|()| stdin.flush()) {
+            Ok(()) => true,
+            Err(err) => {
+                log::warn!("cannot type into the qemu console: {err}");
+                self.stdin = None;
+                false
+            }
         }
     }
 
@@ -444,5 +494,37 @@ mod tests {
             validate(&cfg),
             Err(QemuError::EmptyStopPattern { index: 1 })
         ));
+    }
+
+    #[test]
+    fn network_options_in_extra_args_are_refused() {
+        for arg in [
+            "-netdev",
+            "--netdev",
+            "-nic",
+            "--nic=user",
+            "-net",
+            "-netdev=tap,id=x",
+        ] {
+            let cfg = QemuConfig {
+                bios: Some("/".into()),
+                extra_args: vec!["-s".into(), arg.into(), "user,id=n".into()],
+                ..QemuConfig::default()
+            };
+            assert!(
+                matches!(validate(&cfg), Err(QemuError::NetworkInExtraArgs { arg: a }) if a == arg),
+                "{arg}"
+            );
+        }
+        let cfg = QemuConfig {
+            bios: Some("/".into()),
+            extra_args: vec![
+                "-device".into(),
+                "virtio-rng-pci".into(),
+                "-network-x".into(),
+            ],
+            ..QemuConfig::default()
+        };
+        assert!(validate(&cfg).is_ok());
     }
 }

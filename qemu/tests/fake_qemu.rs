@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use atomix_qemu::{Ending, Expect, QemuConfig, QemuError, command_line, run};
+use atomix_qemu::{Ending, Expect, QemuConfig, QemuError, command_line, run, run_interactive};
 use tempfile::TempDir;
 
 /// A temp dir with a fake qemu script and a dummy firmware file.
@@ -246,6 +246,44 @@ echo 'reboot: Power down'"#,
         lines,
         ["login: hello root", "=> ran ls -l /", "reboot: Power down"]
     );
+}
+
+/// A conversation from another thread: it types while the guest sits silently at a prompt
+/// (no line arrives to trigger anything), and reads the answers as they come.
+#[test]
+fn a_second_thread_types_at_a_silent_prompt_and_reads_the_answers() {
+    let fake = Fake::new(
+        r#"printf '$ '
+read a
+echo "got $a"
+printf '$ '
+read b
+echo "got $b"
+echo 'reboot: Power down'"#,
+    );
+    let cfg = fake.config(Duration::from_secs(20));
+    let (keys, input) = std::sync::mpsc::channel::<String>();
+    let (lines_out, lines) = std::sync::mpsc::channel::<String>();
+    let runner = thread::spawn(move || {
+        run_interactive(&cfg, &input, &mut |line| {
+            lines_out.send(line.to_owned()).unwrap();
+        })
+        .expect("run the fake qemu")
+    });
+    thread::sleep(Duration::from_millis(300));
+    keys.send("one".into()).unwrap();
+    assert_eq!(
+        lines.recv_timeout(Duration::from_secs(5)).unwrap(),
+        "$ got one"
+    );
+    keys.send("two".into()).unwrap();
+    assert_eq!(
+        lines.recv_timeout(Duration::from_secs(5)).unwrap(),
+        "$ got two"
+    );
+    drop(keys);
+    let outcome = runner.join().unwrap();
+    assert_eq!(outcome.ending, Ending::PowerOff, "{}", outcome.console);
 }
 
 #[test]
