@@ -344,6 +344,38 @@ pub fn mark_good(env: &mut Env, slot: Slot, tries: u32) -> Result<(), EnvError> 
     env.set(slot.left_var(), &tries.to_string())
 }
 
+/// RAUC's view of a slot, as its U-Boot bootchooser reports it: good while the slot is in the
+/// boot order with tries left. (A slot that has spent some tries is still "good": RAUC's
+/// mark-good after a health check must not depend on this.)
+pub fn is_good(view: &AbView, slot: Slot) -> bool {
+    view.order.contains(&slot) && view.left.iter().any(|(s, n)| *s == slot && *n > 0)
+}
+
+/// RAUC's mark-bad: the slot leaves the boot order and has no tries left, so boot.scr passes it
+/// by. When no slot would be left in the order, `BOOT_ORDER` is deleted instead: boot.scr then
+/// walks its default order, where the slot has no tries, rather than an empty one.
+pub fn mark_bad(env: &mut Env, slot: Slot, tries: u32) -> Result<(), EnvError> {
+    let rest: Vec<&str> = ab_view(env, tries)
+        .order
+        .iter()
+        .filter(|s| **s != slot)
+        .map(|s| s.name())
+        .collect();
+    env.set("BOOT_ORDER", &rest.join(" "))?;
+    env.set(slot.left_var(), "0")
+}
+
+/// RAUC's set-primary (after an install, or `rauc status mark-active`): the slot goes first in
+/// the boot order, the others keep their order behind it, and it gets all its tries.
+pub fn set_primary(env: &mut Env, slot: Slot, tries: u32) -> Result<(), EnvError> {
+    let order: Vec<&str> = std::iter::once(slot)
+        .chain(ab_view(env, tries).order.into_iter().filter(|s| *s != slot))
+        .map(Slot::name)
+        .collect();
+    env.set(slot.left_var(), &tries.to_string())?;
+    env.set("BOOT_ORDER", &order.join(" "))
+}
+
 /// The counters of a freshly made image: `BOOT_ORDER=A B`, every slot at `tries`.
 pub fn initial_counters(tries: u32) -> Env {
     let mut env = Env::new();
@@ -364,6 +396,38 @@ mod tests {
             e.set(k, v).unwrap();
         }
         e
+    }
+
+    #[test]
+    fn rauc_states_follow_its_uboot_backend() {
+        let mut e = initial_counters(3);
+        let view = |e: &Env| ab_view(e, 3);
+        assert!(is_good(&view(&e), Slot::A) && is_good(&view(&e), Slot::B));
+
+        mark_bad(&mut e, Slot::A, 3).unwrap();
+        assert_eq!(e.get("BOOT_ORDER"), Some("B"));
+        assert_eq!(e.get("BOOT_A_LEFT"), Some("0"));
+        assert!(!is_good(&view(&e), Slot::A));
+        assert_eq!(view(&e).next, Some(Slot::B));
+
+        set_primary(&mut e, Slot::A, 3).unwrap();
+        assert_eq!(e.get("BOOT_ORDER"), Some("A B"));
+        assert_eq!(e.get("BOOT_A_LEFT"), Some("3"));
+        assert!(is_good(&view(&e), Slot::A));
+
+        set_primary(&mut e, Slot::B, 3).unwrap();
+        assert_eq!(e.get("BOOT_ORDER"), Some("B A"));
+
+        // A spent try still reads good; only the order and the count decide.
+        e.set("BOOT_B_LEFT", "1").unwrap();
+        assert!(is_good(&view(&e), Slot::B));
+
+        // The last slot out of the order: the order goes back to boot.scr's default.
+        let mut only = env(&[("BOOT_ORDER", "A"), ("BOOT_A_LEFT", "3")]);
+        mark_bad(&mut only, Slot::A, 3).unwrap();
+        assert_eq!(only.get("BOOT_ORDER"), None);
+        assert_eq!(view(&only).order, vec![Slot::A, Slot::B]);
+        assert_eq!(view(&only).next, Some(Slot::B));
     }
 
     #[test]

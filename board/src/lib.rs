@@ -7,6 +7,8 @@
 //! sets in `board/repart.d/`. Adding a board means adding a profile file, not a code path.
 //! Also owns what U-Boot reads: the generated `boot.scr` ([`bootscript`]) in its legacy image
 //! wrapper ([`uimage`]), and the U-Boot environment formats that hold the counters ([`env`]).
+//! And the board's part of the root filesystem, rendered from the same facts ([`rootfs`]):
+//! RAUC's slots and bootloader backend, `fw_env.config`, NIC names, the serial console.
 //!
 //! Must not: do I/O beyond reading or writing the bytes it is given, or know about `/init`'s
 //! stages, partition plans or image assembly.
@@ -15,6 +17,7 @@
 
 pub mod bootscript;
 pub mod env;
+pub mod rootfs;
 pub mod uimage;
 
 use serde::Deserialize;
@@ -113,6 +116,8 @@ pub struct Board {
     pub firmware: Option<Firmware>,
     /// USB mass-storage recovery, if the board has it.
     pub recovery: Option<Recovery>,
+    /// What the board changes in the root filesystem ([`rootfs::files`]).
+    pub rootfs: Rootfs,
 }
 
 /// The two slot pairs of the AtomixOS layout (DESIGN section 3) and their RAUC names.
@@ -310,6 +315,31 @@ pub struct Recovery {
     pub usb_controller: u32,
 }
 
+/// The board's facts about the root filesystem it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Rootfs {
+    /// Log root in on the serial console without a password. For the QEMU bench only, whose
+    /// console is the host's own: real boards keep a login prompt.
+    pub serial_autologin: bool,
+    /// How the WAN NIC is found, to name it `eth0`; `None` (with `lan`): the kernel's names
+    /// are kept, so NICs are eth0, eth1 in probe order.
+    pub wan: Option<NicMatch>,
+    /// How the LAN NIC is found, to name it `eth1`.
+    pub lan: Option<NicMatch>,
+}
+
+/// A NIC as a systemd `.link` file's `[Match]` finds it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NicMatch {
+    /// The device's persistent path (`udevadm info` ID_PATH), e.g. `platform-ff540000.ethernet`.
+    pub path: Option<String>,
+    /// Kernel drivers, any of which matches (e.g. USB Ethernet adapters).
+    #[serde(default)]
+    pub drivers: Vec<String>,
+}
+
 /// How a board's disk is repartitioned on first boot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repart {
@@ -339,6 +369,7 @@ struct RawBoard {
     loader: Option<RawLoader>,
     firmware: Option<Firmware>,
     recovery: Option<Recovery>,
+    rootfs: Rootfs,
 }
 
 #[derive(Deserialize)]
@@ -489,6 +520,7 @@ impl Board {
                 ));
             }
         }
+        validate_rootfs(&raw.rootfs).map_err(|(f, p)| invalid(f, p))?;
         Ok(Self {
             name: raw.name,
             description: raw.description,
@@ -507,6 +539,7 @@ impl Board {
             loader,
             firmware: raw.firmware,
             recovery: raw.recovery,
+            rootfs: raw.rootfs,
         })
     }
 
@@ -519,6 +552,27 @@ impl Board {
 }
 
 type Problem = (&'static str, String);
+
+/// NIC matches: both or neither, each naming something, in words a `.link` file can hold.
+fn validate_rootfs(rootfs: &Rootfs) -> Result<(), Problem> {
+    let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_graphic() && c != '#');
+    for (field, nic) in [("rootfs.wan", &rootfs.wan), ("rootfs.lan", &rootfs.lan)] {
+        let Some(nic) = nic else { continue };
+        if nic.path.is_none() && nic.drivers.is_empty() {
+            return Err((field, "give a path or drivers to match the NIC by".into()));
+        }
+        if let Some(bad) = nic.path.iter().chain(&nic.drivers).find(|w| !word(w)) {
+            return Err((field, format!("`{bad}` must be one printable word")));
+        }
+    }
+    if rootfs.wan.is_some() != rootfs.lan.is_some() {
+        return Err((
+            "rootfs",
+            "give both wan and lan NIC matches, or neither (the kernel's names)".into(),
+        ));
+    }
+    Ok(())
+}
 
 fn validate_boot(raw: RawBoot) -> Result<Boot, Problem> {
     let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');

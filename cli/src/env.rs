@@ -77,6 +77,37 @@ enum EnvAction {
         #[command(flatten)]
         write: WriteOpts,
     },
+    /// RAUC's custom bootloader backend, with the semantics of RAUC's U-Boot backend: the
+    /// device's /etc/rauc/system.conf names a script that runs `atomix env --board B DISK rauc
+    /// "$@"`. Slots are RAUC bootnames (A, B).
+    #[command(subcommand)]
+    Rauc(RaucCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum RaucCmd {
+    /// Print the bootname the next boot picks (the first slot in BOOT_ORDER with tries left).
+    GetPrimary,
+    /// Put the slot first in BOOT_ORDER with all its tries.
+    SetPrimary {
+        /// A or B.
+        slot: Slot,
+    },
+    /// Print `good` (in BOOT_ORDER with tries left) or `bad`.
+    GetState {
+        /// A or B.
+        slot: Slot,
+    },
+    /// good: all tries back (mark-good); bad: out of BOOT_ORDER with no tries (mark-bad).
+    SetState {
+        /// A or B.
+        slot: Slot,
+        /// good or bad.
+        #[arg(value_parser = ["good", "bad"])]
+        state: String,
+    },
+    /// Print the bootname of the running slot, from rauc.slot= on /proc/cmdline.
+    GetCurrent,
 }
 
 #[derive(Debug, Args)]
@@ -142,7 +173,79 @@ pub fn run(args: EnvArgs) -> Result<u8> {
                 atomix_board::env::mark_good(env, slot, tries)
             })
         }
+        EnvAction::Rauc(cmd) => rauc(target, &board, cmd),
     }
+}
+
+/// One call of RAUC's custom backend protocol: answers on stdout, nothing else there.
+fn rauc(target: &Path, board: &Board, cmd: RaucCmd) -> Result<u8> {
+    use atomix_board::env::{is_good, mark_bad, mark_good, set_primary};
+    let tries = board.ab.tries;
+    let read = || bootenv::read(target, board);
+    let write = |change: &mut dyn FnMut(&mut Env) -> Result<(), atomix_board::env::EnvError>| {
+        match bootenv::update(target, board, Base::Saved, fat_time()?, change) {
+            Ok(_) => Ok(0),
+            Err(e) => Ok(failed(&e)),
+        }
+    };
+    match cmd {
+        RaucCmd::GetPrimary => match read() {
+            Ok(state) => match state.ab.next {
+                Some(slot) => {
+                    println!("{slot}");
+                    Ok(0)
+                }
+                None => {
+                    eprintln!("atomix: error: no slot in BOOT_ORDER has tries left");
+                    Ok(EXIT_FAILED)
+                }
+            },
+            Err(e) => Ok(failed(&e)),
+        },
+        RaucCmd::GetState { slot } => match read() {
+            Ok(state) => {
+                println!(
+                    "{}",
+                    if is_good(&state.ab, slot) {
+                        "good"
+                    } else {
+                        "bad"
+                    }
+                );
+                Ok(0)
+            }
+            Err(e) => Ok(failed(&e)),
+        },
+        RaucCmd::SetPrimary { slot } => write(&mut |env| set_primary(env, slot, tries)),
+        RaucCmd::SetState { slot, state } => write(&mut |env| {
+            if state == "good" {
+                mark_good(env, slot, tries)
+            } else {
+                mark_bad(env, slot, tries)
+            }
+        }),
+        RaucCmd::GetCurrent => {
+            let cmdline = std::fs::read_to_string("/proc/cmdline")?;
+            match booted_slot(&cmdline) {
+                Some(slot) => {
+                    println!("{slot}");
+                    Ok(0)
+                }
+                None => {
+                    eprintln!("atomix: error: /proc/cmdline has no rauc.slot=boot.0|boot.1");
+                    Ok(EXIT_FAILED)
+                }
+            }
+        }
+    }
+}
+
+/// The slot `rauc.slot=` names on a kernel command line (boot.scr passes boot.0 or boot.1).
+fn booted_slot(cmdline: &str) -> Option<Slot> {
+    cmdline
+        .split_whitespace()
+        .find_map(|arg| arg.strip_prefix("rauc.slot="))
+        .and_then(|value| value.parse().ok())
 }
 
 fn update(
@@ -299,6 +402,17 @@ pub fn ab_line(view: &AbView, tries: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_booted_slot_comes_from_rauc_slot() {
+        assert_eq!(
+            booted_slot("console=ttyAMA0 atomixos.lowerdev=/dev/vda4 rauc.slot=boot.1 panic=-1\n"),
+            Some(Slot::B)
+        );
+        assert_eq!(booted_slot("rauc.slot=boot.0"), Some(Slot::A));
+        assert_eq!(booted_slot("rauc.slot=boot.7"), None);
+        assert_eq!(booted_slot("console=ttyAMA0"), None);
+    }
 
     #[test]
     fn assignments_are_validated() {
