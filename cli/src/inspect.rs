@@ -237,7 +237,7 @@ fn print_report(r: &Report, board: &Board, how: &str) {
 
 /// A size for people: exact in the largest unit (KiB to GiB) that divides it with a count below
 /// 10000 (`1168 MiB`), else with one decimal in the largest unit below it (`13.7 GiB`).
-fn size(bytes: u64) -> String {
+pub(crate) fn size(bytes: u64) -> String {
     const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
     if let Some((unit, n)) = UNITS
         .iter()

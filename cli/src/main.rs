@@ -36,6 +36,7 @@ mod inspect;
 mod paths;
 mod qemu;
 mod repart;
+mod rootfs;
 mod slot;
 
 use std::process::ExitCode;
@@ -77,6 +78,10 @@ enum Command {
     /// first boot, /data (0 inspected, 1 unreadable, 2 usage).
     #[command(long_about = inspect::ABOUT)]
     Inspect(inspect::InspectArgs),
+    /// Root filesystem build steps: the board's files, and packing a tree into a squashfs
+    /// (scripts/rootfs.sh runs both around mkosi).
+    #[command(subcommand)]
+    Rootfs(rootfs::RootfsCmd),
     /// List the board profiles.
     Boards,
 }
@@ -91,6 +96,7 @@ fn main() -> ExitCode {
         Command::Flash(args) => flash::run(args),
         Command::Env(args) => env::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Rootfs(cmd) => rootfs::run(cmd).map(|()| 0),
         Command::Boards => boards().map(|()| 0),
     };
     match result {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use atomix_board::Board;
-use atomix_qemu::{Ending, QemuConfig, Transport};
+use atomix_qemu::{Ending, Forward, Nic, QemuConfig, Transport};
 use clap::Args;
 
 use crate::print_json;
@@ -44,6 +44,23 @@ pub struct QemuArgs {
     /// Attach the disk as virtio-blk-device (MMIO) instead of virtio-blk-pci.
     #[arg(long)]
     mmio: bool,
+    /// Give the guest an AtomixOS device's two NICs: eth0 (WAN, DHCP from QEMU's 10.0.2.0/24)
+    /// and eth1 (LAN, 172.20.30.0/24, the device being 172.20.30.1). Both are QEMU user
+    /// networking with restrict=on: the guest reaches nothing outside this machine, and the
+    /// host reaches the guest only through --forward.
+    #[arg(long)]
+    net: bool,
+    /// Forward a port of 127.0.0.1 on the host to the guest (implies --net):
+    /// [wan:|lan:][tcp:|udp:]HOST:GUEST, on the WAN unless lan: is given
+    /// (e.g. 18080:8080, lan:2222:22). Repeatable.
+    #[arg(long, value_name = "FORWARD")]
+    forward: Vec<NicForward>,
+    /// Guest RAM in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    memory: u32,
+    /// Virtual CPUs.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    smp: u32,
     /// Let a guest reboot restart the machine (default: QEMU exits, as tests want).
     #[arg(long)]
     allow_reboot: bool,
@@ -56,6 +73,43 @@ pub struct QemuArgs {
     /// Print a JSON summary (ending, wall time) on stdout after the run; the console goes to stderr.
     #[arg(long)]
     json: bool,
+}
+
+/// A `--forward`: which of the two NICs, and the forward itself.
+#[derive(Debug, Clone)]
+pub struct NicForward {
+    lan: bool,
+    forward: Forward,
+}
+
+impl std::str::FromStr for NicForward {
+    type Err = atomix_qemu::BadForward;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (lan, rest) = match text.split_once(':') {
+            Some(("lan", rest)) => (true, rest),
+            Some(("wan", rest)) => (false, rest),
+            _ => (false, text),
+        };
+        Ok(Self {
+            lan,
+            forward: rest.parse()?,
+        })
+    }
+}
+
+/// The NICs for `--net` and `--forward`.
+fn nics(net: bool, forwards: &[NicForward]) -> Vec<Nic> {
+    if !net && forwards.is_empty() {
+        return Vec::new();
+    }
+    let [mut wan, mut lan] = atomix_qemu::appliance_nics();
+    for f in forwards {
+        if f.lan { &mut lan } else { &mut wan }
+            .forwards
+            .push(f.forward);
+    }
+    vec![wan, lan]
 }
 
 /// A temporary flash bank holding `bios`'s default environment with bootdelay=0.
@@ -125,6 +179,9 @@ pub fn run(args: QemuArgs) -> Result<u8> {
         bios,
         flash_bank1: seed.as_ref().map(|s| s.to_path_buf()),
         disks: vec![args.disk],
+        nics: nics(args.net, &args.forward),
+        memory_mib: args.memory,
+        cpus: args.smp,
         transport: if args.mmio {
             Transport::Mmio
         } else {

@@ -229,7 +229,7 @@ fn volume_id(seed: &str, label: &str) -> u32 {
 /// Where the rootfs comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RootfsSource {
-    /// A directory, packed with mksquashfs (zstd, 1 MiB blocks, all files root-owned, no xattrs,
+    /// A directory, packed with mksquashfs (zstd, 1 MiB blocks, owners kept, no xattrs,
     /// all times set to the epoch).
     Dir(PathBuf),
     /// A ready squashfs image, copied as is.
@@ -756,7 +756,9 @@ fn check_boot_files(files: &[(String, BootSource)]) -> Result<u64, DiskError> {
 }
 
 /// Packs `dir` into the squashfs `out` as every image's rootfs is packed: zstd, 1 MiB blocks,
-/// all files owned by root, no xattrs, every time (and the superblock's) set to `epoch`.
+/// owners and modes as in `dir` (a real root has files of `_chrony`, `systemd-network`,
+/// `messagebus`, group `shadow`...), no xattrs, every time (and the superblock's) set to
+/// `epoch`.
 pub fn pack_rootfs(dir: &Path, out: &Path, epoch: u64) -> Result<(), DiskError> {
     mksquashfs(dir, out, epoch)
 }
@@ -772,15 +774,7 @@ fn mksquashfs(dir: &Path, out: &Path, epoch: u64) -> Result<(), DiskError> {
         .env_remove("SOURCE_DATE_EPOCH")
         .arg(dir)
         .arg(out)
-        .args([
-            "-comp",
-            "zstd",
-            "-b",
-            "1M",
-            "-noappend",
-            "-all-root",
-            "-no-xattrs",
-        ])
+        .args(["-comp", "zstd", "-b", "1M", "-noappend", "-no-xattrs"])
         .args([
             "-mkfs-time",
             &epoch,
