@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use atomix_board::Board;
-use atomix_qemu::{Ending, Forward, Nic, QemuConfig, Transport};
+use atomix_qemu::{Ending, Expect, Forward, Nic, QemuConfig, Transport};
 use clap::Args;
 
 use crate::print_json;
@@ -55,6 +55,10 @@ pub struct QemuArgs {
     /// (e.g. 18080:8080, lan:2222:22). Repeatable.
     #[arg(long, value_name = "FORWARD")]
     forward: Vec<NicForward>,
+    /// Type SEND into the console once it shows WAIT_FOR (a prompt, say); repeatable, run in
+    /// order, each pair after the previous one matched. For scripted bring-up sessions.
+    #[arg(long, num_args = 2, value_names = ["WAIT_FOR", "SEND"])]
+    expect: Vec<String>,
     /// Guest RAM in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 1024)]
     memory: u32,
@@ -144,7 +148,7 @@ pub fn exit_code(ending: &Ending) -> u8 {
         Ending::PowerOff => 0,
         Ending::Reset => 3,
         Ending::Panic { .. } => 4,
-        Ending::Timeout => 5,
+        Ending::Timeout | Ending::Stopped => 5,
         Ending::Matched(_) => 0,
         Ending::Exited { .. } => 6,
     }
@@ -180,6 +184,11 @@ pub fn run(args: QemuArgs) -> Result<u8> {
         flash_bank1: seed.as_ref().map(|s| s.to_path_buf()),
         disks: vec![args.disk],
         nics: nics(args.net, &args.forward),
+        script: args
+            .expect
+            .chunks_exact(2)
+            .map(|pair| Expect::new(&pair[0], &pair[1]))
+            .collect(),
         memory_mib: args.memory,
         cpus: args.smp,
         transport: if args.mmio {

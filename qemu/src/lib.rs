@@ -206,6 +206,8 @@ pub enum Ending {
     Timeout,
     /// The console showed this `stop_on` pattern; QEMU was killed.
     Matched(String),
+    /// The caller of [`run_interactive`] hung up (closed its input channel); QEMU was killed.
+    Stopped,
     /// QEMU exited and the console showed none of the markers above (for example U-Boot's
     /// `poweroff`, or QEMU refusing its arguments: see [`Outcome::stderr`]).
     Exited {
@@ -222,6 +224,7 @@ impl fmt::Display for Ending {
             Self::Panic { message } => write!(f, "kernel panic: {message}"),
             Self::Timeout => f.write_str("timeout"),
             Self::Matched(pattern) => write!(f, "matched `{pattern}`"),
+            Self::Stopped => f.write_str("stopped by the caller"),
             Self::Exited { code: Some(code) } => write!(f, "qemu exited with code {code}"),
             Self::Exited { code: None } => f.write_str("qemu killed by a signal"),
         }

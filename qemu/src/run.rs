@@ -4,7 +4,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, ExitStatus};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -44,7 +44,8 @@ pub fn run(cfg: &QemuConfig, on_line: &mut dyn FnMut(&str)) -> Result<Outcome, Q
 /// console (with a newline) as soon as it arrives, whatever the console is doing, after the
 /// expect script of [`QemuConfig::script`] has had its turn. For a conversation with the guest
 /// from another thread: that thread sends commands and reads the lines `on_line` passes on.
-/// A closed `input` just means nothing more is typed.
+/// Closing `input` (dropping every sender) ends the run with [`crate::Ending::Stopped`] and
+/// stops QEMU, so a caller that gives up (or panics) never leaves a guest running.
 ///
 /// # Errors
 /// As [`run`].
@@ -113,8 +114,17 @@ fn run_with(
             break false;
         }
         if let Some(input) = input {
-            while let Ok(text) = input.try_recv() {
-                session.type_line(&text);
+            loop {
+                match input.try_recv() {
+                    Ok(text) => {
+                        session.type_line(&text);
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        session.decide(Ending::Stopped, Duration::ZERO);
+                        break;
+                    }
+                }
             }
         }
         match received.recv_timeout(POLL.min(stop_at - now)) {

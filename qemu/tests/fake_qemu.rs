@@ -281,9 +281,31 @@ echo 'reboot: Power down'"#,
         lines.recv_timeout(Duration::from_secs(5)).unwrap(),
         "$ got two"
     );
-    drop(keys);
     let outcome = runner.join().unwrap();
     assert_eq!(outcome.ending, Ending::PowerOff, "{}", outcome.console);
+    drop(keys);
+}
+
+/// Hanging up stops the guest at once, long before its deadline.
+#[test]
+fn closing_the_input_stops_qemu() {
+    let fake = Fake::new("echo \"pid $$\"; sleep 30");
+    let cfg = fake.config(Duration::from_secs(60));
+    let (keys, input) = std::sync::mpsc::channel::<String>();
+    let (pids, pid) = std::sync::mpsc::channel::<String>();
+    let runner = thread::spawn(move || {
+        run_interactive(&cfg, &input, &mut |line| {
+            let _ = pids.send(line.to_owned());
+        })
+        .expect("run the fake qemu")
+    });
+    let line = pid.recv_timeout(Duration::from_secs(5)).unwrap();
+    let start = Instant::now();
+    drop(keys);
+    let outcome = runner.join().unwrap();
+    assert_eq!(outcome.ending, Ending::Stopped);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(process_gone(pid_after(&line, "pid ")));
 }
 
 #[test]
