@@ -3,7 +3,9 @@
 #   lint   rustfmt, clippy -D warnings (host and the aarch64 /init)
 #   T0/T1  unit tests with fakes; image-file tests with the real host tools
 #   T2     privileged: loop devices, squashfs + overlay mounts, switch_root in a mount namespace
-#   T3     QEMU aarch64 boots of the real Debian arm64 kernel with our initramfs and disk image
+#   T1     also the root filesystem squashfs: contents, owners, a fresh build gives the same bytes
+#   T3     QEMU aarch64 boots of the real Debian arm64 kernel with our initramfs and disk image,
+#          through U-Boot, into the probe rootfs and into the real AtomixOS root filesystem
 # Installs what it needs first (scripts/setup.sh). Must run as root (T2 mounts, apt).
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +26,9 @@ cargo clippy --target aarch64-unknown-linux-gnu -p atomix-initrd -p atomix-f2fs 
 step "build: static aarch64 /init and the atomix CLI"
 cargo build --profile init --target aarch64-unknown-linux-gnu -p atomix-initrd --locked
 cargo build --release -p atomix --locked
+
+step "root filesystem: mkosi (cached by its inputs), our aarch64 atomix, the board's files"
+scripts/rootfs.sh --board qemu-virt
 
 step "tests: T0-T3"
 # QEMU boots are CPU-bound under TCG; two at a time keeps each within its deadline on 2 cores.

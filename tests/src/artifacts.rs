@@ -10,6 +10,18 @@ const MAKE_CACHE: &str = "scripts/setup.sh";
 const MAKE_INIT: &str =
     "cargo build --profile init --target aarch64-unknown-linux-gnu -p atomix-initrd";
 
+/// How to make the real root filesystem.
+const MAKE_ROOTFS: &str = "scripts/rootfs.sh --board qemu-virt";
+
+/// A root filesystem built by `scripts/rootfs.sh`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RealRootfs {
+    /// The squashfs.
+    pub squashfs: PathBuf,
+    /// Its build manifest.
+    pub manifest: serde_json::Value,
+}
+
 /// The workspace root (the parent of this package's directory).
 pub fn workspace_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -111,6 +123,40 @@ impl Artifacts {
             }
         }
         Ok(())
+    }
+
+    /// The AtomixOS root filesystem `scripts/rootfs.sh --board <board>` built, as it
+    /// published it: `<cache>/rootfs-<board>.squashfs` and its manifest `<cache>/rootfs-<board>.json`
+    /// (size, sha256, keys, build times, packages).
+    ///
+    /// # Errors
+    /// [`HarnessError::MissingArtifact`] when either is missing; [`HarnessError::Manifest`]
+    /// when the manifest does not parse.
+    pub fn real_rootfs(&self, board: &str) -> Result<RealRootfs, HarnessError> {
+        let squashfs = self.cache.join(format!("rootfs-{board}.squashfs"));
+        let manifest_path = self.cache.join(format!("rootfs-{board}.json"));
+        for (what, path) in [
+            ("root filesystem squashfs", &squashfs),
+            ("root filesystem manifest", &manifest_path),
+        ] {
+            if !path.is_file() {
+                return Err(HarnessError::MissingArtifact {
+                    what,
+                    path: path.clone(),
+                    make: MAKE_ROOTFS,
+                });
+            }
+        }
+        let text =
+            std::fs::read_to_string(&manifest_path).map_err(|source| HarnessError::Read {
+                path: manifest_path.clone(),
+                source,
+            })?;
+        let manifest = serde_json::from_str(&text).map_err(|source| HarnessError::Manifest {
+            path: manifest_path.clone(),
+            source,
+        })?;
+        Ok(RealRootfs { squashfs, manifest })
     }
 
     /// The checked-in overlay of the test rootfs (`<root>/tests/rootfs`).

@@ -15,6 +15,7 @@
 mod artifacts;
 pub mod bench;
 mod fixtures;
+mod guest;
 mod probe;
 mod rootfs;
 mod tools;
@@ -24,7 +25,8 @@ use std::time::Duration;
 
 use atomix_qemu::QemuConfig;
 
-pub use artifacts::{Artifacts, target_dir, workspace_root};
+pub use artifacts::{Artifacts, RealRootfs, target_dir, workspace_root};
+pub use guest::{Guest, GuestError, Shell};
 pub use probe::{DataProbe, MountLine, Probe};
 pub use rootfs::{PROBE_APPLETS, build_test_rootfs, rootfs_overlay};
 pub use tools::{median, require_root, run_checked, run_tool};
@@ -113,6 +115,24 @@ pub enum HarnessError {
         /// What the OS said.
         #[source]
         source: std::io::Error,
+    },
+    /// A file could not be read.
+    #[error("cannot read `{}`", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A build manifest is not JSON.
+    #[error("`{}` is not a build manifest", path.display())]
+    Manifest {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
     },
     /// A file's mode could not be set.
     #[error("cannot set the mode of `{}`", path.display())]
