@@ -3,10 +3,12 @@
 # the board's files (`atomix rootfs files`), our aarch64 `atomix` binary, the test kernel's
 # modules, packed by `atomix rootfs pack`. See docs/rootfs.md.
 #
-# Usage: scripts/rootfs.sh [--board B] [--json] [--fresh --out FILE] [--quiet]
+# Usage: scripts/rootfs.sh [--board B] [--json] [--rebuild | --fresh --out FILE] [--quiet]
 #   --board B   board profile (default qemu-virt)
 #   --json      print the build's manifest (sizes, sha256, keys, times, packages) on stdout
 #               instead of the squashfs path
+#   --rebuild   make the squashfs again even when it is cached (mkosi's package set cache is
+#               still used)
 #   --fresh     build everything again in a scratch cache (only downloaded packages are reused)
 #               and leave the caches as they are; needs --out. For checking reproducibility.
 #   --out FILE  also copy the squashfs (and its manifest, FILE.json) here
@@ -33,13 +35,14 @@ fi
 mkosi_version=25.3-7
 mkosi_sha256=ef56c81324fd47d65490e944ec4697bb3f6fb21326d0d071bfc2fb5ba5383252
 
-board=qemu-virt json=0 fresh=0 out="" quiet=0
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+board=qemu-virt json=0 fresh=0 rebuild=0 out="" quiet=0
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
   case $1 in
     --board) board=${2:?--board needs a value}; shift 2 ;;
     --json) json=1; shift ;;
     --fresh) fresh=1; shift ;;
+    --rebuild) rebuild=1; shift ;;
     --out) out=${2:?--out needs a file}; shift 2 ;;
     --quiet) quiet=1; shift ;;
     -h|--help) usage ;;
@@ -166,7 +169,7 @@ finish() {
   if [ "$json" -eq 1 ]; then cat "$entry/manifest.json"; else echo "${out:-$entry/rootfs.squashfs}"; fi
 }
 
-if [ "$fresh" -eq 0 ] && [ -f "$entry/manifest.json" ]; then
+if [ "$fresh" -eq 0 ] && [ "$rebuild" -eq 0 ] && [ -f "$entry/manifest.json" ]; then
   log "cached: $entry (key $key)"
   mkdir -p "$cache" && publish
   finish

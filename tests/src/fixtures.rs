@@ -11,11 +11,99 @@ use atomix_image::disk::{
 };
 use atomix_image::initramfs::{InitramfsSpec, RepartSpec};
 
-use atomix_qemu::QemuConfig;
+use atomix_board::bootscript::{self, BuildInfo};
+use atomix_board::uimage;
+use atomix_image::flashable::{self, Inputs};
+use atomix_qemu::{Forward, QemuConfig};
 
 use crate::{Artifacts, HarnessError, qemu_log_path};
 
+/// A qemu-virt image of the real root filesystem, as flashed (16 GiB, sparse), and the boot
+/// files an update writes into a slot beside its rootfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplianceImage {
+    /// The image.
+    pub disk: PathBuf,
+    /// `Image`, `initrd` and `boot.scr`, for `atomix_image::slot::write_slot`.
+    pub boot_files: PathBuf,
+}
+
+/// Size of an appliance image: the Rock64's eMMC.
+const APPLIANCE_DISK_BYTES: u64 = 16 << 30;
+
 impl Artifacts {
+    /// Builds in `dir` the qemu-virt image of `squashfs` (a root filesystem from
+    /// `scripts/rootfs.sh`) with our initramfs (repart data included), as `atomix image build`
+    /// makes it, echoing `build_id`; and the boot files of a slot.
+    ///
+    /// # Errors
+    /// The initramfs, the image or the boot files cannot be made.
+    pub fn appliance_image(
+        &self,
+        squashfs: &Path,
+        dir: &Path,
+        build_id: &str,
+    ) -> anyhow::Result<ApplianceImage> {
+        let board = Board::builtin("qemu-virt")?;
+        let initramfs = dir.join("initramfs.img");
+        atomix_image::initramfs::build(&self.qemu_virt_initramfs(true)?, &initramfs)?;
+        let disk = dir.join("disk.img");
+        flashable::build(
+            &board,
+            &Inputs {
+                rootfs: RootfsSource::Squashfs(squashfs.to_owned()),
+                kernel: self.kernel_image.clone(),
+                initramfs: initramfs.clone(),
+                dtb: None,
+                loader_dir: None,
+                build_id: Some(build_id.to_owned()),
+                version: "test".to_owned(),
+                epoch: 0,
+                seed: None,
+                size: Some(APPLIANCE_DISK_BYTES),
+            },
+            &disk,
+            &mut |_| {},
+        )?;
+        let boot_files = dir.join("boot-files");
+        std::fs::create_dir_all(&boot_files)?;
+        std::fs::copy(&self.kernel_image, boot_files.join("Image"))?;
+        std::fs::copy(&initramfs, boot_files.join("initrd"))?;
+        let info = BuildInfo::new(build_id, "test")?;
+        let script = uimage::encode_script(
+            &bootscript::image_name(&info),
+            0,
+            bootscript::render(&board, &info).as_bytes(),
+        )?;
+        std::fs::write(boot_files.join("boot.scr"), script)?;
+        Ok(ApplianceImage { disk, boot_files })
+    }
+
+    /// [`Artifacts::uboot_config`] for the real root filesystem: 2 GiB, two CPUs, and the
+    /// device's two NICs ([`atomix_qemu::appliance_nics`]: restricted user networking) with
+    /// `wan` and `lan` forwarded from the host's 127.0.0.1.
+    ///
+    /// # Errors
+    /// As [`Artifacts::uboot_config`].
+    pub fn appliance_config(
+        &self,
+        disk: &Path,
+        timeout: Duration,
+        log_name: &str,
+        wan: Vec<Forward>,
+        lan: Vec<Forward>,
+    ) -> Result<QemuConfig, HarnessError> {
+        let [mut wan_nic, mut lan_nic] = atomix_qemu::appliance_nics();
+        wan_nic.forwards = wan;
+        lan_nic.forwards = lan;
+        Ok(QemuConfig {
+            nics: vec![wan_nic, lan_nic],
+            memory_mib: 2048,
+            cpus: 2,
+            ..self.uboot_config(disk, timeout, log_name)?
+        })
+    }
+
     /// An emptied directory `<target>/systest-tmp/<name>` for one test binary's fixtures.
     ///
     /// # Errors

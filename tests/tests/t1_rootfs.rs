@@ -102,24 +102,32 @@ fn the_root_filesystem_holds_our_files_units_and_binaries_with_their_owners() {
     let built = artifacts.real_rootfs("qemu-virt").unwrap();
     let board = Board::builtin("qemu-virt").unwrap();
     let list = listing(&built.squashfs);
+    // Every file of rootfs/tree, as committed.
+    let tree = artifacts.root.join("rootfs/tree");
+    let ours = files_under(&tree);
+    assert!(ours.len() > 20, "{ours:?}");
+    let mut wanted: Vec<String> = ours
+        .iter()
+        .map(|f| f.strip_prefix(&tree).unwrap().display().to_string())
+        .chain(rootfs::files(&board).into_iter().map(|f| f.path))
+        .collect();
+    wanted.extend(
+        [
+            "usr/bin/atomix",
+            "etc/passwd",
+            "etc/group",
+            "etc/subuid",
+            "etc/machine-id",
+        ]
+        .map(String::from),
+    );
     let scratch = artifacts.scratch_dir("t1-rootfs-").unwrap();
     let x = scratch.path();
     extract(
         &built.squashfs,
         x,
-        &[
-            "etc",
-            "usr/lib/systemd",
-            "usr/libexec/atomix",
-            "usr/share/dbus-1",
-            "usr/bin/atomix",
-        ],
+        &wanted.iter().map(String::as_str).collect::<Vec<_>>(),
     );
-
-    // Every file of rootfs/tree, as committed.
-    let tree = artifacts.root.join("rootfs/tree");
-    let ours = files_under(&tree);
-    assert!(ours.len() > 20, "{ours:?}");
     for file in &ours {
         let rel = file.strip_prefix(&tree).unwrap();
         let inside = x.join(rel);
@@ -130,11 +138,8 @@ fn the_root_filesystem_holds_our_files_units_and_binaries_with_their_owners() {
                 "{rel:?}"
             );
         } else {
-            assert_eq!(
-                fs::read(&inside).unwrap(),
-                fs::read(file).unwrap(),
-                "{rel:?}"
-            );
+            let built = fs::read(&inside).unwrap_or_else(|e| panic!("{rel:?}: {e}"));
+            assert_eq!(built, fs::read(file).unwrap(), "{rel:?}");
         }
     }
     // The board's files, as its profile renders them.

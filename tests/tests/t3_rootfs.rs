@@ -21,18 +21,13 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use atomix_board::bootscript::{self, BuildInfo};
-use atomix_board::{Board, Slot, uimage};
+use atomix_board::{Board, Slot};
 use atomix_image::bootenv;
-use atomix_image::disk::RootfsSource;
-use atomix_image::flashable::{self, Inputs};
-use atomix_image::initramfs;
 use atomix_image::slot::{self, SlotSpec};
 use atomix_qemu::{Ending, Forward, Outcome, Protocol};
 use atomix_systests::{Artifacts, Guest, Shell};
 
 const BUILD_ID: &str = "t3-rootfs-1";
-const GIB: u64 = 1 << 30;
 /// Boot to a root shell: a minute or two under TCG, more on a loaded host.
 const TO_SHELL: Duration = Duration::from_secs(480);
 const COMMAND: Duration = Duration::from_secs(240);
@@ -77,40 +72,9 @@ fn fixture() -> Fixture {
     let rootfs = artifacts.real_rootfs("qemu-virt").unwrap();
     let board = Board::builtin("qemu-virt").unwrap();
     let dir = artifacts.fresh_dir("t3-rootfs").unwrap();
-    let initramfs = dir.join("initramfs.img");
-    initramfs::build(&artifacts.qemu_virt_initramfs(true).unwrap(), &initramfs).unwrap();
-    let disk = dir.join("disk.img");
-    flashable::build(
-        &board,
-        &Inputs {
-            rootfs: RootfsSource::Squashfs(rootfs.squashfs.clone()),
-            kernel: artifacts.kernel_image.clone(),
-            initramfs: initramfs.clone(),
-            dtb: None,
-            loader_dir: None,
-            build_id: Some(BUILD_ID.to_owned()),
-            version: "t3".to_owned(),
-            epoch: 0,
-            seed: None,
-            size: Some(16 * GIB),
-        },
-        &disk,
-        &mut |_| {},
-    )
-    .unwrap();
-    // What an update writes into slot B: the same kernel, initramfs and script.
-    let boot_files = dir.join("boot-files");
-    fs::create_dir_all(&boot_files).unwrap();
-    fs::copy(&artifacts.kernel_image, boot_files.join("Image")).unwrap();
-    fs::copy(&initramfs, boot_files.join("initrd")).unwrap();
-    let info = BuildInfo::new(BUILD_ID, "t3").unwrap();
-    let script = uimage::encode_script(
-        &bootscript::image_name(&info),
-        0,
-        bootscript::render(&board, &info).as_bytes(),
-    )
-    .unwrap();
-    fs::write(boot_files.join("boot.scr"), script).unwrap();
+    let image = artifacts
+        .appliance_image(&rootfs.squashfs, &dir, BUILD_ID)
+        .unwrap();
     let key = dir.join("id_ed25519");
     let made = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "t3-rootfs", "-f"])
@@ -121,38 +85,34 @@ fn fixture() -> Fixture {
     Fixture {
         artifacts,
         board,
-        disk,
+        disk: image.disk,
         rootfs: rootfs.squashfs,
-        boot_files,
+        boot_files: image.boot_files,
         key,
     }
 }
 
 /// One power cycle with both NICs: U-Boot, boot.scr, /init, systemd, until a root shell.
 fn boot(f: &Fixture, name: &str, ports: &Ports) -> Guest {
-    let mut cfg = f
-        .artifacts
-        .uboot_config(
-            &f.disk,
-            Duration::from_secs(1500),
-            &format!("t3-rootfs-{name}"),
-        )
-        .unwrap();
     let tcp = |host_port, guest_port| Forward {
         protocol: Protocol::Tcp,
         host_port,
         guest_port,
     };
-    let [mut wan, mut lan] = atomix_qemu::appliance_nics();
-    wan.forwards = vec![
-        tcp(ports.wan_8080, 8080),
-        tcp(ports.wan_22, 22),
-        tcp(ports.wan_8081, 8081),
-    ];
-    lan.forwards = vec![tcp(ports.lan_22, 22), tcp(ports.lan_8081, 8081)];
-    cfg.nics = vec![wan, lan];
-    cfg.memory_mib = 2048;
-    cfg.cpus = 2;
+    let cfg = f
+        .artifacts
+        .appliance_config(
+            &f.disk,
+            Duration::from_secs(1500),
+            &format!("t3-rootfs-{name}"),
+            vec![
+                tcp(ports.wan_8080, 8080),
+                tcp(ports.wan_22, 22),
+                tcp(ports.wan_8081, 8081),
+            ],
+            vec![tcp(ports.lan_22, 22), tcp(ports.lan_8081, 8081)],
+        )
+        .unwrap();
     let mut guest = Guest::boot(name, cfg);
     guest.shell(TO_SHELL).unwrap();
     guest

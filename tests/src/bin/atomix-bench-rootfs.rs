@@ -1,0 +1,254 @@
+//! Benchmark: the real root filesystem (DESIGN section 8), the baseline the provisioner's
+//! first-boot time will be measured against.
+//!
+//! - Boots, on the guest clock, median of N: kernel start → `/init` done (the kernel timestamp
+//!   of its `boot done` line) → systemd's multi-user target (`ActiveEnterTimestampMonotonic`,
+//!   microseconds since the kernel started), for a first boot (a fresh copy of the flashed
+//!   16 GiB image: repartitioning, /data made) and the steady-state boot of the same disk that
+//!   follows it. Through U-Boot and boot.scr, with both NICs, as the T3 test boots.
+//! - The squashfs's size against the 1 GiB slot, from the build's manifest.
+//! - Build time of `scripts/rootfs.sh`: cold (`--fresh`: every package installed again under
+//!   qemu-user; only with `--cold`, about ten minutes), with the package set cached
+//!   (`--rebuild`: trees added and packed again), and a cache hit.
+//!
+//! There is no anchor to run beside: the original AtomixOS is NixOS on hardware. The table says
+//! so instead of inventing one.
+//!
+//! Usage: atomix-bench-rootfs [--boots N] [--cold] [--json]      (as root, like rootfs.sh)
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use atomix_systests::bench::kernel_timestamp;
+use atomix_systests::{Artifacts, Guest, median, run_checked};
+use serde_json::{Value, json};
+
+/// The line `/init` prints last, before it execs the real init.
+const INIT_DONE_MARK: &str = "atomix-init: boot done in";
+const BOOT_TIMEOUT: Duration = Duration::from_secs(1200);
+const TO_SHELL: Duration = Duration::from_secs(600);
+
+struct Args {
+    boots: usize,
+    cold: bool,
+    json: bool,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut args = Args {
+        boots: 3,
+        cold: false,
+        json: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--boots" => args.boots = it.next().context("--boots N")?.parse()?,
+            "--cold" => args.cold = true,
+            "--json" => args.json = true,
+            other => bail!(
+                "unknown argument {other:?}; usage: atomix-bench-rootfs [--boots N] [--cold] [--json]"
+            ),
+        }
+    }
+    ensure!(args.boots > 0, "--boots must be at least 1");
+    Ok(args)
+}
+
+/// One boot's guest-clock marks, in seconds since the kernel started.
+#[derive(Debug, Clone, Copy)]
+struct Marks {
+    init_done: f64,
+    multi_user: f64,
+}
+
+/// Boots `disk` to a root shell and reads the marks.
+fn boot(artifacts: &Artifacts, disk: &Path, name: &str) -> Result<Marks> {
+    let cfg = artifacts.appliance_config(
+        disk,
+        BOOT_TIMEOUT,
+        &format!("bench-rootfs-{name}"),
+        Vec::new(),
+        Vec::new(),
+    )?;
+    let mut guest = Guest::boot(name, cfg);
+    guest.shell(TO_SHELL)?;
+    let state = guest.sh("systemctl is-system-running --wait", TO_SHELL)?;
+    ensure!(
+        state.text().trim() == "running",
+        "{name}: the system is {} (console: {})",
+        state.text().trim(),
+        guest.log()
+    );
+    let at = guest.sh(
+        "systemctl show -P ActiveEnterTimestampMonotonic multi-user.target",
+        TO_SHELL,
+    )?;
+    let multi_user = at
+        .text()
+        .trim()
+        .parse::<f64>()
+        .with_context(|| format!("{name}: multi-user.target's timestamp {:?}", at.text()))?
+        / 1e6;
+    let console = guest.console.join("\n");
+    let init_done = kernel_timestamp(&console, INIT_DONE_MARK)
+        .with_context(|| format!("{name}: no `{INIT_DONE_MARK}` (console: {})", guest.log()))?;
+    guest.power_off(Duration::from_secs(300))?;
+    Ok(Marks {
+        init_done,
+        multi_user,
+    })
+}
+
+/// Runs `scripts/rootfs.sh` with `flags`; returns its manifest and the wall time.
+fn rootfs_build(root: &Path, flags: &[&str]) -> Result<(Value, f64)> {
+    let start = Instant::now();
+    let out = run_checked(
+        Command::new(root.join("scripts/rootfs.sh"))
+            .args(["--board", "qemu-virt", "--quiet", "--json"])
+            .args(flags),
+    )?;
+    Ok((serde_json::from_str(&out)?, start.elapsed().as_secs_f64()))
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("atomix-bench-rootfs: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let args = parse_args()?;
+    let artifacts = Artifacts::locate()?;
+    let dir = artifacts.fresh_dir("bench-rootfs")?;
+
+    eprintln!("bench: scripts/rootfs.sh with the package set cached (--rebuild)");
+    let (manifest, cached_s) = rootfs_build(&artifacts.root, &["--rebuild"])?;
+    eprintln!("bench: scripts/rootfs.sh, a cache hit");
+    let (_, hit_s) = rootfs_build(&artifacts.root, &[])?;
+    let cold_s = if args.cold {
+        eprintln!("bench: scripts/rootfs.sh --fresh (cold: about ten minutes)");
+        let out = dir.join("cold.squashfs");
+        let out = out.to_str().context("a UTF-8 scratch path")?.to_owned();
+        let (cold, secs) = rootfs_build(&artifacts.root, &["--fresh", "--out", &out])?;
+        ensure!(
+            cold["sha256"] == manifest["sha256"],
+            "the cold build differs from the cached one: {} / {}",
+            cold["sha256"],
+            manifest["sha256"]
+        );
+        Some(secs)
+    } else {
+        None
+    };
+    let rootfs = artifacts.real_rootfs("qemu-virt")?;
+    let image = artifacts.appliance_image(&rootfs.squashfs, &dir, "bench-rootfs")?;
+
+    let mut first = Vec::new();
+    let mut steady = Vec::new();
+    for n in 1..=args.boots {
+        let disk = dir.join(format!("disk-{n}.img"));
+        run_checked(
+            Command::new("cp")
+                .arg("--sparse=always")
+                .arg(&image.disk)
+                .arg(&disk),
+        )?;
+        eprintln!("bench: boot {n}/{}: first boot", args.boots);
+        first.push(boot(&artifacts, &disk, &format!("{n}-first"))?);
+        eprintln!("bench: boot {n}/{}: steady state", args.boots);
+        steady.push(boot(&artifacts, &disk, &format!("{n}-steady"))?);
+        std::fs::remove_file(&disk)?;
+    }
+
+    let med = |marks: &[Marks], pick: fn(&Marks) -> f64| -> f64 {
+        let millis: Vec<u64> = marks
+            .iter()
+            .map(|m| (pick(m) * 1000.0).round() as u64)
+            .collect();
+        median(&millis).unwrap_or(0) as f64 / 1000.0
+    };
+    let rows: Vec<(&str, String, String)> = vec![
+        (
+            "kernel start → /init done (s, guest)",
+            format!("{:.2}", med(&first, |m| m.init_done)),
+            format!("{:.2}", med(&steady, |m| m.init_done)),
+        ),
+        (
+            "kernel start → multi-user.target (s, guest)",
+            format!("{:.1}", med(&first, |m| m.multi_user)),
+            format!("{:.1}", med(&steady, |m| m.multi_user)),
+        ),
+        (
+            "/init done → multi-user.target (s, guest)",
+            format!("{:.1}", med(&first, |m| m.multi_user - m.init_done)),
+            format!("{:.1}", med(&steady, |m| m.multi_user - m.init_done)),
+        ),
+    ];
+    let bytes = manifest["bytes"].as_u64().unwrap_or(0);
+    let slot = manifest["slot_bytes"].as_u64().unwrap_or(1);
+    let result = json!({
+        "boots": args.boots,
+        "first_boot": first.iter().map(|m| json!({"init_done_s": m.init_done, "multi_user_s": m.multi_user})).collect::<Vec<_>>(),
+        "steady_state": steady.iter().map(|m| json!({"init_done_s": m.init_done, "multi_user_s": m.multi_user})).collect::<Vec<_>>(),
+        "squashfs_bytes": bytes,
+        "slot_bytes": slot,
+        "tree_mib": manifest["tree_mib"],
+        "build_cold_s": cold_s,
+        "build_package_set_cached_s": cached_s,
+        "build_cache_hit_s": hit_s,
+        "packages": manifest["packages"].as_array().map_or(0, Vec::len),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+        return Ok(());
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "root filesystem: qemu-virt, {} packages, U-Boot boots with both NICs, 2 vCPUs, 2 GiB; \
+         median of {} (no anchor: the original is NixOS on hardware)\n",
+        result["packages"], args.boots
+    );
+    let _ = writeln!(
+        out,
+        "{:<46} {:>12} {:>14}",
+        "metric", "first boot", "steady state"
+    );
+    for (metric, a, b) in &rows {
+        let _ = writeln!(out, "{metric:<46} {a:>12} {b:>14}");
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<46} {:>12.1} ({:.1}% of the {} MiB slot; tree {} MiB)",
+        "squashfs (MiB)",
+        bytes as f64 / (1 << 20) as f64,
+        bytes as f64 * 100.0 / slot as f64,
+        slot >> 20,
+        manifest["tree_mib"]
+    );
+    match cold_s {
+        Some(s) => {
+            let _ = writeln!(out, "{:<46} {s:>12.0}", "build, cold (s)");
+        }
+        None => {
+            let _ = writeln!(out, "{:<46} {:>12}", "build, cold (s)", "(--cold)");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{:<46} {cached_s:>12.0}",
+        "build, package set cached (s)"
+    );
+    let _ = writeln!(out, "{:<46} {hit_s:>12.0}", "build, cache hit (s)");
+    print!("{out}");
+    Ok(())
+}
