@@ -62,6 +62,15 @@ t_start=$(now)
 [ "$(id -u)" -eq 0 ] || die "mkosi installs packages as root (dpkg keeps their owners): run as root"
 mkdir -p "$store"
 
+# The host's tools (qemu-user-static, squashfs-tools, the aarch64 cross toolchain, the test
+# kernel): quick when they are there already.
+# (stdout is this script's answer: everything else goes to stderr.)
+if [ "$quiet" -eq 1 ]; then
+  setup_log=$("$repo/scripts/setup.sh" 2>&1) || { printf '%s\n' "$setup_log" >&2; die "scripts/setup.sh failed"; }
+else
+  "$repo/scripts/setup.sh" >&2 || die "scripts/setup.sh failed"
+fi
+
 # --- the tools: qemu-user through binfmt_misc for arm64 maintainer scripts, and mkosi ---------
 if ! mountpoint -q /proc/sys/fs/binfmt_misc; then
   mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
@@ -127,9 +136,10 @@ base_key=$( { echo "mkosi $mkosi_version"; sha "$repo/mkosi.conf" "$repo/rootfs/
 log "building atomix for aarch64"
 (cd "$repo" && cargo build --profile device --target aarch64-unknown-linux-gnu -p atomix --locked -q) \
   || die "cargo build of the aarch64 atomix failed"
-atomix_aarch64=$repo/target/aarch64-unknown-linux-gnu/device/atomix
+target_dir=$(cd "$repo" && realpath -m "${CARGO_TARGET_DIR:-target}")
+atomix_aarch64=$target_dir/aarch64-unknown-linux-gnu/device/atomix
 (cd "$repo" && cargo build --release -p atomix --locked -q) || die "cargo build of atomix failed"
-atomix_host=$repo/target/release/atomix
+atomix_host=$target_dir/release/atomix
 
 # The kernel's modules (the kernel itself is on the boot partition).
 kdir=$(ls -d "$cache"/kernel/lib/modules/*/ 2>/dev/null | head -n1) \

@@ -103,11 +103,17 @@ enum RaucCmd {
         /// A or B.
         slot: Slot,
         /// good or bad.
-        #[arg(value_parser = ["good", "bad"])]
-        state: String,
+        state: RaucState,
     },
     /// Print the bootname of the running slot, from rauc.slot= on /proc/cmdline.
     GetCurrent,
+}
+
+/// A slot state as RAUC's custom backend protocol spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RaucState {
+    Good,
+    Bad,
 }
 
 #[derive(Debug, Args)]
@@ -217,12 +223,9 @@ fn rauc(target: &Path, board: &Board, cmd: RaucCmd) -> Result<u8> {
             Err(e) => Ok(failed(&e)),
         },
         RaucCmd::SetPrimary { slot } => write(&mut |env| set_primary(env, slot, tries)),
-        RaucCmd::SetState { slot, state } => write(&mut |env| {
-            if state == "good" {
-                mark_good(env, slot, tries)
-            } else {
-                mark_bad(env, slot, tries)
-            }
+        RaucCmd::SetState { slot, state } => write(&mut |env| match state {
+            RaucState::Good => mark_good(env, slot, tries),
+            RaucState::Bad => mark_bad(env, slot, tries),
         }),
         RaucCmd::GetCurrent => {
             let cmdline = std::fs::read_to_string("/proc/cmdline")?;

@@ -263,6 +263,66 @@ fn qemu_virt_state_file_on_boot_a() {
     assert_vfat_clean(&img, BOOT_A, dir.path());
 }
 
+/// RAUC's custom backend protocol on the state file: answers on stdout only, with the
+/// semantics of RAUC's U-Boot backend.
+#[test]
+fn qemu_virt_rauc_backend_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, _) = build_image(dir.path(), "qemu-virt", None);
+    let rauc = |args: &[&str]| {
+        let mut action = vec!["rauc"];
+        action.extend(args);
+        env("qemu-virt", &img, &action)
+    };
+    let answer = |args: &[&str]| {
+        let o = rauc(args);
+        expect(&o, 0);
+        stdout(&o)
+    };
+    assert_eq!(answer(&["get-primary"]), "A\n");
+    assert_eq!(answer(&["get-state", "A"]), "good\n");
+    // mark-bad: A leaves the order with no tries; B is primary.
+    assert_eq!(answer(&["set-state", "A", "bad"]), "");
+    assert_eq!(
+        mtype(&img, BOOT_A, "abstate.txt"),
+        "BOOT_A_LEFT=0\nBOOT_B_LEFT=3\nBOOT_ORDER=B\n\0"
+    );
+    assert_eq!(answer(&["get-state", "A"]), "bad\n");
+    assert_eq!(answer(&["get-primary"]), "B\n");
+    // set-primary A (an install into A): first in the order, all tries.
+    assert_eq!(answer(&["set-primary", "A"]), "");
+    assert_eq!(
+        mtype(&img, BOOT_A, "abstate.txt"),
+        "BOOT_A_LEFT=3\nBOOT_B_LEFT=3\nBOOT_ORDER=A B\n\0"
+    );
+    // A spent try, then mark-good.
+    expect(&env("qemu-virt", &img, &["set", "BOOT_A_LEFT=1"]), 0);
+    assert_eq!(answer(&["get-state", "A"]), "good\n");
+    assert_eq!(answer(&["set-state", "A", "good"]), "");
+    assert!(mtype(&img, BOOT_A, "abstate.txt").starts_with("BOOT_A_LEFT=3\n"));
+    assert_vfat_clean(&img, BOOT_A, dir.path());
+    // Every counter spent: no primary, a failure RAUC reports.
+    expect(
+        &env(
+            "qemu-virt",
+            &img,
+            &["set", "BOOT_A_LEFT=0", "BOOT_B_LEFT=0"],
+        ),
+        0,
+    );
+    let o = rauc(&["get-primary"]);
+    expect(&o, 1);
+    assert_eq!(stdout(&o), "");
+    assert!(
+        text(&o).contains("no slot in BOOT_ORDER has tries left"),
+        "{}",
+        text(&o)
+    );
+    // Usage: an unknown state or slot is exit 2.
+    expect(&rauc(&["set-state", "A", "pending"]), 2);
+    expect(&rauc(&["get-state", "C"]), 2);
+}
+
 #[test]
 fn usage_errors_exit_2() {
     let dir = tempfile::tempdir().unwrap();

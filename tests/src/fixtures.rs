@@ -18,32 +18,33 @@ use atomix_qemu::{Forward, QemuConfig};
 
 use crate::{Artifacts, HarnessError, qemu_log_path};
 
-/// A qemu-virt image of the real root filesystem, as flashed (16 GiB, sparse), and the boot
-/// files an update writes into a slot beside its rootfs.
+/// A qemu-virt image as flashed (sparse), and the boot files an update writes into a slot
+/// beside its rootfs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApplianceImage {
+pub struct FlashedImage {
     /// The image.
     pub disk: PathBuf,
     /// `Image`, `initrd` and `boot.scr`, for `atomix_image::slot::write_slot`.
     pub boot_files: PathBuf,
 }
 
-/// Size of an appliance image: the Rock64's eMMC.
-const APPLIANCE_DISK_BYTES: u64 = 16 << 30;
+/// The version every test image's boot.scr echoes.
+pub const TEST_IMAGE_VERSION: &str = "test";
 
 impl Artifacts {
-    /// Builds in `dir` the qemu-virt image of `squashfs` (a root filesystem from
-    /// `scripts/rootfs.sh`) with our initramfs (repart data included), as `atomix image build`
-    /// makes it, echoing `build_id`; and the boot files of a slot.
+    /// Builds in `dir` the qemu-virt image (`disk.img`, `size` bytes, sparse) of the rootfs
+    /// `squashfs` with our initramfs (repart data included), as `atomix image build` makes it,
+    /// its boot.scr echoing `build_id` and [`TEST_IMAGE_VERSION`]; and the boot files of a slot.
     ///
     /// # Errors
     /// The initramfs, the image or the boot files cannot be made.
-    pub fn appliance_image(
+    pub fn flashed_image(
         &self,
         squashfs: &Path,
+        size: u64,
         dir: &Path,
         build_id: &str,
-    ) -> anyhow::Result<ApplianceImage> {
+    ) -> anyhow::Result<FlashedImage> {
         let board = Board::builtin("qemu-virt")?;
         let initramfs = dir.join("initramfs.img");
         atomix_image::initramfs::build(&self.qemu_virt_initramfs(true)?, &initramfs)?;
@@ -57,10 +58,10 @@ impl Artifacts {
                 dtb: None,
                 loader_dir: None,
                 build_id: Some(build_id.to_owned()),
-                version: "test".to_owned(),
+                version: TEST_IMAGE_VERSION.to_owned(),
                 epoch: 0,
                 seed: None,
-                size: Some(APPLIANCE_DISK_BYTES),
+                size: Some(size),
             },
             &disk,
             &mut |_| {},
@@ -69,14 +70,14 @@ impl Artifacts {
         std::fs::create_dir_all(&boot_files)?;
         std::fs::copy(&self.kernel_image, boot_files.join("Image"))?;
         std::fs::copy(&initramfs, boot_files.join("initrd"))?;
-        let info = BuildInfo::new(build_id, "test")?;
+        let info = BuildInfo::new(build_id, TEST_IMAGE_VERSION)?;
         let script = uimage::encode_script(
             &bootscript::image_name(&info),
             0,
             bootscript::render(&board, &info).as_bytes(),
         )?;
         std::fs::write(boot_files.join("boot.scr"), script)?;
-        Ok(ApplianceImage { disk, boot_files })
+        Ok(FlashedImage { disk, boot_files })
     }
 
     /// [`Artifacts::uboot_config`] for the real root filesystem: 2 GiB, two CPUs, and the

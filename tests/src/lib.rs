@@ -26,7 +26,7 @@ use std::time::Duration;
 use atomix_qemu::QemuConfig;
 
 pub use artifacts::{Artifacts, RealRootfs, target_dir, workspace_root};
-pub use fixtures::ApplianceImage;
+pub use fixtures::{FlashedImage, TEST_IMAGE_VERSION};
 pub use guest::{Guest, GuestError, Shell};
 pub use probe::{DataProbe, MountLine, Probe};
 pub use rootfs::{PROBE_APPLETS, build_test_rootfs, rootfs_overlay};

@@ -263,6 +263,40 @@ fn the_root_filesystem_holds_our_files_units_and_binaries_with_their_owners() {
     assert!(bytes < (512 << 20), "{bytes} bytes");
 }
 
+/// The other board's root filesystem: the same packages (mkosi's cache is shared), its own
+/// files as its profile renders them, none of qemu-virt's.
+#[test]
+fn the_rock64_root_filesystem_has_its_board_files() {
+    require_root("mkosi installs packages with their owners");
+    let artifacts = Artifacts::locate().unwrap();
+    run_tool(
+        Command::new(artifacts.root.join("scripts/rootfs.sh"))
+            .args(["--board", "rock64", "--quiet"]),
+    );
+    let built = artifacts.real_rootfs("rock64").unwrap();
+    let qemu_virt = artifacts.real_rootfs("qemu-virt").unwrap();
+    assert_eq!(built.manifest["base_key"], qemu_virt.manifest["base_key"]);
+    assert_eq!(built.manifest["packages"], qemu_virt.manifest["packages"]);
+    let board = Board::builtin("rock64").unwrap();
+    let scratch = artifacts.scratch_dir("t1-rootfs-rock64-").unwrap();
+    let files = rootfs::files(&board);
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    extract(&built.squashfs, scratch.path(), &paths);
+    for file in &files {
+        if let Contents::Text { text, .. } = &file.contents {
+            let inside = fs::read_to_string(scratch.path().join(&file.path)).unwrap();
+            assert_eq!(&inside, text, "{}", file.path);
+        }
+    }
+    let list = listing(&built.squashfs);
+    assert!(list.contains_key("etc/fw_env.config"));
+    assert!(
+        !list.keys().any(|p| p.contains("autologin")),
+        "autologin on rock64"
+    );
+    assert!(!list.contains_key("etc/systemd/network/99-default.link"));
+}
+
 /// `rwxr-xr-x` for 0o755.
 fn unix_mode(mode: u32) -> String {
     (0..9)

@@ -73,7 +73,7 @@ fn fixture() -> Fixture {
     let board = Board::builtin("qemu-virt").unwrap();
     let dir = artifacts.fresh_dir("t3-rootfs").unwrap();
     let image = artifacts
-        .appliance_image(&rootfs.squashfs, &dir, BUILD_ID)
+        .flashed_image(&rootfs.squashfs, 16 << 30, &dir, BUILD_ID)
         .unwrap();
     let key = dir.join("id_ed25519");
     let made = Command::new("ssh-keygen")
@@ -466,6 +466,19 @@ fn the_real_root_filesystem_boots_to_multi_user_and_falls_back_to_b_after_mark_b
     let status = ok(&mut g, "rauc status --output-format=json");
     let status: serde_json::Value = serde_json::from_str(status.trim()).unwrap();
     assert_eq!(status["booted"], "boot.1");
+    // systemd finds nothing wrong with our units.
+    let verify = ok(
+        &mut g,
+        "cd /etc/systemd/system && systemd-analyze verify data.mount atomix-data-failed.service \
+         atomix-ssh-hostkeys.service atomix-bootstrap-wan.service rauc.service ssh.service \
+         systemd-networkd-wait-online.service",
+    );
+    for ours in ["data.mount", "atomix-", "rauc.service", "atomixos.conf"] {
+        assert!(
+            !verify.lines().any(|l| l.contains(ours)),
+            "systemd-analyze verify: {verify}"
+        );
+    }
     let out: Outcome = g.power_off(Duration::from_secs(180)).unwrap();
     assert_eq!(out.ending, Ending::PowerOff);
 }

@@ -17,16 +17,13 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use atomix_board::bootscript::{self, BuildInfo};
-use atomix_board::{Board, Slot, uimage};
+use atomix_board::{Board, Slot};
 use atomix_image::bootenv::{self, Base};
-use atomix_image::disk::{self, RootfsSource};
-use atomix_image::flashable::{self, Inputs};
-use atomix_image::initramfs;
+use atomix_image::disk;
 use atomix_image::slot::{self, SlotSpec};
 use atomix_qemu::{Ending, Outcome};
 use atomix_repart::gpt;
-use atomix_systests::{Artifacts, Probe, build_test_rootfs, qemu_log_path};
+use atomix_systests::{Artifacts, Probe, TEST_IMAGE_VERSION, build_test_rootfs, qemu_log_path};
 
 const BUILD_ID: &str = "t3-uboot-1";
 const GIB: u64 = 1 << 30;
@@ -54,9 +51,6 @@ fn build_fixture() -> anyhow::Result<Fixture> {
     let artifacts = Artifacts::locate()?;
     let board = Board::builtin("qemu-virt")?;
     let dir = artifacts.fresh_dir("t3-uboot")?;
-    let initramfs = dir.join("initramfs.img");
-    initramfs::build(&artifacts.qemu_virt_initramfs(true)?, &initramfs)?;
-
     let good = dir.join("rootfs-good");
     build_test_rootfs(&good, &artifacts.busybox_aarch64)?;
     let good_rootfs = dir.join("good.sqfs");
@@ -72,43 +66,12 @@ fn build_fixture() -> anyhow::Result<Fixture> {
     let broken_rootfs = dir.join("broken.sqfs");
     disk::pack_rootfs(&broken, &broken_rootfs, 0)?;
 
-    let image = dir.join("disk.img");
-    flashable::build(
-        &board,
-        &Inputs {
-            rootfs: RootfsSource::Squashfs(good_rootfs.clone()),
-            kernel: artifacts.kernel_image.clone(),
-            initramfs: initramfs.clone(),
-            dtb: None,
-            loader_dir: None,
-            build_id: Some(BUILD_ID.to_owned()),
-            version: "t3".to_owned(),
-            epoch: 0,
-            seed: None,
-            size: Some(4 * GIB),
-        },
-        &image,
-        &mut |_| {},
-    )?;
-
-    // What an update brings for a slot: the kernel, the initramfs and (boot-a only) the script.
-    let boot_files = dir.join("boot-files");
-    fs::create_dir_all(&boot_files)?;
-    fs::copy(&artifacts.kernel_image, boot_files.join("Image"))?;
-    fs::copy(&initramfs, boot_files.join("initrd"))?;
-    let info = BuildInfo::new(BUILD_ID, "t3")?;
-    let script = uimage::encode_script(
-        &bootscript::image_name(&info),
-        0,
-        bootscript::render(&board, &info).as_bytes(),
-    )?;
-    fs::write(boot_files.join("boot.scr"), script)?;
-
+    let flashed = artifacts.flashed_image(&good_rootfs, 4 * GIB, &dir, BUILD_ID)?;
     Ok(Fixture {
         artifacts,
         board,
-        image,
-        boot_files,
+        image: flashed.disk,
+        boot_files: flashed.boot_files,
         good_rootfs,
         broken_rootfs,
         dir,
@@ -205,7 +168,7 @@ fn uboot_runs_the_script_which_boots_slot_a_and_the_first_boot_completes() {
     let name = "first-boot";
     assert!(
         out.console.contains(&format!(
-            "AtomixOS build: {BUILD_ID} (version t3, board qemu-virt)"
+            "AtomixOS build: {BUILD_ID} (version {TEST_IMAGE_VERSION}, board qemu-virt)"
         )),
         "{name}: no build ID (console: {})",
         log(name)

@@ -149,7 +149,7 @@ fn run() -> Result<()> {
         None
     };
     let rootfs = artifacts.real_rootfs("qemu-virt")?;
-    let image = artifacts.appliance_image(&rootfs.squashfs, &dir, "bench-rootfs")?;
+    let image = artifacts.flashed_image(&rootfs.squashfs, 16 << 30, &dir, "bench-rootfs")?;
 
     let mut first = Vec::new();
     let mut steady = Vec::new();
