@@ -25,9 +25,30 @@ host_pkgs=(
 )
 arm64_pkgs=(libf2fs-format-dev:arm64 libf2fs-dev:arm64 uuid-dev:arm64 libselinux1-dev:arm64)
 
+# Tests run builds side by side, and each runs this script: one at a time (apt has one lock).
+exec 9>"$cache/.setup.lock"
+flock 9
+
+# True when every package is installed, for its architecture: the host's (or all), or arm64
+# for the names that end in :arm64. (`dpkg -s name` refuses a name installed for two
+# architectures, as the -dev libraries are here.)
+all_installed() {
+  local host_arch installed p
+  host_arch=$(dpkg --print-architecture)
+  installed=$(dpkg-query -W -f '${db:Status-Abbrev} ${Package}:${Architecture}\n' 2>/dev/null \
+                | awk '$1 == "ii" { print $2 }')
+  for p in "$@"; do
+    case $p in
+      *:*) grep -qxF "$p" <<<"$installed" || return 1 ;;
+      *) grep -qxF -e "$p:$host_arch" -e "$p:all" <<<"$installed" || return 1 ;;
+    esac
+  done
+}
+
 stamp="$cache/apt.stamp"
 want="$(printf '%s\n' "${host_pkgs[@]}" "${arm64_pkgs[@]}" | sha256sum | cut -c1-16)"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! dpkg -s "${host_pkgs[@]}" >/dev/null 2>&1; then
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] \
+   || ! all_installed "${host_pkgs[@]}" "${arm64_pkgs[@]}"; then
   if ! dpkg --print-foreign-architectures | grep -qx arm64; then
     log "adding arm64 multiarch"
     as_root dpkg --add-architecture arm64
