@@ -62,6 +62,11 @@ t_start=$(now)
 [ "$(id -u)" -eq 0 ] || die "mkosi installs packages as root (dpkg keeps their owners): run as root"
 mkdir -p "$store"
 
+# Builds run side by side (the tests build boards and a fresh copy at once): the shared tool
+# state below (the host's packages, the private apt lists, mkosi) is set up by one at a time.
+exec 8>"$store/.tools.lock"
+flock 8
+
 # The host's tools (qemu-user-static, squashfs-tools, the aarch64 cross toolchain, the test
 # kernel): quick when they are there already.
 # (stdout is this script's answer: everything else goes to stderr.)
@@ -121,6 +126,8 @@ resolved=$(apt-get "${apt_opts[@]}" -o APT::Architecture=arm64 -o APT::Architect
   | awk '/^Inst /{ v=$3; gsub(/[()]/, "", v); print $2 "=" v }' | LC_ALL=C sort) \
   || die "cannot resolve the package set (apt-get -s install)"
 [ -n "$resolved" ] || die "the package set resolved to nothing"
+flock -u 8
+exec 8>&-
 
 # A tree as a hash: paths, types, modes, link targets and file contents.
 tree_hash() {
@@ -161,9 +168,14 @@ entry=$store/rootfs/$board-$key
 if [ "$fresh" -eq 1 ]; then
   entry=$work/fresh
   mkosi_cache=$work/mkosi-cache
+  # The downloaded packages, as hard links: this build's apt cannot disturb another's.
+  packages=$work/packages
+  mkdir -p "$store/mkosi/packages"
+  cp -al "$store/mkosi/packages" "$packages"
   log "fresh build in $work (the caches are left alone)"
 else
   mkosi_cache=$store/mkosi/base-$base_key
+  packages=$store/mkosi/packages
 fi
 
 publish() {
@@ -187,6 +199,10 @@ if [ "$fresh" -eq 0 ] && [ "$rebuild" -eq 0 ] && [ -f "$entry/manifest.json" ]; 
 fi
 
 # --- mkosi ----------------------------------------------------------------------------------
+# One mkosi at a time on a shared package set cache (another board's build may be using it).
+mkdir -p "$store/mkosi"
+exec 7>"$mkosi_cache.lock"
+flock 7
 cached_base=0
 [ -d "$mkosi_cache" ] && ls "$mkosi_cache"/*.cache >/dev/null 2>&1 && cached_base=1
 if [ "$cached_base" -eq 1 ]; then
@@ -194,10 +210,10 @@ if [ "$cached_base" -eq 1 ]; then
 else
   log "mkosi: installing the package set (key $base_key; about 10 minutes under qemu-user)"
 fi
-mkdir -p "$mkosi_cache" "$store/mkosi/packages" "$work/out" "$work/ws"
+mkdir -p "$mkosi_cache" "$packages" "$work/out" "$work/ws"
 t_mkosi=$(now)
 mkosi_log=$work/mkosi.log
-if ! mkosi --cache-directory "$mkosi_cache" --package-cache-dir "$store/mkosi/packages" \
+if ! mkosi --cache-directory "$mkosi_cache" --package-cache-dir "$packages" \
       --workspace-directory "$work/ws" --output-directory "$work/out" \
       --extra-tree "$stage/board" --extra-tree "$stage/bin" \
       --extra-tree "$kdir:/usr/lib/modules/$kver" \
@@ -207,6 +223,8 @@ if ! mkosi --cache-directory "$mkosi_cache" --package-cache-dir "$store/mkosi/pa
 fi
 mkosi_s=$(elapsed "$t_mkosi")
 log "mkosi done in ${mkosi_s} s"
+flock -u 7
+exec 7>&-
 
 # --- pack -----------------------------------------------------------------------------------
 t_pack=$(now)
@@ -247,7 +265,7 @@ log "$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print("%s: %
 if [ "$fresh" -eq 0 ]; then
   mkdir -p "$cache" && publish
   # Keep the newest few of each cache.
-  ls -dt "$store"/mkosi/base-* 2>/dev/null | tail -n +3 | xargs -r rm -rf
+  ls -dt "$store"/mkosi/base-*/ 2>/dev/null | tail -n +3 | xargs -r rm -rf
   ls -dt "$store"/rootfs/"$board"-* 2>/dev/null | tail -n +4 | xargs -r rm -rf
 fi
 finish
