@@ -1,0 +1,11 @@
+//! The device side of provisioning (DESIGN section 9), the replacement of the original
+//! AtomixOS `atomixos-provision` service.
+//!
+//! Owns: the config root under `/data/config` (candidate, promotion, rollback, recovery, the
+//! lock, fsync of every file and directory), the activation engine behind narrow traits
+//! (systemd, RAUC, accounts, nftables), first boot, and the `atomix-provision` binary.
+//!
+//! Must not: parse or render config.toml itself (that is `atomix-config`), or be needed by
+//! `/init` or the host tools.
+
+#![forbid(unsafe_code)]
