@@ -466,10 +466,10 @@ fn the_real_root_filesystem_boots_to_multi_user_and_falls_back_to_b_after_mark_b
     let status = ok(&mut g, "rauc status --output-format=json");
     let status: serde_json::Value = serde_json::from_str(status.trim()).unwrap();
     assert_eq!(status["booted"], "boot.1");
-    // systemd finds nothing wrong with our units.
+    // systemd finds nothing wrong with our units (the image has no manual pages to check).
     let verify = ok(
         &mut g,
-        "cd /etc/systemd/system && systemd-analyze verify data.mount atomix-data-failed.service \
+        "cd /etc/systemd/system && systemd-analyze verify --man=no data.mount atomix-data-failed.service \
          atomix-ssh-hostkeys.service atomix-bootstrap-wan.service rauc.service ssh.service \
          systemd-networkd-wait-online.service",
     );
