@@ -9,3 +9,5 @@
 //! `/init` or the host tools.
 
 #![forbid(unsafe_code)]
+
+pub mod store;
