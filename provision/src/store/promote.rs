@@ -13,7 +13,8 @@
 //! - A failed initial import is discarded back to exactly that previous root when there was
 //!   one (the original deleted everything); with none, the active root is deleted as before.
 //! - Restore (and recovery row 1) write the merged `managed-users.json` into the rollback
-//!   before swapping, so the merge is never lost to a crash.
+//!   before swapping, so the merge is never lost to a crash, and remove the marker once the
+//!   active root is gone but before the rollback is renamed into place (see `swap_back`).
 //!
 //! Callers hold [`ConfigRoot::lock`] and have run [`super::recover`] before promoting.
 
@@ -85,29 +86,33 @@ pub fn restore(fs: &dyn Fs, root: &ConfigRoot) -> Result<bool, StoreError> {
         return Ok(false);
     }
     swap_back(fs, root)?;
-    remove_marker(fs, root)?;
     Ok(true)
 }
 
 /// After a failed initial import: back to the root as it was before it (restored from the
 /// rollback like [`restore`]), or to no active root if there was none. The candidate and the
-/// marker are removed.
+/// marker are removed. With no previous root, a crash before the deletion leaves the new root
+/// (recovery row 2 keeps a pending root that has nothing to roll back to, as the original).
 pub fn discard_initial(fs: &dyn Fs, root: &ConfigRoot) -> Result<(), StoreError> {
-    fs.remove_dir_all(&root.candidate())?;
     if fs.exists(&root.rollback())? {
-        swap_back(fs, root)?;
-    } else {
-        remove_tree(fs, root, root.active())?;
+        return swap_back(fs, root);
     }
+    fs.remove_dir_all(&root.candidate())?;
+    remove_tree(fs, root, root.active())?;
     remove_marker(fs, root)
 }
 
-/// Merges the managed users into the rollback, deletes the active root and renames the
-/// rollback into its place (fsynced). The marker stays: until it is removed a crash lands in
-/// recovery row 1 or 2, both of which finish this.
+/// Merges the managed users into the rollback, deletes the candidate and the active root,
+/// removes the marker and renames the rollback into place (each fsynced). The marker goes only
+/// once the active root is gone: before, a crash lands in recovery row 1 (which does this
+/// again); after, in row 6 (which does the rename). Removing it after the rename would let
+/// row 3 delete a restored root that has no `config.toml` (the skeleton before an initial
+/// import).
 pub(super) fn swap_back(fs: &dyn Fs, root: &ConfigRoot) -> Result<(), StoreError> {
     merge_into(fs, root.active(), &root.rollback())?;
+    fs.remove_dir_all(&root.candidate())?;
     remove_tree(fs, root, root.active())?;
+    remove_marker(fs, root)?;
     fs.rename(&root.rollback(), root.active())?;
     fs.fsync_dir(root.parent())?;
     Ok(())

@@ -97,8 +97,6 @@ fn pass(fs: &dyn Fs, root: &ConfigRoot) -> Result<Option<RecoveryAction>, StoreE
     let action = match (marker, rollback, provisioned, candidate) {
         (true, true, _, _) => {
             swap_back(fs, root)?;
-            fs.remove_dir_all(&root.candidate())?;
-            remove_marker(fs, root)?;
             RecoveryAction::RestoredRollback
         }
         (true, false, true, _) => {
