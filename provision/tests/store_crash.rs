@@ -4,6 +4,8 @@
 //! (paths, modes, contents, symlinks), with no candidate, marker or trash left, and a second
 //! recovery must have nothing to do.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;

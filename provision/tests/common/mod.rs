@@ -1,6 +1,6 @@
 //! Shared helpers of the store tests: whole-tree snapshots and sample roots.
 
-#![allow(dead_code)]
+#![allow(clippy::unwrap_used, dead_code)]
 
 use std::collections::BTreeMap;
 use std::fs;
