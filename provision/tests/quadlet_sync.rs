@@ -192,7 +192,8 @@ fn bad_metadata_is_refused() {
     )
     .unwrap_err();
     assert!(matches!(err, SyncError::MissingMetadata(_)), "{err}");
-    let cases: &[(&str, fn(&SyncError) -> bool)] = &[
+    type Check = fn(&SyncError) -> bool;
+    let cases: &[(&str, Check)] = &[
         ("{", |e| matches!(e, SyncError::MetadataJson { .. })),
         ("[]", |e| matches!(e, SyncError::MetadataShape { .. })),
         (r#"{"units": {}}"#, |e| {

@@ -141,7 +141,7 @@ pub struct CandidateReport {
 }
 
 /// Writes a fresh candidate root (an old one is deleted first). On failure the partial
-/// candidate is deleted as far as possible; [`super::recover`] deletes any remains.
+/// candidate is deleted as far as possible; [`super::recover()`] deletes any remains.
 pub fn write_candidate(
     fs: &dyn Fs,
     root: &ConfigRoot,

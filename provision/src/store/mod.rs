@@ -5,8 +5,8 @@
 //! - [`root`]: [`ConfigRoot`], its sibling paths, the safety rules and the lock.
 //! - [`candidate`]: writing a candidate root from a rendered file set, the `files/` payload and
 //!   the carry-forward rule.
-//! - [`promote`]: initial and re-apply promotion, cleanup, restore, discard.
-//! - [`recover`]: the recovery table.
+//! - [`mod@promote`]: initial and re-apply promotion, cleanup, restore, discard.
+//! - [`mod@recover`]: the recovery table.
 //! - [`quadlet_sync`]: copying rendered Quadlets into the systemd search paths.
 //! - [`tree`], [`managed`]: tree helpers and `managed-users.json`.
 //!

@@ -1,7 +1,7 @@
 //! Promotion of a candidate to the active root (spec 3.3) and what follows it: cleanup after a
 //! successful activation, restore after a failed re-apply, discard after a failed initial
 //! import. Every step goes through [`Fs`] and is fsynced, and every crash point is recovered
-//! by [`super::recover`] to exactly the old or exactly the new root.
+//! by [`super::recover()`] to exactly the old or exactly the new root.
 //!
 //! Differences from the original, each needed for that guarantee:
 //! - Trees are deleted by a rename to the trash first ([`super::tree::remove_tree`]). The
@@ -16,7 +16,7 @@
 //!   before swapping, so the merge is never lost to a crash, and remove the marker once the
 //!   active root is gone but before the rollback is renamed into place (see `swap_back`).
 //!
-//! Callers hold [`ConfigRoot::lock`] and have run [`super::recover`] before promoting.
+//! Callers hold [`ConfigRoot::lock`] and have run [`super::recover()`] before promoting.
 
 use super::error::StoreError;
 use super::fs::Fs;

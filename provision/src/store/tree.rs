@@ -27,7 +27,7 @@ pub fn parent_of(path: &Path) -> &Path {
 
 /// Deletes the tree at `path` (nothing there is fine) so that no crash leaves part of it at
 /// `path`: it is renamed to the root's trash (fsynced) and only then deleted. Whatever a crash
-/// leaves in the trash, [`super::recover`] deletes.
+/// leaves in the trash, [`super::recover()`] deletes.
 pub fn remove_tree(fs: &dyn Fs, root: &ConfigRoot, path: &Path) -> Result<(), FsError> {
     if !fs.exists(path)? {
         return Ok(());
