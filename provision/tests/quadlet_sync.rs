@@ -258,3 +258,43 @@ fn a_bad_manifest_or_a_missing_unit_fails() {
     assert!(matches!(err, SyncError::Fs(_)), "{err}");
     assert!(err.to_string().contains("web.container"), "{err}");
 }
+
+#[test]
+fn a_sync_crashed_anywhere_is_finished_by_the_next_one() {
+    use atomix_provision::store::FaultFs;
+    let dir = tempfile::tempdir().unwrap();
+    let first = config_root(
+        &dir.path().join("a"),
+        &[("web.container", "rootful"), ("app.container", "rootless")],
+    );
+    let second = config_root(
+        &dir.path().join("b"),
+        &[("web.container", "rootful"), ("db.container", "rootful")],
+    );
+    let mut crash_points = 0;
+    for n in 0.. {
+        assert!(n < 1000);
+        let case = dir.path().join(format!("n{n}"));
+        let (rootful, rootless) = (case.join("rootful"), case.join("rootless"));
+        let targets = Targets {
+            rootful: &rootful,
+            rootless: Some(&rootless),
+        };
+        sync(&RealFs, &first, targets).unwrap();
+        let fault = FaultFs::new(RealFs, n);
+        let crashed = sync(&fault, &second, targets).is_err();
+        let report = sync(&RealFs, &second, targets).unwrap();
+        assert_eq!(
+            names(&rootful),
+            [MANIFEST, "db.container", "web.container"],
+            "n={n}"
+        );
+        assert_eq!(names(&rootless), [MANIFEST], "n={n}");
+        if !crashed {
+            assert!(report.stale_rootless.is_empty());
+            break;
+        }
+        crash_points += 1;
+    }
+    assert!(crash_points > 5);
+}

@@ -20,7 +20,7 @@ use atomix_config::files::FileSet;
 use super::error::StoreError;
 use super::fs::Fs;
 use super::root::ConfigRoot;
-use super::tree::copy_tree;
+use super::tree::{TEMP_SUFFIX, copy_tree};
 
 /// The top-level names provisioning writes and so replaces on every apply (spec 3.1).
 pub const OWNED: &[&str] = &[
@@ -56,9 +56,6 @@ pub const PAYLOAD_DIR_MODE: u32 = 0o700;
 
 /// Mode of payload files (spec 2.4).
 pub const PAYLOAD_FILE_MODE: u32 = 0o600;
-
-/// Suffix of the temporary files of [`super::tree::write_atomic`]; never carried forward.
-const TEMP_SUFFIX: &str = ".atomixos-tmp";
 
 /// The modes of the directories a candidate's paths imply: the root's, some by path, and a
 /// default (0700) for the rest.

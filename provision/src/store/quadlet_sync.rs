@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::fs::{Fs, FsError};
-use super::tree::write_atomic;
+use super::tree::{TEMP_SUFFIX, write_atomic};
 
 /// The runtime metadata under the config root.
 pub const RUNTIME_METADATA: &str = "quadlet-runtime.json";
@@ -257,6 +257,13 @@ fn sync_target(
     new: &BTreeSet<String>,
 ) -> Result<(), SyncError> {
     create_dir_all(fs, dir)?;
+    // Temporary files an interrupted sync left (ours only: named after a unit or the manifest).
+    for name in old.union(new).map(String::as_str).chain([MANIFEST]) {
+        let temp = dir.join(format!(".{name}{TEMP_SUFFIX}"));
+        if fs.exists(&temp)? {
+            fs.remove_file(&temp)?;
+        }
+    }
     for name in new {
         let contents = fs.read(&source.join(name))?;
         write_atomic(fs, &dir.join(name), UNIT_MODE, &contents)?;

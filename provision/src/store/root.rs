@@ -28,7 +28,7 @@ pub enum RootError {
     #[error("config root must not be a symlink: {}", .0.display())]
     Symlink(PathBuf),
     /// Not `/data/config` and the unsafe override is not set.
-    #[error("config root must be /data/config (got {})", .0.display())]
+    #[error("config root must be /data/config")]
     NotDefault(PathBuf),
     /// The path could not be examined.
     #[error("cannot examine config root {}", path.display())]

@@ -97,6 +97,9 @@ fn copy_entry(
     Ok(())
 }
 
+/// The suffix of [`write_atomic`]'s temporary files (`.<name>.atomixos-tmp`).
+pub const TEMP_SUFFIX: &str = ".atomixos-tmp";
+
 /// Replaces `path` atomically: a temporary file `.<name>.atomixos-tmp` beside it (written and
 /// fsynced), renamed over it, then the directory fsynced. A crash leaves either the old or the
 /// new file (and maybe the temporary one).
@@ -106,7 +109,7 @@ pub fn write_atomic(fs: &dyn Fs, path: &Path, mode: u32, contents: &[u8]) -> Res
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.atomixos-tmp"));
+    let temp = dir.join(format!(".{name}{TEMP_SUFFIX}"));
     let result = fs
         .write_file(&temp, mode, contents)
         .and_then(|()| fs.rename(&temp, path))
