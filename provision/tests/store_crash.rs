@@ -165,20 +165,11 @@ fn promoted_reapply(root: &ConfigRoot) {
         .unwrap();
 }
 
-fn committed_new(root: &ConfigRoot) -> Tree {
-    let _ = root;
-    let dir = tempfile::tempdir().unwrap();
-    let r = root_in(dir.path());
-    promoted_reapply(&r);
-    snapshot(r.active())
-}
-
 #[test]
 fn a_cleanup_crashed_anywhere_is_the_old_or_the_new_root() {
     let setup: Setup<'_> = &promoted_reapply;
     let op: Op<'_> = &|fs, root| cleanup(fs, root);
-    let dir = tempfile::tempdir().unwrap();
-    let new = committed_new(&root_in(dir.path()));
+    let new = before(setup);
     // A crash before the rollback is gone restores it, with carol merged in.
     let old = reference(setup, &|fs, root| restore(fs, root).map(|_| ()));
     let seen = crash_matrix(setup, op, &old, &new, &new);
