@@ -65,7 +65,7 @@ impl fmt::Display for FsOp {
 /// A failed filesystem operation: what, on which path (and, for a rename or symlink, the
 /// second path), and the OS error as the source.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {op} {}{}", path.display(), to.as_ref().map(|t| format!(" to {}", t.display())).unwrap_or_default())]
+#[error("cannot {op} {}{}", path.display(), ToSuffix(to.as_deref()))]
 pub struct FsError {
     /// The operation.
     pub op: FsOp,
@@ -76,6 +76,18 @@ pub struct FsError {
     /// The cause.
     #[source]
     pub source: io::Error,
+}
+
+/// Formats the second path of an [`FsError`] (` to <path>`), if any.
+struct ToSuffix<'a>(Option<&'a Path>);
+
+impl fmt::Display for ToSuffix<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(to) => write!(f, " to {}", to.display()),
+            None => Ok(()),
+        }
+    }
 }
 
 impl FsError {

@@ -5,7 +5,7 @@
 //!
 //! | # | marker | rollback | active `config.toml` | candidate | action |
 //! |---|---|---|---|---|---|
-//! | 1 | yes | yes | any | any | restore the rollback (managed users merged), delete the candidate, remove the marker |
+//! | 1 | yes | yes | any | any | restore the rollback (users merged), delete candidate and marker |
 //! | 2 | yes | no | yes | any | keep the active root, delete the candidate, remove the marker |
 //! | 3 | yes | no | no | any | delete the active root and the candidate, remove the marker |
 //! | 4 | no | any | yes | any | delete the candidate |
