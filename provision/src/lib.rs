@@ -5,7 +5,14 @@
 //! lock, fsync of every file and directory), the activation engine behind narrow traits
 //! (systemd, RAUC, accounts, nftables), first boot, and the `atomix-provision` binary.
 //!
+//! Built so far: [`store`] (the config root, its promotion and recovery, and the Quadlet sync
+//! into the systemd search paths). The activation engine, first boot, the API and the binary
+//! are still to come.
+//!
 //! Must not: parse or render config.toml itself (that is `atomix-config`), or be needed by
 //! `/init` or the host tools.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod store;
