@@ -15,8 +15,17 @@ pub(crate) struct Checker<'s> {
 
 /// `parent.key` (or `key` at the top).
 pub(crate) fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let key = if bare {
         key.to_owned()
+    } else {
+        format!("{key:?}")
+    };
+    if parent.is_empty() {
+        key
     } else {
         format!("{parent}.{key}")
     }

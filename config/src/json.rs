@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use crate::firewall::PortScope;
 use crate::model::Config;
+use crate::net::ip_text;
 
 /// A JSON value whose objects keep their key order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,10 @@ impl Json {
 
     fn strs<T: ToString>(items: impl IntoIterator<Item = T>) -> Json {
         Json::Array(items.into_iter().map(Json::str).collect())
+    }
+
+    fn ips<'a>(items: impl IntoIterator<Item = &'a std::net::IpAddr>) -> Json {
+        Json::Array(items.into_iter().map(|ip| Json::Str(ip_text(ip))).collect())
     }
 
     fn obj(pairs: impl IntoIterator<Item = (&'static str, Json)>) -> Json {
@@ -196,7 +201,7 @@ impl Config {
                     pairs.push(("gateway", Json::str(g)));
                 }
                 if let Some(d) = &i.dns_servers {
-                    pairs.push(("dns_servers", Json::strs(d)));
+                    pairs.push(("dns_servers", Json::ips(d)));
                 }
                 if let Some(d) = &i.dns_search_domains {
                     pairs.push(("dns_search_domains", Json::strs(d)));
@@ -205,7 +210,7 @@ impl Config {
             })
             .collect();
         let mut pairs = vec![
-            ("dns_servers", Json::strs(&h.dns_servers)),
+            ("dns_servers", Json::ips(&h.dns_servers)),
             ("dns_search_domains", Json::strs(&h.dns_search_domains)),
             ("interfaces", Json::Object(interfaces)),
         ];

@@ -151,6 +151,42 @@ pub fn ip_literal(s: &str) -> Option<IpAddr> {
     IpAddr::from_str(s.trim()).ok()
 }
 
+/// An IP address in Python's `str(ip)` form: like `Display`, except that an IPv4-mapped IPv6
+/// address is written in hex (`::ffff:102:304`, not `::ffff:1.2.3.4`).
+pub fn ip_text(ip: &IpAddr) -> String {
+    let IpAddr::V6(v6) = ip else {
+        return ip.to_string();
+    };
+    let seg = v6.segments();
+    // The first longest run of two or more zero groups becomes `::`.
+    let (mut best, mut run) = ((0, 0), (0, 0));
+    for (i, s) in seg.iter().enumerate() {
+        if *s == 0 {
+            run = if run.1 == 0 {
+                (i, 1)
+            } else {
+                (run.0, run.1 + 1)
+            };
+            if run.1 > best.1 {
+                best = run;
+            }
+        } else {
+            run = (0, 0);
+        }
+    }
+    let hex = |r: &[u16]| {
+        r.iter()
+            .map(|s| format!("{s:x}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    if best.1 < 2 {
+        return hex(&seg);
+    }
+    let (start, end) = (best.0, best.0 + best.1);
+    format!("{}::{}", hex(&seg[..start]), hex(&seg[end..]))
+}
+
 /// Whether `s` has whitespace or a control character.
 pub(crate) fn has_blank_or_control(s: &str) -> bool {
     s.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -258,6 +294,22 @@ mod tests {
             "x",
         ] {
             assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ipv6_text_is_pythons() {
+        for (raw, text) in [
+            ("::ffff:1.2.3.4", "::ffff:102:304"),
+            ("2001:DB8:0:0:1:0:0:1", "2001:db8::1:0:0:1"),
+            ("::", "::"),
+            ("::1", "::1"),
+            ("1::", "1::"),
+            ("1:0:2:3:4:5:6:7", "1:0:2:3:4:5:6:7"),
+            ("2606:4700:4700::1111", "2606:4700:4700::1111"),
+            ("10.0.0.1", "10.0.0.1"),
+        ] {
+            assert_eq!(ip_text(&ip_literal(raw).unwrap()), text, "{raw}");
         }
     }
 
