@@ -28,6 +28,7 @@ pub mod lan;
 pub mod model;
 pub mod net;
 pub mod network;
+pub mod quadlet;
 mod tree;
 pub mod users;
 
