@@ -29,6 +29,7 @@ pub mod model;
 pub mod net;
 pub mod network;
 pub mod quadlet;
+pub mod root_files;
 mod tree;
 pub mod users;
 
