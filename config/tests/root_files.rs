@@ -2,6 +2,8 @@
 //! (`fixtures/full.expected/`): the same paths and bytes (its config root path replaced by
 //! `/data/config` in the Quadlet units), and its modes.
 
+#![allow(clippy::unwrap_used)]
+
 use atomix_config::Config;
 use atomix_config::root_files::render;
 
