@@ -22,6 +22,7 @@ host_pkgs=(
   squashfs-tools dosfstools mtools gdisk fdisk cpio zstd kmod util-linux file busybox-static
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross libclang-dev clang pkg-config
   f2fs-tools libf2fs-format-dev libf2fs-dev uuid-dev libselinux1-dev openssh-client
+  python3-venv
 )
 arm64_pkgs=(libf2fs-format-dev:arm64 libf2fs-dev:arm64 uuid-dev:arm64 libselinux1-dev:arm64)
 
@@ -100,6 +101,22 @@ fetch_arm64 busybox-static busybox
 # The Rock64 loader files (idbloader.img, u-boot.itb): the package exists only for arm64 and
 # `apt-get install` cannot take it on amd64 (research P1), so it is unpacked like the kernel.
 fetch_arm64 u-boot-rockchip u-boot-rockchip
+
+# The original AtomixOS provisioner (../shared/anchors), the oracle of the differential tests
+# and the benchmark's anchor, in a venv of Debian's python3 (its dependencies from PyPI).
+anchor=$repo/../shared/anchors/atomixos-provision
+venv=$cache/orig-venv
+if [ -d "$anchor" ]; then
+  want_venv=$( (cat "$anchor/pyproject.toml"; find "$anchor/src" -type f -name '*.py' -print0 \
+                | LC_ALL=C sort -z | xargs -0 cat) | sha256sum | cut -c1-16)
+  if [ ! -x "$venv/bin/atomixos-provision" ] || [ "$(cat "$venv/.anchor" 2>/dev/null)" != "$want_venv" ]; then
+    log "installing the original provisioner into $venv"
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "$anchor"
+    echo "$want_venv" > "$venv/.anchor"
+  fi
+fi
 
 # Stable names for the harness: the kernel Image and its module tree.
 kimage=$(ls "$cache"/kernel/boot/vmlinuz-* | head -n1)

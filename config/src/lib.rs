@@ -9,7 +9,29 @@
 //! Must not: do I/O beyond the bytes it is given (no file system, no processes, no clock), or
 //! know about systemd, the config root on disk or activation: those belong to
 //! `atomix-provision`.
+//!
+//! Entry points: [`Config::parse`] (a config.toml text to a [`Config`] or a [`Report`]),
+//! [`bundle::Bundle::read`] and [`bundle::Input::detect`] (bundles), and the `*_json` methods
+//! of [`Config`] for the config root's JSON files ([`json`]).
 
 #![forbid(unsafe_code)]
 
+pub mod activation;
+pub mod bundle;
+mod check;
+pub mod containers;
+pub mod diag;
 pub mod files;
+pub mod firewall;
+pub mod json;
+pub mod lan;
+pub mod model;
+pub mod net;
+pub mod network;
+pub mod quadlet;
+pub mod root_files;
+mod tree;
+pub mod users;
+
+pub use diag::{Diagnostic, Report, Severity};
+pub use model::Config;

@@ -114,6 +114,7 @@ fn the_root_filesystem_holds_our_files_units_and_binaries_with_their_owners() {
     wanted.extend(
         [
             "usr/bin/atomix",
+            "usr/bin/atomix-provision",
             "etc/passwd",
             "etc/group",
             "etc/subuid",
@@ -161,23 +162,26 @@ fn the_root_filesystem_holds_our_files_units_and_binaries_with_their_owners() {
             }
         }
     }
-    // Our aarch64 atomix, the one the rootfs build made.
-    let atomix = fs::read(x.join("usr/bin/atomix")).unwrap();
-    assert_eq!(&atomix[..4], b"\x7fELF");
-    assert_eq!(
-        u16::from_le_bytes([atomix[18], atomix[19]]),
-        183,
-        "EM_AARCH64"
-    );
-    let device_build = artifacts
-        .target_dir
-        .join("aarch64-unknown-linux-gnu/device/atomix");
-    assert_eq!(
-        atomix,
-        fs::read(&device_build).unwrap(),
-        "{}",
-        device_build.display()
-    );
+    // Our aarch64 binaries, the ones the rootfs build made.
+    for bin in ["atomix", "atomix-provision"] {
+        let built = fs::read(x.join("usr/bin").join(bin)).unwrap();
+        assert_eq!(&built[..4], b"\x7fELF", "{bin}");
+        assert_eq!(
+            u16::from_le_bytes([built[18], built[19]]),
+            183,
+            "{bin}: EM_AARCH64"
+        );
+        let device_build = artifacts
+            .target_dir
+            .join("aarch64-unknown-linux-gnu/device")
+            .join(bin);
+        assert_eq!(
+            built,
+            fs::read(&device_build).unwrap(),
+            "{}",
+            device_build.display()
+        );
+    }
 
     // What runs at boot, and what does not.
     let wants = |target: &str, unit: &str| {
@@ -190,6 +194,7 @@ fn the_root_filesystem_holds_our_files_units_and_binaries_with_their_owners() {
         ("multi-user.target", "chrony.service"),
         ("multi-user.target", "systemd-networkd.service"),
         ("multi-user.target", "atomix-bootstrap-wan.service"),
+        ("multi-user.target", "atomix-config-recover.service"),
         ("sysinit.target", "nftables.service"),
         ("sysinit.target", "systemd-resolved.service"),
         (

@@ -412,6 +412,15 @@ fn the_real_root_filesystem_boots_to_multi_user_and_falls_back_to_b_after_mark_b
     assert_eq!(status["compatible"], "atomixos-qemu-virt");
     ok(&mut g, "rauc status mark-good");
     let host_key = ok(&mut g, "cat /data/ssh/ssh_host_ed25519_key.pub");
+    // A re-apply cut off after its promotion: the previous root in the rollback, the marker
+    // still there. The next boot's atomix-config-recover.service puts the previous one back.
+    ok(
+        &mut g,
+        "mkdir -p /data/config && cp -a /data/config /data/config-rollback \
+         && echo 'previous' > /data/config-rollback/config.toml \
+         && echo 'half-applied' > /data/config/config.toml \
+         && printf 'pending\\n' > /data/config.atomixos-promotion-pending && sync",
+    );
     let out = g.power_off(Duration::from_secs(180)).unwrap();
     assert_eq!(out.ending, Ending::PowerOff);
     assert_eq!(counters(&f), ([3, 3], Some(Slot::A)), "mark-good");
@@ -440,6 +449,24 @@ fn the_real_root_filesystem_boots_to_multi_user_and_falls_back_to_b_after_mark_b
         serde_json::from_str(&ok(&mut g, "cat /run/atomix/initrd.json")).unwrap();
     assert_eq!(initrd["fresh_flash"], false);
     assert_eq!(run(&mut g, "test -e /etc/atomixos/fresh-flash").status, 1);
+    // The interrupted promotion was undone before anything read the config.
+    assert_eq!(
+        ok(&mut g, "cat /data/config/config.toml").trim(),
+        "previous"
+    );
+    ok(
+        &mut g,
+        "test ! -e /data/config-rollback && test ! -e /data/config.atomixos-promotion-pending",
+    );
+    let recovered = ok(
+        &mut g,
+        "journalctl -b -u atomix-config-recover.service -o cat",
+    );
+    assert!(
+        recovered.contains("restored the previous config root"),
+        "{recovered}"
+    );
+    ok(&mut g, "rm /data/config/config.toml");
     // What lives on /data outlived the per-boot root: the images built, the host keys.
     ok(&mut g, "podman image exists localhost/probe:latest");
     assert_eq!(

@@ -1,0 +1,280 @@
+//! The JSON files of a config root (`users.json`, `firewall-inbound.json`, `lan-settings.json`,
+//! `host-network.json`, `os-upgrade.json`, `activation-policy.json`, `health-required.json`),
+//! byte for byte as the original writes them: keys in insertion order, two-space indent,
+//! non-ASCII escaped as `\uXXXX`, one trailing newline.
+
+use std::fmt::Write as _;
+
+use crate::firewall::PortScope;
+use crate::model::Config;
+use crate::net::ip_text;
+
+/// A JSON value whose objects keep their key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Json {
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A string.
+    Str(String),
+    /// An array.
+    Array(Vec<Json>),
+    /// An object, keys in order.
+    Object(Vec<(String, Json)>),
+}
+
+impl Json {
+    fn str(s: impl ToString) -> Json {
+        Json::Str(s.to_string())
+    }
+
+    fn strs<T: ToString>(items: impl IntoIterator<Item = T>) -> Json {
+        Json::Array(items.into_iter().map(Json::str).collect())
+    }
+
+    fn ips<'a>(items: impl IntoIterator<Item = &'a std::net::IpAddr>) -> Json {
+        Json::Array(items.into_iter().map(|ip| Json::Str(ip_text(ip))).collect())
+    }
+
+    fn obj(pairs: impl IntoIterator<Item = (&'static str, Json)>) -> Json {
+        Json::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    }
+
+    /// Pretty text with a two-space indent and a trailing newline (Python's
+    /// `json.dumps(value, indent=2) + "\n"`).
+    pub fn to_pretty(&self) -> String {
+        let mut out = String::new();
+        self.write(&mut out, 0);
+        out.push('\n');
+        out
+    }
+
+    fn write(&self, out: &mut String, depth: usize) {
+        let pad = |out: &mut String, d: usize| {
+            out.push('\n');
+            out.push_str(&"  ".repeat(d));
+        };
+        match self {
+            Json::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Json::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Json::Str(s) => write_str(out, s),
+            Json::Array(items) if items.is_empty() => out.push_str("[]"),
+            Json::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    pad(out, depth + 1);
+                    item.write(out, depth + 1);
+                }
+                pad(out, depth);
+                out.push(']');
+            }
+            Json::Object(pairs) if pairs.is_empty() => out.push_str("{}"),
+            Json::Object(pairs) => {
+                out.push('{');
+                for (i, (k, v)) in pairs.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    pad(out, depth + 1);
+                    write_str(out, k);
+                    out.push_str(": ");
+                    v.write(out, depth + 1);
+                }
+                pad(out, depth);
+                out.push('}');
+            }
+        }
+    }
+}
+
+fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(ch),
+            _ => {
+                let mut units = [0u16; 2];
+                for u in ch.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{u:04x}");
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
+fn scope(s: &PortScope) -> Json {
+    let ports = |p: &[crate::firewall::Port]| {
+        Json::Array(p.iter().map(|p| Json::Int(p.get().into())).collect())
+    };
+    let mut pairs = Vec::new();
+    if !s.tcp.is_empty() {
+        pairs.push(("tcp", ports(&s.tcp)));
+    }
+    if !s.udp.is_empty() {
+        pairs.push(("udp", ports(&s.udp)));
+    }
+    Json::obj(pairs)
+}
+
+impl Config {
+    /// `users.json`: `{name: {isAdmin, ssh_key[, shell]}}` in config order.
+    pub fn users_json(&self) -> Json {
+        Json::Object(
+            self.users
+                .list
+                .iter()
+                .map(|u| {
+                    let mut pairs = vec![
+                        ("isAdmin", Json::Bool(u.is_admin)),
+                        (
+                            "ssh_key",
+                            Json::str(u.ssh_key.as_ref().map_or("", |k| &k.line)),
+                        ),
+                    ];
+                    if let Some(shell) = u.shell {
+                        pairs.push(("shell", Json::str(shell.as_str())));
+                    }
+                    (u.name.to_string(), Json::obj(pairs))
+                })
+                .collect(),
+        )
+    }
+
+    /// `firewall-inbound.json`: `{wan: {tcp, udp}, lan: {...}}`, empty lists and scopes left
+    /// out.
+    pub fn firewall_inbound_json(&self) -> Json {
+        let f = &self.network.firewall;
+        let mut pairs = Vec::new();
+        if !f.wan.is_empty() {
+            pairs.push(("wan", scope(&f.wan)));
+        }
+        if !f.lan.is_empty() {
+            pairs.push(("lan", scope(&f.lan)));
+        }
+        Json::obj(pairs)
+    }
+
+    /// `lan-settings.json`.
+    pub fn lan_settings_json(&self) -> Json {
+        let l = &self.network.lan;
+        Json::obj([
+            ("gateway_cidr", Json::str(l.gateway)),
+            ("gateway_ip", Json::str(l.gateway_ip())),
+            ("subnet_cidr", Json::str(l.subnet())),
+            ("netmask", Json::str(l.netmask())),
+            ("dhcp_start", Json::str(l.dhcp_start)),
+            ("dhcp_end", Json::str(l.dhcp_end)),
+            ("domain", Json::str(&l.domain)),
+            ("hostname_pattern", Json::str(&l.hostname_pattern)),
+            ("gateway_aliases", Json::strs(&l.gateway_aliases)),
+            ("ntp_servers", Json::strs(&l.ntp_servers)),
+        ])
+    }
+
+    /// `host-network.json`: resolvers, search domains, interfaces and the default gateway when
+    /// given.
+    pub fn host_network_json(&self) -> Json {
+        let h = &self.network.host;
+        let interfaces = h
+            .interfaces
+            .iter()
+            .map(|i| {
+                let mut pairs = vec![("mode", Json::str(i.mode.as_str()))];
+                if let Some(a) = i.address {
+                    pairs.push(("address", Json::str(a)));
+                }
+                if let Some(g) = i.gateway {
+                    pairs.push(("gateway", Json::str(g)));
+                }
+                if let Some(d) = &i.dns_servers {
+                    pairs.push(("dns_servers", Json::ips(d)));
+                }
+                if let Some(d) = &i.dns_search_domains {
+                    pairs.push(("dns_search_domains", Json::strs(d)));
+                }
+                (i.name.clone(), Json::obj(pairs))
+            })
+            .collect();
+        let mut pairs = vec![
+            ("dns_servers", Json::ips(&h.dns_servers)),
+            ("dns_search_domains", Json::strs(&h.dns_search_domains)),
+            ("interfaces", Json::Object(interfaces)),
+        ];
+        if let Some(g) = h.default_gateway {
+            pairs.push(("default_gateway", Json::str(g)));
+        }
+        Json::obj(pairs)
+    }
+
+    /// `os-upgrade.json` (`{server_url}`), or `None` when there is no `[os_upgrade]` (the file
+    /// is then removed).
+    pub fn os_upgrade_json(&self) -> Option<Json> {
+        let o = self.os_upgrade.as_ref()?;
+        Some(Json::obj([("server_url", Json::str(&o.server_url))]))
+    }
+
+    /// `health-required.json`: the required containers.
+    pub fn health_required_json(&self) -> Json {
+        Json::strs(&self.activation.required)
+    }
+
+    /// `activation-policy.json`.
+    pub fn activation_policy_json(&self) -> Json {
+        let a = &self.activation;
+        Json::obj([
+            ("required", Json::strs(&a.required)),
+            ("timeout_seconds", Json::Int(a.timeout_seconds.into())),
+            ("settle_seconds", Json::Int(a.settle_seconds.into())),
+            ("restart", Json::strs(&a.restart)),
+            ("allow_degraded", Json::strs(&a.allow_degraded)),
+            (
+                "allow_degraded_configured",
+                Json::Bool(a.allow_degraded_configured),
+            ),
+            ("strategy", Json::str(a.strategy.as_str())),
+        ])
+    }
+
+    /// `admin-signers`: the admins' key lines, one per line, or `None` when there are none.
+    pub fn admin_signers(&self) -> Option<String> {
+        let keys: Vec<_> = self.users.admin_keys().map(|k| k.line.as_str()).collect();
+        (!keys.is_empty()).then(|| keys.join("\n") + "\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pretty_text_is_pythons_indent_2_with_ascii_escapes() {
+        let v = Json::Object(vec![
+            (
+                "a".into(),
+                Json::Array(vec![Json::Int(1), Json::Bool(false)]),
+            ),
+            ("b".into(), Json::Object(vec![])),
+            ("c".into(), Json::Array(vec![])),
+            ("d".into(), Json::Str("é\"\\\n😀\u{7f}".into())),
+        ]);
+        assert_eq!(
+            v.to_pretty(),
+            "{\n  \"a\": [\n    1,\n    false\n  ],\n  \"b\": {},\n  \"c\": [],\n  \
+             \"d\": \"\\u00e9\\\"\\\\\\n\\ud83d\\ude00\\u007f\"\n}\n"
+        );
+    }
+}

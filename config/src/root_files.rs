@@ -1,0 +1,133 @@
+//! Everything a validated config puts in a config root (spec 3.1), as one [`FileSet`]: the
+//! source `config.toml`, `admin-signers`, `users.json`, `ssh-authorized-keys/<user>`, the JSON
+//! settings files, the Quadlet units and `quadlet-runtime.json`. The config root store writes
+//! the set into a candidate; `managed-users.json` and the bundle's `files/` are not rendered
+//! here (the users step and the bundle own them).
+
+use crate::files::{FileSet, RelPath};
+use crate::model::Config;
+use crate::quadlet::{self, QuadletError};
+
+/// Secrets and settings: readable by root only.
+const PRIVATE: u32 = 0o600;
+/// Quadlet units: read by the generators.
+const UNIT: u32 = 0o644;
+
+/// The top-level names of a config root that rendering owns: an apply writes each afresh (or
+/// leaves it out, which deletes it), and keeps every other entry of the active root.
+pub const RENDERED_NAMES: &[&str] = &[
+    "config.toml",
+    "admin-signers",
+    "users.json",
+    "ssh-authorized-keys",
+    "firewall-inbound.json",
+    "lan-settings.json",
+    "host-network.json",
+    "os-upgrade.json",
+    "health-required.json",
+    "activation-policy.json",
+    "quadlet",
+    "quadlet-runtime.json",
+];
+
+/// A config root's files and the warnings rendering gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootFiles {
+    /// The files, by path under the config root.
+    pub files: FileSet,
+    /// From Quadlet rendering (a `Network` overridden, a bind rewritten).
+    pub warnings: Vec<String>,
+}
+
+/// Renders the config root for `config`, whose text was `source` (kept byte for byte as
+/// `config.toml`). `runtime_root` is where the root is read on the device (`/data/config`):
+/// the Quadlet path tokens stand for it.
+pub fn render(
+    config: &Config,
+    source: &[u8],
+    runtime_root: &str,
+) -> Result<RootFiles, Vec<QuadletError>> {
+    let quadlets = quadlet::render(&config.containers, runtime_root)?;
+    let mut files = FileSet::new();
+    let mut put = |path: &str, mode: u32, contents: Vec<u8>| {
+        // Every name here is a constant or a validated user or unit name.
+        if let Ok(path) = RelPath::new(path) {
+            files.insert(path, mode, contents);
+        }
+    };
+    put("config.toml", PRIVATE, source.to_vec());
+    if let Some(signers) = config.admin_signers() {
+        put("admin-signers", PRIVATE, signers.into_bytes());
+    }
+    put(
+        "users.json",
+        PRIVATE,
+        config.users_json().to_pretty().into_bytes(),
+    );
+    for user in &config.users.list {
+        if let Some(key) = &user.ssh_key {
+            let path = format!("ssh-authorized-keys/{}", user.name);
+            put(&path, PRIVATE, format!("{}\n", key.line).into_bytes());
+        }
+    }
+    put(
+        "firewall-inbound.json",
+        PRIVATE,
+        config.firewall_inbound_json().to_pretty().into_bytes(),
+    );
+    put(
+        "lan-settings.json",
+        PRIVATE,
+        config.lan_settings_json().to_pretty().into_bytes(),
+    );
+    put(
+        "host-network.json",
+        PRIVATE,
+        config.host_network_json().to_pretty().into_bytes(),
+    );
+    if let Some(os_upgrade) = config.os_upgrade_json() {
+        put(
+            "os-upgrade.json",
+            PRIVATE,
+            os_upgrade.to_pretty().into_bytes(),
+        );
+    }
+    put(
+        "health-required.json",
+        PRIVATE,
+        config.health_required_json().to_pretty().into_bytes(),
+    );
+    put(
+        "activation-policy.json",
+        PRIVATE,
+        config.activation_policy_json().to_pretty().into_bytes(),
+    );
+    for (name, text) in &quadlets.files {
+        put(&format!("quadlet/{name}"), UNIT, text.clone().into_bytes());
+    }
+    put(
+        "quadlet-runtime.json",
+        PRIVATE,
+        quadlets.runtime_json().into_bytes(),
+    );
+    Ok(RootFiles {
+        files,
+        warnings: quadlets.warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rendered_top_level_name_is_listed_as_owned() {
+        let source = include_str!("../tests/fixtures/full.toml");
+        let config = Config::parse(source).unwrap();
+        let root = render(&config, source.as_bytes(), "/data/config").unwrap();
+        for (path, _) in root.files.iter() {
+            let top = path.components().next().unwrap();
+            assert!(RENDERED_NAMES.contains(&top), "{top}");
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! `atomix-provision`: the device's provisioning command, a drop-in for the original's
+//! `atomixos-provision` (the same subcommands, arguments and environment variables).
+//!
+//! Owns: argument parsing, the environment, output and exit codes; every subcommand is a thin
+//! call into the library.
+//!
+//! Exit codes: 0 done; 1 refused or failed, the reason on stderr; 2 bad usage.
+
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use atomix_config::bundle::Limits;
+use atomix_provision::import::{self, Options};
+use atomix_provision::store::{self, ConfigRoot, RealFs, quadlet_sync};
+use atomix_provision::validate::{self, Invalid};
+use atomix_provision::{source, store::root::DEFAULT_CONFIG_ROOT};
+use clap::{Parser, Subcommand};
+
+/// Keeps an initial promotion pending (first boot completes it after its checks).
+const KEEP_PENDING_ENV: &str = "ATOMIXOS_KEEP_INITIAL_PROMOTION_PENDING";
+
+#[derive(Parser)]
+#[command(
+    name = "atomix-provision",
+    version,
+    about = "AtomixOS provisioning: validate, import and recover the device's config"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config.toml or a config bundle (.tar.gz, .tar.zst): every error with its
+    /// line:col. Prints `Valid: PATH`, or the report on stderr and exits 1.
+    Validate {
+        /// The config.toml (a name ending .toml) or bundle.
+        path: PathBuf,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a config.toml or bundle the active config root (first provisioning).
+    Import {
+        /// The config.toml or bundle.
+        source: PathBuf,
+        /// The config root (`/data/config`; another needs ATOMIXOS_ALLOW_UNSAFE_CONFIG_ROOT=1).
+        config_root: PathBuf,
+    },
+    /// Finish or undo an interrupted promotion of the config root (run at boot).
+    Recover {
+        /// The config root.
+        config_root: PathBuf,
+    },
+    /// Copy the config root's Quadlet units into the rootful (and rootless) unit directories.
+    SyncQuadlet {
+        /// The config root.
+        config_root: PathBuf,
+        /// The rootful units' directory (`/etc/containers/systemd`).
+        rootful: PathBuf,
+        /// The rootless units' directory (the app user's `~/.config/containers/systemd`).
+        rootless: Option<PathBuf>,
+    },
+    /// Complete a pending initial promotion after the first-boot checks passed.
+    CompleteInitial {
+        /// The config root.
+        config_root: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate { path, json } => return validate_cmd(&path, json),
+        Command::Import {
+            source,
+            config_root,
+        } => import_cmd(&source, &config_root).context("Import failed"),
+        Command::Recover { config_root } => recover_cmd(&config_root),
+        Command::SyncQuadlet {
+            config_root,
+            rootful,
+            rootless,
+        } => sync_cmd(&config_root, &rootful, rootless.as_deref()),
+        Command::CompleteInitial { config_root } => complete_cmd(&config_root),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
+
+fn limits() -> anyhow::Result<Limits> {
+    Ok(Limits::from_env(env)?)
+}
+
+fn config_root(path: &Path) -> anyhow::Result<ConfigRoot> {
+    let cwd = std::env::current_dir().context("the current directory")?;
+    Ok(ConfigRoot::validate(path, &cwd, env)?)
+}
+
+fn validate_cmd(path: &Path, json: bool) -> ExitCode {
+    let name = path.display().to_string();
+    let outcome = limits().and_then(|l| Ok(source::read(path, &l)?));
+    let source = match outcome {
+        Ok(s) => s,
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"valid": false, "errors": [{"message": format!("{e:#}"), "severity": "error"}], "warnings": []})
+                );
+            } else {
+                eprintln!("Invalid: {e:#}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    match validate::validate(&source.toml, DEFAULT_CONFIG_ROOT) {
+        Ok(valid) => {
+            if json {
+                println!("{}", validate::valid_json(&valid));
+            } else {
+                for w in &valid.root.warnings {
+                    eprintln!("warning: {w}");
+                }
+                println!("Valid: {name}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(invalid) => {
+            if json {
+                println!("{}", invalid.json());
+            } else {
+                let count = invalid.count();
+                eprintln!(
+                    "Invalid: {name}: {count} error{}",
+                    if count == 1 { "" } else { "s" }
+                );
+                eprint!("{}", invalid.text(&name, &source.toml));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn import_cmd(path: &Path, root: &Path) -> anyhow::Result<()> {
+    let root = config_root(root)?;
+    let source = source::read(path, &limits()?)?;
+    let runtime_root = root.active().to_string_lossy().into_owned();
+    let valid = validate::validate(&source.toml, &runtime_root).map_err(|invalid: Invalid| {
+        anyhow::anyhow!(
+            "{}",
+            invalid
+                .text(&path.display().to_string(), &source.toml)
+                .trim_end()
+        )
+    })?;
+    let options = Options {
+        keep_pending: env(KEEP_PENDING_ENV).as_deref() == Some("1"),
+        payload_owner: import::app_user(Path::new("/")),
+    };
+    let imported = import::import(&RealFs, &root, &source, &valid, options)?;
+    for action in &imported.recovery.actions {
+        eprintln!("recover: {action}");
+    }
+    for w in &valid.root.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
+}
+
+fn recover_cmd(root: &Path) -> anyhow::Result<()> {
+    let root = config_root(root)?;
+    let _lock = root.lock()?;
+    let recovery = store::recover(&RealFs, &root)?;
+    for action in &recovery.actions {
+        eprintln!("recover: {action}");
+    }
+    Ok(())
+}
+
+fn sync_cmd(root: &Path, rootful: &Path, rootless: Option<&Path>) -> anyhow::Result<()> {
+    let targets = quadlet_sync::Targets { rootful, rootless };
+    let report = quadlet_sync::sync(&RealFs, root, targets)?;
+    for service in report.stale_rootful.iter().chain(&report.stale_rootless) {
+        eprintln!("stale: {service}");
+    }
+    Ok(())
+}
+
+fn complete_cmd(root: &Path) -> anyhow::Result<()> {
+    let root = config_root(root)?;
+    let _lock = root.lock()?;
+    Ok(store::cleanup(&RealFs, &root)?)
+}
