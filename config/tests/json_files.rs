@@ -1,6 +1,8 @@
 //! The config root's JSON files for the full fixture are byte for byte what the original
 //! writes (`fixtures/full.expected/`, from its `import`).
 
+#![allow(clippy::unwrap_used)]
+
 use atomix_config::Config;
 
 const FULL: &str = include_str!("fixtures/full.toml");
