@@ -15,6 +15,7 @@
 //! of [`Config`] for the config root's JSON files ([`json`]).
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod activation;
 pub mod bundle;

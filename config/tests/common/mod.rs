@@ -76,3 +76,8 @@ pub fn rejects(src: &str, path: &str, needle: &str) {
 pub fn accepts(src: &str) -> Config {
     Config::parse(src).unwrap_or_else(|r| panic!("{}\n{src}", r.render_text("config.toml", src)))
 }
+
+/// A P-384 key.
+pub const P384: &str = "ecdsa-sha2-nistp384 AAAAE2VjZHNhLXNoYTItbmlzdHAzODQAAAAIbmlzdHAzODQAAABhBFlF985YG6G+JE+Xqfu5PuB7/iWKvK8bki0iyXXdD1HLsLwzoOjnvu4PJz8tXc0qjYGtlwQBHafppuQYmi0EsKdwHNPtFCawlJAuAzYNdFeuTIBEA586pNrjAGLaFqq0MA== root@vm";
+/// A P-521 key.
+pub const P521: &str = "ecdsa-sha2-nistp521 AAAAE2VjZHNhLXNoYTItbmlzdHA1MjEAAAAIbmlzdHA1MjEAAACFBAH4MdWKRYBILN0KEiKdhJXBg+r44mtcohbCgqwFc13MR2j+SZ6dtjAPp9+EaTJMfY2GXPh2At6+CHPHzVeo/GJs1wHYo8gW9pBaRh1zFMImLsBI/p0TbhAmX0yG2Sagwuiz0Vo58QeYiLWzHCQuSdNX+4yeqGPtdGqE9ex7dswB4KQPjg== root@vm";
