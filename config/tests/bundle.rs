@@ -84,6 +84,15 @@ fn a_zstd_bundle_decodes_in_process() {
 }
 
 #[test]
+fn concatenated_zstd_frames_are_one_stream() {
+    let archive = tar(&[M("config.toml", F, CONFIG), M("files/a", F, &[7u8; 3000])]);
+    let (head, tail) = archive.split_at(1536);
+    let bytes = [zst(head), zst(tail)].concat();
+    let b = Bundle::read(&bytes, None, &Limits::default()).unwrap();
+    assert_eq!(b.files.get("a").unwrap().contents, vec![7u8; 3000]);
+}
+
+#[test]
 fn the_top_level_is_config_toml_and_files_only() {
     assert!(matches!(
         read(&[M("files/a", F, b"")]),

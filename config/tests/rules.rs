@@ -234,6 +234,11 @@ fn interfaces_are_ethernet_and_eth1_is_static() {
         "\"10.0.0.2/33\"",
     );
     rejects(
+        &plus("[network.interfaces.eth0]\nmode = \"dhcp\"\nmtu = 1500\n"),
+        "network.interfaces.eth0.mtu",
+        "mtu",
+    );
+    rejects(
         &plus("[network.interfaces.eth1]\nmode = \"dhcp\"\n"),
         "network.interfaces.eth1.mode",
         "\"dhcp\"",
@@ -377,6 +382,11 @@ fn domain_pattern_and_aliases() {
         "[network.dnsmasq]\ngateway_aliases = []\nhostname_pattern = \"\"\n",
     ));
     assert_eq!(c.network.lan.gateway_aliases[0].as_str(), "atomixos");
+    rejects(
+        &plus("[network.dnsmasq]\nhostname_pattern = \"  \"\n"),
+        "network.dnsmasq.hostname_pattern",
+        "\"  \"",
+    );
     rejects(
         &plus("[network.dnsmasq]\ndomain = \"a_b\"\n"),
         "network.dnsmasq.domain",
