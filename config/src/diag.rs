@@ -164,6 +164,8 @@ impl Report {
             let (end_line, end_col) = lines.line_col(d.span.end);
             let width = if end_line == d.line && end_col > d.col {
                 end_col - d.col
+            } else if d.span.is_empty() {
+                1
             } else {
                 text.chars().count().saturating_sub(d.col - 1).max(1)
             };

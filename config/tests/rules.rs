@@ -125,7 +125,7 @@ fn some_admin_needs_a_key() {
 
 #[test]
 fn ssh_keys_decode_for_real() {
-    for key in [RSA3072, P256, P384, P521] {
+    for key in [RSA3072, P256, P384, P521, SK_ED25519, SK_P256] {
         let c = accepts(&with(ED25519, &format!("  {key}  ")));
         assert_eq!(c.users.list[0].ssh_key.as_ref().unwrap().line, key);
     }

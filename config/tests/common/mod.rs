@@ -81,3 +81,7 @@ pub fn accepts(src: &str) -> Config {
 pub const P384: &str = "ecdsa-sha2-nistp384 AAAAE2VjZHNhLXNoYTItbmlzdHAzODQAAAAIbmlzdHAzODQAAABhBFlF985YG6G+JE+Xqfu5PuB7/iWKvK8bki0iyXXdD1HLsLwzoOjnvu4PJz8tXc0qjYGtlwQBHafppuQYmi0EsKdwHNPtFCawlJAuAzYNdFeuTIBEA586pNrjAGLaFqq0MA== root@vm";
 /// A P-521 key.
 pub const P521: &str = "ecdsa-sha2-nistp521 AAAAE2VjZHNhLXNoYTItbmlzdHA1MjEAAAAIbmlzdHA1MjEAAACFBAH4MdWKRYBILN0KEiKdhJXBg+r44mtcohbCgqwFc13MR2j+SZ6dtjAPp9+EaTJMfY2GXPh2At6+CHPHzVeo/GJs1wHYo8gW9pBaRh1zFMImLsBI/p0TbhAmX0yG2Sagwuiz0Vo58QeYiLWzHCQuSdNX+4yeqGPtdGqE9ex7dswB4KQPjg== root@vm";
+/// A FIDO ed25519 key (built by hand: a 32-byte key, application `ssh:`).
+pub const SK_ED25519: &str = "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fAAAABHNzaDo= fido";
+/// A FIDO P-256 key (built by hand: the curve's generator point, application `ssh:`).
+pub const SK_P256: &str = "sk-ecdsa-sha2-nistp256@openssh.com AAAAInNrLWVjZHNhLXNoYTItbmlzdHAyNTZAb3BlbnNzaC5jb20AAAAIbmlzdHAyNTYAAABBBGsX0fLhLEJH+Lzm5WOkQPJ3A32BLeszoPShOUXYmMKWT+NC4v4af5uO5+tKfA+eFivOM1drMV7Oy7ZAaDe/UfUAAAAEc3NoOg== fido";
