@@ -283,6 +283,33 @@ impl<R: Read> Read for Limited<R> {
     }
 }
 
+/// Decodes concatenated zstd frames one after the other (`zstd` itself accepts those).
+struct ZstdFrames<'a> {
+    rest: &'a [u8],
+    frame: Option<ruzstd::decoding::StreamingDecoder<&'a [u8], ruzstd::decoding::FrameDecoder>>,
+}
+
+impl Read for ZstdFrames<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let frame = match &mut self.frame {
+                Some(frame) => frame,
+                None if self.rest.is_empty() => return Ok(0),
+                None => self.frame.insert(
+                    ruzstd::decoding::StreamingDecoder::new(self.rest)
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?,
+                ),
+            };
+            let n = frame.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            self.rest = frame.get_ref();
+            self.frame = None;
+        }
+    }
+}
+
 enum Top {
     Config,
     Files(Option<String>),
@@ -352,14 +379,10 @@ impl Bundle {
         let over = Rc::new(Cell::new(false));
         let decoder: Box<dyn Read> = match compression {
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(bytes)),
-            Compression::Zstd => {
-                Box::new(ruzstd::decoding::StreamingDecoder::new(bytes).map_err(|e| {
-                    BundleError::Decode {
-                        compression,
-                        source: io::Error::other(e.to_string()),
-                    }
-                })?)
-            }
+            Compression::Zstd => Box::new(ZstdFrames {
+                rest: bytes,
+                frame: None,
+            }),
         };
         let limited = Limited {
             inner: decoder,

@@ -230,11 +230,16 @@ fn container(c: &mut Checker<'_>, node: &Node, path: &str) -> Option<Container> 
     let container = t
         .get("Container")
         .and_then(|n| section(c, n, &join(path, "Container")));
-    if let (Some(n), Some(s)) = (t.get("Container"), &container) {
-        let image_path = join(path, "Container.Image");
+    if let Some(n) = t.get("Container")
+        && n.entries().is_some()
+    {
+        let image_path = join(&join(path, "Container"), "Image");
         let image = n.get("Image");
-        let ok = matches!(s.get("Image").map(Value::scalars),
-            Some([Scalar::Str(s)]) if !s.trim().is_empty());
+        let one = |i: &Node| matches!(&i.kind, Kind::Str(s) if !s.trim().is_empty());
+        let ok = image.is_some_and(|i| match &i.kind {
+            Kind::Array(items) => items.len() == 1 && one(&items[0]),
+            _ => one(i),
+        });
         if !ok {
             let span = image.map_or(&n.span, |i| &i.span);
             c.error(

@@ -164,11 +164,19 @@ impl Report {
             let (end_line, end_col) = lines.line_col(d.span.end);
             let width = if end_line == d.line && end_col > d.col {
                 end_col - d.col
+            } else if d.span.is_empty() {
+                1
             } else {
                 text.chars().count().saturating_sub(d.col - 1).max(1)
             };
             let _ = writeln!(out, "{text}");
-            let _ = writeln!(out, "{}{}", " ".repeat(d.col - 1), "^".repeat(width));
+            // Tabs stay tabs under the line, so the caret lines up however tabs are shown.
+            let pad: String = text
+                .chars()
+                .take(d.col - 1)
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            let _ = writeln!(out, "{pad}{}", "^".repeat(width));
         }
         out
     }
@@ -238,6 +246,14 @@ mod tests {
             r.render_text("config.toml", src),
             "config.toml:2:11: users.admin.ssh_key: not a string\nssh_key = 7\n          ^\n\
              config.toml:3:9: users.admin.shell: bad shell\nshell = \"fish\"\n        ^^^^^^\n"
+        );
+        let tabbed = "[users.admin]\n\tshell = 1\n";
+        let idx = LineIndex::new(tabbed);
+        let mut t = Report::new();
+        t.push(&idx, Severity::Warning, "users.admin.shell", 23..24, "w");
+        assert_eq!(
+            t.render_text("c.toml", tabbed),
+            "c.toml:2:10: warning: users.admin.shell: w\n\tshell = 1\n\t        ^\n"
         );
         let json = serde_json::to_string(&r).unwrap();
         assert!(json.starts_with("{\"valid\":false,\"errors\":[{\"path\":\"users.admin.ssh_key\""));

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use crate::files::{FileSet, RelPath};
 use crate::firewall::PortScope;
 use crate::model::Config;
 use crate::net::ip_text;
@@ -88,6 +89,31 @@ impl Json {
                 }
                 pad(out, depth);
                 out.push('}');
+            }
+        }
+    }
+}
+
+impl serde::Serialize for Json {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            Json::Bool(b) => serializer.serialize_bool(*b),
+            Json::Int(i) => serializer.serialize_i64(*i),
+            Json::Str(s) => serializer.serialize_str(s),
+            Json::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Json::Object(pairs) => {
+                let mut map = serializer.serialize_map(Some(pairs.len()))?;
+                for (k, v) in pairs {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
             }
         }
     }
@@ -247,6 +273,27 @@ impl Config {
             ),
             ("strategy", Json::str(a.strategy.as_str())),
         ])
+    }
+
+    /// The JSON files of the config root, named as there, mode `0o600`, text as
+    /// [`Json::to_pretty`] gives it (`os-upgrade.json` only with `[os_upgrade]`).
+    pub fn json_files(&self) -> FileSet {
+        let mut files = FileSet::new();
+        let mut add = |name: &str, json: Json| {
+            if let Ok(path) = RelPath::new(name) {
+                files.insert(path, 0o600, json.to_pretty());
+            }
+        };
+        add("users.json", self.users_json());
+        add("firewall-inbound.json", self.firewall_inbound_json());
+        add("lan-settings.json", self.lan_settings_json());
+        add("host-network.json", self.host_network_json());
+        if let Some(json) = self.os_upgrade_json() {
+            add("os-upgrade.json", json);
+        }
+        add("health-required.json", self.health_required_json());
+        add("activation-policy.json", self.activation_policy_json());
+        files
     }
 
     /// `admin-signers`: the admins' key lines, one per line, or `None` when there are none.

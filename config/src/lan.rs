@@ -231,9 +231,15 @@ pub(crate) fn check(
     let mut hostname_pattern = String::new();
     if let Some(n) = t.get("hostname_pattern") {
         let p = "network.dnsmasq.hostname_pattern";
-        if let Some(s) = c.string(n, p).map(str::trim)
-            && !s.is_empty()
-        {
+        let raw = c.string(n, p).unwrap_or("");
+        let s = raw.trim();
+        if !raw.is_empty() && s.is_empty() {
+            c.error(
+                p,
+                &n.span,
+                "must not be blank (leave it empty for no pattern)",
+            );
+        } else if !s.is_empty() {
             if !s.contains("{mac}") {
                 c.error(p, &n.span, "must contain {mac}");
             } else if let Err(e) = DnsName::new(&s.replace("{mac}", MAC_PROBE)) {

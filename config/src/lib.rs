@@ -12,9 +12,11 @@
 //!
 //! Entry points: [`Config::parse`] (a config.toml text to a [`Config`] or a [`Report`]),
 //! [`bundle::Bundle::read`] and [`bundle::Input::detect`] (bundles), and the `*_json` methods
-//! of [`Config`] for the config root's JSON files ([`json`]).
+//! and [`Config::json_files`] for the config root's JSON files ([`json`]). Rendering the
+//! Quadlet unit files from [`containers`] is a later step; the model keeps what it needs.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod activation;
 pub mod bundle;
