@@ -12,8 +12,8 @@
 //!
 //! Entry points: [`Config::parse`] (a config.toml text to a [`Config`] or a [`Report`]),
 //! [`bundle::Bundle::read`] and [`bundle::Input::detect`] (bundles), and the `*_json` methods
-//! and [`Config::json_files`] for the config root's JSON files ([`json`]). Rendering the
-//! Quadlet unit files from [`containers`] is a later step; the model keeps what it needs.
+//! and [`Config::json_files`] for the config root's JSON files ([`json`]), [`quadlet::render`]
+//! for the Quadlet units, and [`root_files::render`] for the whole config root.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

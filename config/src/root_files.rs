@@ -48,7 +48,8 @@ pub fn render(
     runtime_root: &str,
 ) -> Result<RootFiles, Vec<QuadletError>> {
     let quadlets = quadlet::render(&config.containers, runtime_root)?;
-    let mut files = FileSet::new();
+    // The JSON settings files, then the rest.
+    let mut files = config.json_files();
     let mut put = |path: &str, mode: u32, contents: Vec<u8>| {
         // Every name here is a constant or a validated user or unit name.
         if let Ok(path) = RelPath::new(path) {
@@ -59,49 +60,12 @@ pub fn render(
     if let Some(signers) = config.admin_signers() {
         put("admin-signers", PRIVATE, signers.into_bytes());
     }
-    put(
-        "users.json",
-        PRIVATE,
-        config.users_json().to_pretty().into_bytes(),
-    );
     for user in &config.users.list {
         if let Some(key) = &user.ssh_key {
             let path = format!("ssh-authorized-keys/{}", user.name);
             put(&path, PRIVATE, format!("{}\n", key.line).into_bytes());
         }
     }
-    put(
-        "firewall-inbound.json",
-        PRIVATE,
-        config.firewall_inbound_json().to_pretty().into_bytes(),
-    );
-    put(
-        "lan-settings.json",
-        PRIVATE,
-        config.lan_settings_json().to_pretty().into_bytes(),
-    );
-    put(
-        "host-network.json",
-        PRIVATE,
-        config.host_network_json().to_pretty().into_bytes(),
-    );
-    if let Some(os_upgrade) = config.os_upgrade_json() {
-        put(
-            "os-upgrade.json",
-            PRIVATE,
-            os_upgrade.to_pretty().into_bytes(),
-        );
-    }
-    put(
-        "health-required.json",
-        PRIVATE,
-        config.health_required_json().to_pretty().into_bytes(),
-    );
-    put(
-        "activation-policy.json",
-        PRIVATE,
-        config.activation_policy_json().to_pretty().into_bytes(),
-    );
     for (name, text) in &quadlets.files {
         put(&format!("quadlet/{name}"), UNIT, text.clone().into_bytes());
     }

@@ -385,6 +385,16 @@ const MUTATIONS: &[(&str, &str, &str)] = &[
         "[network.ntp]\nservers = [\"time.cloudflare.com\", \"192.168.1.1\"]\n",
         "",
     ),
+    (
+        "upgrade-bare-query",
+        "https://updates.example.com/rauc/",
+        "https://updates.example.com/rauc/?",
+    ),
+    (
+        "dns-scope-id",
+        "dns_servers = [\"1.1.1.1\",",
+        "dns_servers = [\"fe80::1%eth0\",",
+    ),
 ];
 
 /// Where we refuse and the original accepts, on purpose (docs/provisioning.md).
@@ -400,6 +410,14 @@ const STRICTER: &[(&str, &str)] = &[
     (
         "ssh-key-no-key-data",
         "the key blob is decoded: a blob with only its type is no key",
+    ),
+    (
+        "upgrade-bare-query",
+        "a server_url with an empty query (a bare `?`) has a query",
+    ),
+    (
+        "dns-scope-id",
+        "a DNS server with an IPv6 zone index is refused",
     ),
 ];
 
