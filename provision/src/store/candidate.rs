@@ -2,7 +2,7 @@
 //! payload (spec 2.4) and the entries carried forward from the active root, every file and
 //! directory fsynced.
 //!
-//! **The carry-forward rule.** Provisioning owns the top-level names in [`OWNED`]: each apply
+//! **The carry-forward rule.** Provisioning owns the top-level names [`is_owned`] names: each apply
 //! writes them afresh from the rendered set (and a name it does not render, such as
 //! `os-upgrade.json` without `[os_upgrade]`, is thereby deleted). Every *other* top-level entry
 //! of the active root is copied into the candidate unchanged (contents, modes, owners, symlinks):
@@ -16,31 +16,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use atomix_config::files::FileSet;
+use atomix_config::root_files::RENDERED_NAMES;
 
 use super::error::StoreError;
 use super::fs::Fs;
 use super::root::ConfigRoot;
 use super::tree::{TEMP_SUFFIX, copy_tree};
 
-/// The top-level names provisioning writes and so replaces on every apply (spec 3.1).
-pub const OWNED: &[&str] = &[
-    "config.toml",
-    "admin-signers",
-    "users.json",
-    "ssh-authorized-keys",
-    "firewall-inbound.json",
-    "lan-settings.json",
-    "host-network.json",
-    "os-upgrade.json",
-    "health-required.json",
-    "activation-policy.json",
-    "quadlet",
-    "quadlet-runtime.json",
-    PAYLOAD_DIR,
-];
+/// Whether provisioning writes the top-level name `name` and so replaces it on every apply
+/// (spec 3.1): the names rendering owns ([`RENDERED_NAMES`]) and the bundle payload.
+pub fn is_owned(name: &str) -> bool {
+    RENDERED_NAMES.contains(&name) || name == PAYLOAD_DIR
+}
 
 /// Names known to be carried forward by the rule above (documentation and tests; the rule
-/// itself carries every name not in [`OWNED`]).
+/// itself carries every name [`is_owned`] refuses).
 pub const KNOWN_CARRIED: &[&str] = &[
     "managed-users.json",
     "ssh-wan-enabled",
@@ -219,10 +209,7 @@ fn fill(
         .collect();
     if fs.exists(root.active())? {
         for name in fs.read_dir(root.active())? {
-            if OWNED.contains(&name.as_str())
-                || rendered.contains(name.as_str())
-                || name.ends_with(TEMP_SUFFIX)
-            {
+            if is_owned(&name) || rendered.contains(name.as_str()) || name.ends_with(TEMP_SUFFIX) {
                 continue;
             }
             report.skipped.extend(copy_tree(

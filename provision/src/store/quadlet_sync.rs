@@ -77,14 +77,8 @@ pub enum SyncError {
     RootlessTargetRequired,
 }
 
-/// Where a unit runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Mode {
-    /// The system manager.
-    Rootful,
-    /// The `appsvc` user's manager.
-    Rootless,
-}
+/// Where a unit runs: rendering's type, read back from `quadlet-runtime.json`.
+pub use atomix_config::quadlet::Mode;
 
 /// One unit of the runtime metadata (the fields sync needs; others are ignored).
 #[derive(Debug, Clone, PartialEq, Eq)]
