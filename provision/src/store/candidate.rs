@@ -2,8 +2,8 @@
 //! payload (spec 2.4) and the entries carried forward from the active root, every file and
 //! directory fsynced.
 //!
-//! **The carry-forward rule.** Provisioning owns the top-level names [`is_owned`] names: each apply
-//! writes them afresh from the rendered set (and a name it does not render, such as
+//! **The carry-forward rule.** Provisioning owns the top-level names [`is_owned`] accepts:
+//! each apply writes them afresh from the rendered set (and a name it does not render, such as
 //! `os-upgrade.json` without `[os_upgrade]`, is thereby deleted). Every *other* top-level entry
 //! of the active root is copied into the candidate unchanged (contents, modes, owners, symlinks):
 //! `managed-users.json` (written by `apply-users`), the files other units read but provisioning
