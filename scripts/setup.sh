@@ -116,6 +116,8 @@ if [ -d "$anchor" ]; then
     "$venv/bin/pip" install -q --disable-pip-version-check "$anchor"
     echo "$want_venv" > "$venv/.anchor"
   fi
+else
+  log "warning: no $anchor: the differential tests against the original will fail"
 fi
 
 # Stable names for the harness: the kernel Image and its module tree.
