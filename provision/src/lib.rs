@@ -6,8 +6,9 @@
 //! (systemd, RAUC, accounts, nftables), first boot, and the `atomix-provision` binary.
 //!
 //! Built so far: [`store`] (the config root, its promotion and recovery, and the Quadlet sync
-//! into the systemd search paths). The activation engine, first boot, the API and the binary
-//! are still to come.
+//! into the systemd search paths) and [`activate`] (the activation engine: users, Quadlets,
+//! network, firewall, the health window, commit or rollback, and the RAUC mark-good gate).
+//! First boot, the API and the binary are still to come.
 //!
 //! Must not: parse or render config.toml itself (that is `atomix-config`), or be needed by
 //! `/init` or the host tools.
@@ -15,4 +16,5 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod activate;
 pub mod store;
