@@ -2,7 +2,7 @@
 //!
 //! - [`systemd`]: the [`Systemd`] trait, job results, [`FakeSystemd`]; [`systemd_dbus`]: the
 //!   system manager over zbus; [`systemctl_user`]: `appsvc`'s manager through `systemctl
-//!   --user --machine=appsvc@`.
+//!   --user --machine=appsvc@.host` (or `runuser`).
 //! - [`rauc`]: the [`Rauc`] trait, [`FakeRauc`], [`DbusRauc`].
 //! - [`accounts`]: the user apply as a pure [`accounts::plan`] and the [`Accounts`] executor.
 //! - [`firewall`]: the inbound rules as a pure function to one nft script, the [`Firewall`]

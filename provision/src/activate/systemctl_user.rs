@@ -1,36 +1,73 @@
-//! The real [`Systemd`] of the `appsvc` user's manager: `systemctl --user --machine=appsvc@`.
+//! The real [`Systemd`] of the `appsvc` user's manager, through `systemctl --user`.
 //!
-//! zbus to `/run/user/<uid>/bus` as root is refused by the user's bus policy (the bus only
-//! accepts its own uid), so root reaches the user manager the way systemd does itself:
-//! `systemctl --user --machine=<user>@` (systemd 248+, Debian 12 has 252). `systemctl restart`
-//! waits for the job and exits non-zero on a failed job but says not which result, so a
-//! non-zero exit maps to [`JobResult::Failed`]; an exit 0 of `try-restart` is `done`.
+//! zbus to `/run/user/<uid>/bus` as root is refused by the user bus's policy (it accepts only
+//! its own uid), so root reaches the user manager through `systemctl`, in one of two ways:
+//! - [`SystemctlUser::machine`]: `systemctl --user --machine=appsvc@.host ...` (systemd 248+,
+//!   Debian 12 has 252), the default;
+//! - [`SystemctlUser::runuser`]: the original's `runuser -u appsvc -- env XDG_RUNTIME_DIR=...
+//!   DBUS_SESSION_BUS_ADDRESS=... systemctl --user ...`, for a system where the first is not
+//!   available.
+//!
+//! `systemctl restart` waits for the job and exits non-zero on a failed job but says not which
+//! result, so a non-zero exit maps to [`JobResult::Failed`].
 
 use std::process::Command;
 
 use super::systemd::{ActiveState, JobResult, Systemd, SystemdError, SystemdOp};
 
-/// `systemctl --user --machine=<user>@ ...`.
+/// How `systemctl --user` reaches the user's manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Via {
+    Machine,
+    Runuser { uid: u32 },
+}
+
+/// `systemctl --user` for one user's manager.
 #[derive(Debug, Clone)]
 pub struct SystemctlUser {
     user: String,
-    program: String,
+    via: Via,
 }
 
 impl SystemctlUser {
-    /// The manager of `user` (`appsvc`), through `systemctl` on `PATH`.
-    pub fn new(user: &str) -> Self {
+    /// `systemctl --user --machine=<user>@.host`.
+    pub fn machine(user: &str) -> Self {
         Self {
             user: user.to_owned(),
-            program: "systemctl".to_owned(),
+            via: Via::Machine,
         }
     }
 
-    /// The command line for `args` (without the program), for logs and tests.
-    pub fn args(&self, args: &[&str]) -> Vec<String> {
-        let mut out = vec!["--user".to_owned(), format!("--machine={}@", self.user)];
+    /// `runuser -u <user> -- env XDG_RUNTIME_DIR=/run/user/<uid>
+    /// DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/<uid>/bus systemctl --user`.
+    pub fn runuser(user: &str, uid: u32) -> Self {
+        Self {
+            user: user.to_owned(),
+            via: Via::Runuser { uid },
+        }
+    }
+
+    /// The program and arguments for the `systemctl` arguments `args`.
+    pub fn command_line(&self, args: &[&str]) -> (String, Vec<String>) {
+        let mut out = Vec::new();
+        let program = match self.via {
+            Via::Machine => {
+                out.push("--user".to_owned());
+                out.push(format!("--machine={}@.host", self.user));
+                "systemctl"
+            }
+            Via::Runuser { uid } => {
+                out.extend(["-u", &self.user, "--", "env"].map(str::to_owned));
+                out.push(format!("XDG_RUNTIME_DIR=/run/user/{uid}"));
+                out.push(format!(
+                    "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/{uid}/bus"
+                ));
+                out.extend(["systemctl", "--user"].map(str::to_owned));
+                "runuser"
+            }
+        };
         out.extend(args.iter().map(|a| (*a).to_owned()));
-        out
+        (program.to_owned(), out)
     }
 
     fn run(
@@ -39,16 +76,16 @@ impl SystemctlUser {
         unit: &str,
         args: &[&str],
     ) -> Result<(bool, String), SystemdError> {
-        let out = Command::new(&self.program)
-            .args(self.args(args))
+        let (program, args) = self.command_line(args);
+        let out = Command::new(&program)
+            .args(args)
             .output()
-            .map_err(|e| SystemdError::new(op, unit, format!("{}: {e}", self.program)))?;
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-        let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            .map_err(|e| SystemdError::new(op, unit, format!("{program}: {e}")))?;
         if out.status.success() {
-            Ok((true, stdout))
+            Ok((true, String::from_utf8_lossy(&out.stdout).trim().to_owned()))
         } else {
-            Ok((false, stderr))
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            Ok((false, format!("{}: {}", out.status, stderr.trim())))
         }
     }
 
