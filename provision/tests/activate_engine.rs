@@ -185,6 +185,10 @@ fn success_commits_after_the_settle_window_and_cleans_up() {
         unit: "web.service".into(),
         status: ServiceStatus::Running
     }));
+    assert!(w.events.contains(&Event::HealthCheck {
+        unit: "web.service".into(),
+        healthy: true
+    }));
     assert_eq!(w.events.last(), Some(&Event::Cleanup));
     assert!(!w.events.contains(&Event::Rollback));
     assert_eq!(w.system.calls.first(), Some(&SystemdCall::DaemonReload));
@@ -238,6 +242,10 @@ fn a_unit_active_then_failing_inside_the_settle_window_fails() {
             unit: "web.service".into()
         }]
     );
+    assert!(w.events.contains(&Event::HealthCheck {
+        unit: "web.service".into(),
+        healthy: false
+    }));
     // Failed at 3 s; the old config's re-activation then takes its own 5 s window.
     assert_eq!(w.clock.now(), Duration::from_secs(3 + 5));
     assert_eq!(done.rollback, RollbackStatus::Completed);

@@ -182,6 +182,16 @@ pub fn activate(
             &mut *deps.system,
             &mut *deps.user,
         );
+        for w in &watched {
+            let failed = out.failures.iter().any(|f| match f {
+                Failure::UnitFailed { unit } | Failure::Timeout { unit, .. } => *unit == w.unit,
+                _ => false,
+            });
+            events(Event::HealthCheck {
+                unit: w.unit.clone(),
+                healthy: !failed,
+            });
+        }
     }
     statuses(policy, units, deps, events, &mut out);
     out

@@ -80,6 +80,13 @@ pub enum Event {
         /// The settle window.
         seconds: u64,
     },
+    /// A required unit's verdict at the end of the health window.
+    HealthCheck {
+        /// The service.
+        unit: String,
+        /// Active for the settle window before the deadline.
+        healthy: bool,
+    },
     /// The state of a runtime unit after the health window.
     ServiceStatus {
         /// The service.
