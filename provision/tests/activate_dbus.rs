@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use atomix_provision::activate::{
     ActiveState, DbusRauc, DbusSystemd, JobResult, Rauc, RaucError, Systemd,
@@ -99,9 +100,11 @@ impl Manager {
         Self::job_removed(emitter, 999, other, "other.service", "failed")
             .await
             .unwrap();
-        Self::job_removed(emitter, id, job.clone(), name, &result)
-            .await
-            .unwrap();
+        if result != "never" {
+            Self::job_removed(emitter, id, job.clone(), name, &result)
+                .await
+                .unwrap();
+        }
         job.into()
     }
 }
@@ -244,6 +247,27 @@ fn dbus_systemd_tracks_its_own_job_and_reads_active_state() {
             "TryRestartUnit web.service",
         ]
     );
+}
+
+#[test]
+fn dbus_systemd_gives_up_on_a_job_whose_signal_never_comes() {
+    let bus = Bus::start();
+    let state = Shared::default();
+    state
+        .lock()
+        .unwrap()
+        .results
+        .insert("hang.service".into(), "never".into());
+    let _service = systemd_service(&bus, &state, &["hang.service"]);
+    let client = bus.builder().build().unwrap();
+    let mut systemd =
+        DbusSystemd::with_connection(client).with_job_timeout(Duration::from_millis(200));
+    let start = Instant::now();
+    let err = systemd.restart("hang.service").unwrap_err();
+    assert!(err.reason.contains("no JobRemoved"), "{err}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // The connection still works for the next job.
+    assert_eq!(systemd.restart("ok.service").unwrap(), JobResult::Done);
 }
 
 #[test]

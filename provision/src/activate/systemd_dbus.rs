@@ -3,9 +3,13 @@
 //!
 //! A job is tracked race-free: `Subscribe`, open the `JobRemoved` stream, call
 //! `RestartUnit(name, "replace")` (or `StopUnit`, `TryRestartUnit`), then wait for the
-//! `JobRemoved` whose job path is the one returned. The wait has no timeout of its own: systemd
-//! ends every job (its `JobTimeoutSec`/`TimeoutStartSec`), and the engine's health window then
-//! enforces the activation deadline.
+//! `JobRemoved` whose job path is the one returned. systemd ends every job itself (its
+//! `JobTimeoutSec`/`TimeoutStartSec`); the wait is bounded anyway ([`DEFAULT_JOB_TIMEOUT`], or
+//! [`DbusSystemd::with_job_timeout`]) so that a lost signal cannot hang an activation. The
+//! signals are read on a helper thread that ends at the first signal after the wait is over.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use zbus::blocking::Connection;
 use zbus::proxy::CacheProperties;
@@ -48,10 +52,14 @@ trait Unit {
     fn active_state(&self) -> zbus::Result<String>;
 }
 
+/// How long a job is waited for by default (quadlet-sync's `TimeoutStartSec`).
+pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// The system manager over D-Bus.
 #[derive(Debug)]
 pub struct DbusSystemd {
     conn: Connection,
+    job_timeout: Duration,
 }
 
 impl DbusSystemd {
@@ -59,12 +67,21 @@ impl DbusSystemd {
     pub fn system() -> Result<Self, SystemdError> {
         let conn = Connection::system()
             .map_err(|e| SystemdError::new(SystemdOp::Connect, "", e.to_string()))?;
-        Ok(Self { conn })
+        Ok(Self::with_connection(conn))
     }
 
     /// Uses an existing connection (a private bus in tests, or another manager's bus).
     pub fn with_connection(conn: Connection) -> Self {
-        Self { conn }
+        Self {
+            conn,
+            job_timeout: DEFAULT_JOB_TIMEOUT,
+        }
+    }
+
+    /// Sets how long a job is waited for.
+    pub fn with_job_timeout(mut self, timeout: Duration) -> Self {
+        self.job_timeout = timeout;
+        self
     }
 
     fn manager(&self, op: SystemdOp, unit: &str) -> Result<ManagerProxy<'_>, SystemdError> {
@@ -82,14 +99,36 @@ impl DbusSystemd {
         let manager = self.manager(op, unit)?;
         manager.subscribe().map_err(err)?;
         let signals = manager.receive_job_removed().map_err(err)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for signal in signals {
+                let item = signal
+                    .args()
+                    .map(|a| (a.job.to_string(), a.result.to_owned()))
+                    .map_err(|e| e.to_string());
+                if tx.send(item).is_err() {
+                    return;
+                }
+            }
+        });
         let job = call(&manager).map_err(err)?;
-        for signal in signals {
-            let args = signal.args().map_err(err)?;
-            if args.job.as_str() != job.as_str() {
+        let deadline = Instant::now() + self.job_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (path, result) = match rx.recv_timeout(left) {
+                Ok(item) => item.map_err(|e| SystemdError::new(op, unit, e))?,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let secs = self.job_timeout.as_secs_f32();
+                    let reason = format!("no JobRemoved for {} within {secs} s", job.as_str());
+                    return Err(SystemdError::new(op, unit, reason));
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            if path != job.as_str() {
                 continue;
             }
-            return JobResult::parse(args.result).ok_or_else(|| {
-                SystemdError::new(op, unit, format!("unknown job result {:?}", args.result))
+            return JobResult::parse(&result).ok_or_else(|| {
+                SystemdError::new(op, unit, format!("unknown job result {result:?}"))
             });
         }
         Err(SystemdError::new(op, unit, "the JobRemoved stream ended"))
