@@ -97,6 +97,9 @@ trait Installer {
     fn boot_slot(&self) -> zbus::Result<String>;
 }
 
+/// How long a RAUC call may take.
+pub const METHOD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// RAUC over D-Bus.
 #[derive(Debug)]
 pub struct DbusRauc {
@@ -111,11 +114,15 @@ fn call(operation: &'static str) -> impl Fn(zbus::Error) -> RaucError {
 }
 
 impl DbusRauc {
-    /// Connects to the system bus.
+    /// Connects to the system bus; calls time out after [`METHOD_TIMEOUT`] (a RAUC that does
+    /// not start under D-Bus activation must not hang the gate).
     pub fn system() -> Result<Self, RaucError> {
-        Ok(Self {
-            conn: Connection::system().map_err(call("connect"))?,
-        })
+        let conn = zbus::blocking::connection::Builder::system()
+            .map_err(call("connect"))?
+            .method_timeout(METHOD_TIMEOUT)
+            .build()
+            .map_err(call("connect"))?;
+        Ok(Self { conn })
     }
 
     /// Uses an existing connection (a private bus in tests).

@@ -52,6 +52,9 @@ trait Unit {
     fn active_state(&self) -> zbus::Result<String>;
 }
 
+/// How long a method call (not the job it starts) may take on the system bus.
+pub const METHOD_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How long a job is waited for by default (quadlet-sync's `TimeoutStartSec`).
 pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -63,10 +66,14 @@ pub struct DbusSystemd {
 }
 
 impl DbusSystemd {
-    /// Connects to the system bus.
+    /// Connects to the system bus; method calls time out after [`METHOD_TIMEOUT`].
     pub fn system() -> Result<Self, SystemdError> {
-        let conn = Connection::system()
-            .map_err(|e| SystemdError::new(SystemdOp::Connect, "", e.to_string()))?;
+        let err = |e: zbus::Error| SystemdError::new(SystemdOp::Connect, "", e.to_string());
+        let conn = zbus::blocking::connection::Builder::system()
+            .map_err(err)?
+            .method_timeout(METHOD_TIMEOUT)
+            .build()
+            .map_err(err)?;
         Ok(Self::with_connection(conn))
     }
 
