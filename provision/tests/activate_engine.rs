@@ -629,3 +629,27 @@ fn users_network_and_firewall_are_applied_and_stale_units_stopped() {
             .contains(&SystemdCall::Stop("gone.service".into()))
     );
 }
+
+#[test]
+fn a_settle_window_longer_than_the_time_left_fails_at_once() {
+    let mut w = World::new();
+    let new = web()
+        .set("timeout_seconds", json!(10))
+        .set("settle_seconds", json!(20));
+    let done = w.reapply(&old(), &new);
+    assert_eq!(
+        done.outcome.failures,
+        vec![Failure::NoTimeToSettle {
+            settle: Duration::from_secs(20),
+            left: Duration::from_secs(10)
+        }]
+    );
+    assert!(
+        done.outcome
+            .message()
+            .contains("activation timed out before health checks")
+    );
+    // Never polled: its one query is the service-status event.
+    assert_eq!(state_calls(&w.system, "web.service"), 1);
+    assert_eq!(w.clock.now(), Duration::from_secs(5));
+}

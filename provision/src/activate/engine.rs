@@ -174,6 +174,12 @@ pub fn activate(
             })
             .collect();
         let settle = Duration::from_secs(policy.settle_seconds);
+        let left = deadline.saturating_sub(deps.clock.now());
+        if settle > left {
+            out.failures.push(Failure::NoTimeToSettle { settle, left });
+            statuses(policy, units, deps, events, &mut out);
+            return out;
+        }
         out.failures = wait_healthy(
             &watched,
             settle,

@@ -1,6 +1,7 @@
 //! The typed events, failures and results of an activation.
 
 use std::fmt;
+use std::time::Duration;
 
 use super::systemd::{ActiveState, JobResult, SystemdOp};
 use crate::store::StoreError;
@@ -138,6 +139,14 @@ pub enum Failure {
         /// The service.
         unit: String,
     },
+    /// The settle window does not fit in the time left after the apply (the original's
+    /// `activation timed out before health checks`); no health window ran.
+    NoTimeToSettle {
+        /// The settle window.
+        settle: Duration,
+        /// The time left before the deadline.
+        left: Duration,
+    },
     /// A required unit was not active for the settle window by the deadline.
     Timeout {
         /// The service.
@@ -160,6 +169,12 @@ impl fmt::Display for Failure {
             Self::Systemd { unit, op, reason } => write!(f, "{unit} {op}: {reason}"),
             Self::UnknownUnit(name) => write!(f, "unknown unit {name}"),
             Self::UnitFailed { unit } => write!(f, "{unit} failed"),
+            Self::NoTimeToSettle { settle, left } => write!(
+                f,
+                "activation timed out before health checks (settle {} s, {} s left)",
+                settle.as_secs(),
+                left.as_secs()
+            ),
             Self::Timeout { unit, last } => {
                 write!(f, "{unit} not healthy before the deadline (last {last})")
             }
