@@ -6,10 +6,11 @@
 //! (systemd, RAUC, accounts, nftables), first boot, and the `atomix-provision` binary.
 //!
 //! Built so far: [`store`] (the config root, its promotion and recovery, and the Quadlet sync
-//! into the systemd search paths), [`source`] (a config.toml or bundle from a file),
-//! [`validate`] (parse and render, every error), [`import`] (the initial import), and the
-//! `atomix-provision` binary over them. The activation engine, first boot and the API are
-//! still to come.
+//! into the systemd search paths), [`activate`] (the activation engine: users, Quadlets,
+//! network, firewall, the health window, commit or rollback, and the RAUC mark-good gate),
+//! [`source`] (a config.toml or bundle from a file), [`validate`] (parse and render, every
+//! error), [`import`] (the initial import), and the `atomix-provision` binary over them. The
+//! re-apply through the engine, first boot and the API are still to come.
 //!
 //! Must not: parse or render config.toml itself (that is `atomix-config`), or be needed by
 //! `/init` or the host tools.
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod activate;
 pub mod import;
 pub mod source;
 pub mod store;

@@ -1,0 +1,427 @@
+//! The activation engine: [`activate`] applies a config root (users, Quadlet sync and
+//! daemon-reloads, stale units stopped, restarts in the order of spec 4.4, network, firewall,
+//! `policy.restart`) and waits for health; [`complete`] commits it or rolls back and
+//! re-activates the previous config.
+//!
+//! Deliberate changes from the original (spec 9.1, 9.14): every apply step gates (a failed
+//! step ends the activation as a failure, before health), and health is a window polled until
+//! the deadline, not a single probe. Not done here: the rootless preparation of spec 4.4
+//! (linger, `user@<uid>.service`), the clock check, and the bootstrap WAN toggle.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::accounts::{self, Accounts, Users};
+use super::clock::Clock;
+use super::firewall::{self, FIREWALL_INBOUND, Firewall, Inbound, Interfaces};
+use super::health::{Watched, wait_healthy};
+use super::network::{self, Network};
+use super::outcome::{
+    Committed, Completion, DeployStatus, Event, Failure, Outcome, RollbackStatus, ServiceStatus,
+    Step,
+};
+use super::policy::{Policy, load_policy, resolve, service_of};
+use super::systemd::{ActiveState, Systemd, SystemdOp};
+use crate::store::managed::{MANAGED_USERS, managed_bytes, read_managed};
+use crate::store::quadlet_sync::{self, Mode, RuntimeUnit, Targets, load_runtime, service_name};
+use crate::store::tree::write_atomic;
+use crate::store::{ConfigRoot, Fs, Promotion, cleanup, discard_initial, restore};
+
+/// `users.json` under the config root.
+pub const USERS_JSON: &str = "users.json";
+/// The keys directory under the config root.
+pub const KEYS_DIR: &str = "ssh-authorized-keys";
+/// Mode of `managed-users.json`.
+const MANAGED_MODE: u32 = 0o600;
+
+/// Everything the engine acts through.
+pub struct Deps<'a> {
+    /// The filesystem.
+    pub fs: &'a dyn Fs,
+    /// The system manager.
+    pub system: &'a mut dyn Systemd,
+    /// `appsvc`'s manager.
+    pub user: &'a mut dyn Systemd,
+    /// Accounts.
+    pub accounts: &'a mut dyn Accounts,
+    /// The network step.
+    pub network: &'a mut dyn Network,
+    /// nftables.
+    pub firewall: &'a mut dyn Firewall,
+    /// Time.
+    pub clock: &'a dyn Clock,
+    /// The default shells.
+    pub shells: accounts::Shells,
+    /// Firewall interfaces.
+    pub interfaces: Interfaces,
+    /// `/etc/containers/systemd`.
+    pub rootful_target: PathBuf,
+    /// `appsvc`'s `~/.config/containers/systemd`.
+    pub rootless_target: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Deps<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps")
+            .field("rootful_target", &self.rootful_target)
+            .field("rootless_target", &self.rootless_target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deps<'_> {
+    fn manager(&mut self, mode: Mode) -> &mut dyn Systemd {
+        match mode {
+            Mode::Rootful => &mut *self.system,
+            Mode::Rootless => &mut *self.user,
+        }
+    }
+}
+
+fn step(step: Step, reason: impl ToString) -> Failure {
+    Failure::Step {
+        step,
+        reason: reason.to_string(),
+    }
+}
+
+fn service(unit: &RuntimeUnit) -> String {
+    service_name(&unit.filename).unwrap_or_else(|| unit.filename.clone())
+}
+
+fn is_build(unit: &RuntimeUnit) -> bool {
+    unit.filename.ends_with(".build")
+}
+
+/// The restart order of spec 4.4: rootful builds, rootful others, rootless builds, rootless
+/// others, each in metadata order.
+pub fn restart_order(units: &[RuntimeUnit]) -> Vec<&RuntimeUnit> {
+    let group = |mode: Mode, build: bool| {
+        units
+            .iter()
+            .filter(move |u| u.mode == mode && is_build(u) == build)
+    };
+    group(Mode::Rootful, true)
+        .chain(group(Mode::Rootful, false))
+        .chain(group(Mode::Rootless, true))
+        .chain(group(Mode::Rootless, false))
+        .collect()
+}
+
+/// Loads the runtime metadata and the policy of `config_root`, then [`activate`]s it; a
+/// loading error is an activation failure.
+pub fn run(config_root: &Path, deps: &mut Deps<'_>, events: &mut dyn FnMut(Event)) -> Outcome {
+    let loaded = load_runtime(deps.fs, config_root)
+        .map_err(|e| step(Step::Load, e))
+        .and_then(|units| {
+            let policy =
+                load_policy(deps.fs, config_root, &units).map_err(|e| step(Step::Load, e))?;
+            Ok((units, policy))
+        });
+    match loaded {
+        Ok((units, policy)) => activate(config_root, &policy, &units, deps, events),
+        Err(failure) => Outcome {
+            failures: vec![failure],
+            degraded: Vec::new(),
+        },
+    }
+}
+
+/// Applies `config_root` and waits for health (spec 5.5, 5.6).
+pub fn activate(
+    config_root: &Path,
+    policy: &Policy,
+    units: &[RuntimeUnit],
+    deps: &mut Deps<'_>,
+    events: &mut dyn FnMut(Event),
+) -> Outcome {
+    let deadline = deps.clock.now() + Duration::from_secs(policy.timeout_seconds);
+    for unit in units {
+        let status = if is_build(unit) {
+            DeployStatus::Building
+        } else {
+            DeployStatus::Starting
+        };
+        events(Event::ServiceDeploy {
+            unit: service(unit),
+            status,
+        });
+    }
+    let mut out = Outcome::default();
+    if let Err(f) = apply(config_root, policy, units, deps, events) {
+        out.failures.push(f);
+        return out;
+    }
+    for name in &policy.restart {
+        let Some(unit) = resolve(name, units) else {
+            out.failures.push(Failure::UnknownUnit(name.clone()));
+            continue;
+        };
+        if let Err(f) = restart(deps, unit.mode, &service(unit), events) {
+            out.failures.push(f);
+        }
+    }
+    if out.ok() {
+        events(Event::Settle {
+            seconds: policy.settle_seconds,
+        });
+        let watched: Vec<Watched> = policy
+            .required
+            .iter()
+            .map(|name| {
+                let (unit, mode) = service_of(name, units);
+                Watched { unit, mode }
+            })
+            .collect();
+        let settle = Duration::from_secs(policy.settle_seconds);
+        let left = deadline.saturating_sub(deps.clock.now());
+        if settle > left {
+            out.failures.push(Failure::NoTimeToSettle { settle, left });
+            statuses(policy, units, deps, events, &mut out);
+            return out;
+        }
+        out.failures = wait_healthy(
+            &watched,
+            settle,
+            deadline,
+            deps.clock,
+            &mut *deps.system,
+            &mut *deps.user,
+        );
+        for w in &watched {
+            let failed = out.failures.iter().any(|f| match f {
+                Failure::UnitFailed { unit } | Failure::Timeout { unit, .. } => *unit == w.unit,
+                _ => false,
+            });
+            events(Event::HealthCheck {
+                unit: w.unit.clone(),
+                healthy: !failed,
+            });
+        }
+    }
+    statuses(policy, units, deps, events, &mut out);
+    out
+}
+
+/// The apply steps, each a gate. Required units whose job fails end it too.
+fn apply(
+    config_root: &Path,
+    policy: &Policy,
+    units: &[RuntimeUnit],
+    deps: &mut Deps<'_>,
+    events: &mut dyn FnMut(Event),
+) -> Result<(), Failure> {
+    apply_users(config_root, deps).map_err(|e| step(Step::Users, e))?;
+    let targets = Targets {
+        rootful: &deps.rootful_target,
+        rootless: deps.rootless_target.as_deref(),
+    };
+    let report = quadlet_sync::sync(deps.fs, config_root, targets)
+        .map_err(|e| step(Step::QuadletSync, e))?;
+    let rootless = units.iter().any(|u| u.mode == Mode::Rootless);
+    if rootless || !report.stale_rootless.is_empty() {
+        deps.user
+            .daemon_reload()
+            .map_err(|e| step(Step::DaemonReload, e))?;
+    }
+    deps.system
+        .daemon_reload()
+        .map_err(|e| step(Step::DaemonReload, e))?;
+    let stale = (report.stale_rootful.iter().map(|u| (Mode::Rootful, u)))
+        .chain(report.stale_rootless.iter().map(|u| (Mode::Rootless, u)));
+    for (mode, unit) in stale {
+        match deps.manager(mode).stop(unit) {
+            Ok(r) if r.is_ok() => {}
+            Ok(r) => events(Event::Warning(format!("stopping stale {unit}: job {r}"))),
+            Err(e) => events(Event::Warning(format!("stopping stale {unit}: {e}"))),
+        }
+    }
+    for unit in restart_order(units) {
+        let name = service(unit);
+        let required = policy
+            .required
+            .iter()
+            .any(|r| format!("{r}.service") == name);
+        match restart(deps, unit.mode, &name, events) {
+            Ok(()) => {}
+            Err(f) if required => return Err(f),
+            Err(f) => events(Event::Warning(format!(
+                "unit failed to start after sync: {f}"
+            ))),
+        }
+    }
+    let changes = deps
+        .network
+        .apply(config_root)
+        .map_err(|e| step(Step::Network, e))?;
+    for unit in network::restarts(changes) {
+        match deps.system.try_restart(unit) {
+            Ok(r) if r.is_ok() => {}
+            Ok(r) => return Err(step(Step::Network, format!("try-restart {unit}: job {r}"))),
+            Err(e) => return Err(step(Step::Network, e)),
+        }
+    }
+    apply_firewall(config_root, deps).map_err(|e| step(Step::Firewall, e))
+}
+
+fn restart(
+    deps: &mut Deps<'_>,
+    mode: Mode,
+    unit: &str,
+    events: &mut dyn FnMut(Event),
+) -> Result<(), Failure> {
+    match deps.manager(mode).restart(unit) {
+        Ok(result) => {
+            events(Event::ServiceRestart {
+                unit: unit.to_owned(),
+                mode,
+                result,
+            });
+            if result.is_ok() {
+                Ok(())
+            } else {
+                Err(Failure::Job {
+                    unit: unit.to_owned(),
+                    mode,
+                    result,
+                })
+            }
+        }
+        Err(e) => Err(Failure::Systemd {
+            unit: unit.to_owned(),
+            op: SystemdOp::Restart,
+            reason: e.reason,
+        }),
+    }
+}
+
+/// Spec 5.1: skipped when there is no `users.json`.
+fn apply_users(config_root: &Path, deps: &mut Deps<'_>) -> Result<(), String> {
+    let path = config_root.join(USERS_JSON);
+    if !deps.fs.exists(&path).map_err(|e| e.to_string())? {
+        return Ok(());
+    }
+    let bytes = deps.fs.read(&path).map_err(|e| e.to_string())?;
+    let users: Users =
+        serde_json::from_slice(&bytes).map_err(|e| format!("invalid {}: {e}", path.display()))?;
+    let managed = read_managed(deps.fs, config_root).map_err(|e| e.to_string())?;
+    let existing = deps.accounts.existing().map_err(|e| e.to_string())?;
+    let keys = config_root.join(KEYS_DIR);
+    let plan = accounts::plan(&users, &managed, &existing, &deps.shells, &keys)
+        .map_err(|e| e.to_string())?;
+    for op in &plan.ops {
+        deps.accounts.run(op).map_err(|e| e.to_string())?;
+    }
+    let file = config_root.join(MANAGED_USERS);
+    write_atomic(deps.fs, &file, MANAGED_MODE, &managed_bytes(&plan.managed))
+        .map_err(|e| e.to_string())
+}
+
+/// Spec 5.3: skipped when there is no `firewall-inbound.json`; applied in one transaction and
+/// read back.
+fn apply_firewall(config_root: &Path, deps: &mut Deps<'_>) -> Result<(), String> {
+    let path = config_root.join(FIREWALL_INBOUND);
+    if !deps.fs.exists(&path).map_err(|e| e.to_string())? {
+        return Ok(());
+    }
+    let bytes = deps.fs.read(&path).map_err(|e| e.to_string())?;
+    let inbound: Inbound =
+        serde_json::from_slice(&bytes).map_err(|e| format!("invalid {}: {e}", path.display()))?;
+    let rules = firewall::inbound_rules(&inbound, &deps.interfaces);
+    let listing = deps.firewall.list_input().map_err(|e| e.to_string())?;
+    let script = firewall::script(&firewall::tagged_handles(&listing), &rules);
+    deps.firewall.apply(&script).map_err(|e| e.to_string())?;
+    let after = deps.firewall.list_input().map_err(|e| e.to_string())?;
+    let want = rules.len();
+    let got = firewall::count_tagged(&after, firewall::TAG_PROVISIONED)
+        + firewall::count_tagged(&after, firewall::TAG_LAN_DEFAULT);
+    if got != want {
+        return Err(format!("read back {got} tagged rules, expected {want}"));
+    }
+    Ok(())
+}
+
+/// Spec 5.6 step 7: a `service-status` per runtime unit, and the `allow_degraded` rule.
+fn statuses(
+    policy: &Policy,
+    units: &[RuntimeUnit],
+    deps: &mut Deps<'_>,
+    events: &mut dyn FnMut(Event),
+    out: &mut Outcome,
+) {
+    for unit in units {
+        let name = service(unit);
+        let status = match deps.manager(unit.mode).active_state(&name) {
+            Ok(ActiveState::Active) => ServiceStatus::Running,
+            Ok(ActiveState::Failed) => ServiceStatus::Failed,
+            _ => ServiceStatus::Unknown,
+        };
+        events(Event::ServiceStatus {
+            unit: name.clone(),
+            status,
+        });
+        let listed = |list: &[String]| list.iter().any(|n| format!("{n}.service") == name);
+        if status != ServiceStatus::Failed || listed(&policy.required) {
+            continue;
+        }
+        if policy.strict && policy.allow_degraded_configured && !listed(&policy.allow_degraded) {
+            out.failures.push(Failure::Degraded { unit: name });
+        } else {
+            out.degraded.push(name);
+        }
+    }
+}
+
+/// Runs the activation of the promoted root and completes it: on success the store's
+/// [`cleanup`] and a [`Committed`]; on failure [`restore`] and the previous config's
+/// re-activation (re-apply) or [`discard_initial`] (initial).
+pub fn complete(
+    root: &ConfigRoot,
+    kind: Promotion,
+    deps: &mut Deps<'_>,
+    events: &mut dyn FnMut(Event),
+) -> Completion {
+    let outcome = run(root.active(), deps, events);
+    let mut done = Completion {
+        outcome,
+        rollback: RollbackStatus::Skipped,
+        rollback_outcome: None,
+        store_error: None,
+        committed: None,
+    };
+    if done.outcome.ok() {
+        events(Event::Cleanup);
+        match cleanup(deps.fs, root) {
+            Ok(()) => done.committed = Some(Committed { _private: () }),
+            Err(e) => done.store_error = Some(e),
+        }
+        return done;
+    }
+    events(Event::Rollback);
+    match kind {
+        Promotion::Initial => {
+            done.rollback = RollbackStatus::Discarded;
+            if let Err(e) = discard_initial(deps.fs, root) {
+                done.store_error = Some(e);
+                done.rollback = RollbackStatus::Failed;
+            }
+        }
+        Promotion::Reapply => match restore(deps.fs, root) {
+            Ok(true) => {
+                let again = run(root.active(), deps, events);
+                done.rollback = if again.ok() {
+                    RollbackStatus::Completed
+                } else {
+                    RollbackStatus::Failed
+                };
+                done.rollback_outcome = Some(again);
+            }
+            Ok(false) => done.rollback = RollbackStatus::Skipped,
+            Err(e) => {
+                done.store_error = Some(e);
+                done.rollback = RollbackStatus::Failed;
+            }
+        },
+    }
+    done
+}

@@ -1,0 +1,45 @@
+//! The activation engine (DESIGN section 9, spec 5.5-5.7), behind narrow traits with fakes.
+//!
+//! - [`systemd`]: the [`Systemd`] trait, job results, [`FakeSystemd`]; [`systemd_dbus`]: the
+//!   system manager over zbus; [`systemctl_user`]: `appsvc`'s manager through `systemctl
+//!   --user --machine=appsvc@.host` (or `runuser`).
+//! - [`rauc`]: the [`Rauc`] trait, [`FakeRauc`], [`DbusRauc`].
+//! - [`accounts`]: the user apply as a pure [`accounts::plan`] and the [`Accounts`] executor.
+//! - [`firewall`]: the inbound rules as a pure function to one nft script, the [`Firewall`]
+//!   trait, [`Nft`].
+//! - [`network`]: the network step's trait and restart rules.
+//! - [`policy`]: `activation-policy.json` / `health-required.json`.
+//! - [`clock`]: [`Clock`], real and fake.
+//! - [`health`]: the health window.
+//! - [`outcome`]: events, failures, outcomes, rollback status.
+//! - [`engine`]: [`activate`], [`run`] and [`complete`]; [`gate`]: mark-good after a commit.
+
+pub mod accounts;
+pub mod clock;
+pub mod engine;
+pub mod firewall;
+pub mod gate;
+pub mod health;
+pub mod network;
+pub mod outcome;
+pub mod policy;
+pub mod rauc;
+pub mod systemctl_user;
+pub mod systemd;
+pub mod systemd_dbus;
+
+pub use accounts::{AccountOp, AccountPlan, Accounts, AccountsError, FakeAccounts, RealAccounts};
+pub use clock::{Clock, FakeClock, RealClock};
+pub use engine::{Deps, activate, complete, restart_order, run};
+pub use firewall::{FakeFirewall, Firewall, FirewallError, Inbound, Interfaces, Nft, Ports};
+pub use gate::{Gate, mark_good, mark_good_gate};
+pub use network::{FakeNetwork, Network, NetworkChanges, NetworkError, NoNetwork};
+pub use outcome::{
+    Committed, Completion, DeployStatus, Event, Failure, Outcome, RollbackStatus, ServiceStatus,
+    Step,
+};
+pub use policy::{Policy, PolicyError, load_policy};
+pub use rauc::{DbusRauc, FakeRauc, Marked, Rauc, RaucError};
+pub use systemctl_user::SystemctlUser;
+pub use systemd::{ActiveState, FakeSystemd, JobResult, Systemd, SystemdCall, SystemdError};
+pub use systemd_dbus::DbusSystemd;
