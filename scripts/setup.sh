@@ -22,7 +22,7 @@ host_pkgs=(
   squashfs-tools dosfstools mtools gdisk fdisk cpio zstd kmod util-linux file busybox-static
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross libclang-dev clang pkg-config
   f2fs-tools libf2fs-format-dev libf2fs-dev uuid-dev libselinux1-dev openssh-client
-  python3-venv nftables dbus-daemon
+  python3-venv nftables dbus-daemon time
 )
 arm64_pkgs=(libf2fs-format-dev:arm64 libf2fs-dev:arm64 uuid-dev:arm64 libselinux1-dev:arm64)
 

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Benchmark (DESIGN section 8): atomix-provision beside the original AtomixOS provisioner on the
+# same input, the largest config of the corpus (config/tests/fixtures/full.toml): `validate`
+# and an initial `import` into an empty /data, each run N times as its own process; median wall
+# time and median peak RSS (GNU time's %M) of each, and ours as a fraction of theirs.
+#
+# Usage: scripts/bench-provision.sh [--runs N] [--json]     (as root; installs what it needs)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+runs=30 json=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --runs) runs=${2:?--runs needs a number}; shift 2 ;;
+    --json) json=1; shift ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench-provision.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+scripts/setup.sh >/dev/null 2>&1 || scripts/setup.sh
+cargo build --release --locked -q -p atomix-provision
+target=$(cargo metadata --format-version 1 --no-deps \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+ours=$target/release/atomix-provision
+theirs=${ATOMIX_CACHE:-$repo/.cache}/orig-venv/bin/atomixos-provision
+export ATOMIXOS_CONFIG_SCHEMA=$repo/../shared/anchors/atomixos-provision/config.schema.json
+export ATOMIXOS_ALLOW_UNSAFE_CONFIG_ROOT=1
+exec python3 - "$ours" "$theirs" "$repo/config/tests/fixtures/full.toml" "$runs" "$json" <<'PY'
+import json, os, shutil, statistics, subprocess, sys, tempfile, time
+
+ours, theirs, config, runs, as_json = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
+
+def once(argv):
+    """Wall seconds and peak RSS (KiB) of one process, run under GNU time: a process's peak
+    RSS (wait4's ru_maxrss) includes the memory of whatever forked it before its exec, and
+    time(1) is a small C program (its own floor, /bin/true, is about 1 MiB)."""
+    with tempfile.NamedTemporaryFile(prefix="bench-provision-rss-") as out:
+        start = time.perf_counter()
+        code = subprocess.call(["/usr/bin/time", "-f", "%M", "-o", out.name, *argv],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wall = time.perf_counter() - start
+        if code != 0:
+            sys.exit(f"bench-provision: {argv} failed (exit {code})")
+        return wall, int(open(out.name).read().split()[-1])
+
+def measure(tool, command):
+    walls, rss = [], []
+    for _ in range(runs):
+        work = tempfile.mkdtemp(prefix="bench-provision-")
+        argv = [tool, "validate", config] if command == "validate" else \
+               [tool, "import", config, os.path.join(work, "data/config")]
+        w, r = once(argv)
+        walls.append(w); rss.append(r)
+        shutil.rmtree(work)
+    return statistics.median(walls), statistics.median(rss)
+
+rows = {}
+for command in ("validate", "import"):
+    # Interleaved, so both see the same machine.
+    o = measure(ours, command)
+    t = measure(theirs, command)
+    rows[command] = {"ours_s": o[0], "original_s": t[0], "ours_rss_kib": o[1], "original_rss_kib": t[1]}
+
+if as_json:
+    print(json.dumps({"config": config, "runs": runs, "results": rows}, indent=2))
+else:
+    print(f"atomix-provision vs the original, {os.path.basename(config)}, median of {runs} processes each")
+    print(f"{'':24}{'ours':>12}{'original':>12}{'ours/orig':>11}")
+    for command, r in rows.items():
+        print(f"{command + ' (ms)':24}{r['ours_s']*1e3:12.2f}{r['original_s']*1e3:12.1f}{r['ours_s']/r['original_s']:11.3f}")
+        print(f"{command + ' peak RSS (MiB)':24}{r['ours_rss_kib']/1024:12.1f}{r['original_rss_kib']/1024:12.1f}{r['ours_rss_kib']/r['original_rss_kib']:11.3f}")
+PY
