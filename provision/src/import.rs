@@ -4,8 +4,6 @@
 //! Only the initial import is here: a re-apply over a provisioned root activates the new
 //! config and checks its health before it commits, which is the activation engine's job.
 
-use std::path::Path;
-
 use atomix_config::quadlet::APP_USER;
 
 use crate::source::Source;
@@ -99,45 +97,4 @@ pub fn import(
         carried: report.carried,
         pending: options.keep_pending,
     })
-}
-
-/// The ids of `user` in a passwd file's text (`name:x:uid:gid:…`).
-pub fn lookup_user(passwd: &str, user: &str) -> Option<Owner> {
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        if fields.next()? != user {
-            return None;
-        }
-        let _password = fields.next()?;
-        let uid = fields.next()?.parse().ok()?;
-        let gid = fields.next()?.parse().ok()?;
-        Some(Owner { uid, gid })
-    })
-}
-
-/// The owner of bundle payloads on this system, from `/etc/passwd` under `sysroot`.
-pub fn app_user(sysroot: &Path) -> Option<Owner> {
-    let passwd = std::fs::read_to_string(sysroot.join("etc/passwd")).ok()?;
-    lookup_user(&passwd, APP_USER)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn users_are_found_by_exact_name() {
-        let passwd = "root:x:0:0:root:/root:/bin/bash\nappsvc2:x:7:7::/:/bin/sh\n\
-                      appsvc:x:1000:1000:app:/var/lib/appsvc:/usr/sbin/nologin\nbroken:x:a:1\n";
-        assert_eq!(
-            lookup_user(passwd, "appsvc"),
-            Some(Owner {
-                uid: 1000,
-                gid: 1000
-            })
-        );
-        assert_eq!(lookup_user(passwd, "root"), Some(Owner { uid: 0, gid: 0 }));
-        assert_eq!(lookup_user(passwd, "broken"), None);
-        assert_eq!(lookup_user(passwd, "nobody"), None);
-    }
 }

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use atomix_config::bundle::Limits;
+use atomix_provision::activate::accounts;
 use atomix_provision::import::{self, Options};
 use atomix_provision::store::{self, ConfigRoot, RealFs, quadlet_sync};
 use atomix_provision::validate::{self, Invalid};
@@ -169,7 +170,7 @@ fn import_cmd(path: &Path, root: &Path) -> anyhow::Result<()> {
     })?;
     let options = Options {
         keep_pending: env(KEEP_PENDING_ENV).as_deref() == Some("1"),
-        payload_owner: import::app_user(Path::new("/")),
+        payload_owner: accounts::app_user(Path::new("/")),
     };
     let imported = import::import(&RealFs, &root, &source, &valid, options)?;
     for action in &imported.recovery.actions {

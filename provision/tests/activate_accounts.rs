@@ -225,3 +225,28 @@ fn passwd_and_group_are_parsed() {
     assert_eq!(ex.groups["sudo"], set(&["ann", "bob"]));
     assert!(ex.groups["podman"].is_empty());
 }
+
+#[test]
+fn users_are_found_by_exact_name() {
+    let passwd = "root:x:0:0:root:/root:/bin/bash\nappsvc2:x:7:7::/:/bin/sh\n\
+                  appsvc:x:1000:1000:app:/var/lib/appsvc:/usr/sbin/nologin\nbroken:x:a:1\n";
+    assert_eq!(
+        atomix_provision::activate::accounts::lookup_user(passwd, "appsvc"),
+        Some(atomix_provision::store::Owner {
+            uid: 1000,
+            gid: 1000
+        })
+    );
+    assert_eq!(
+        atomix_provision::activate::accounts::lookup_user(passwd, "root"),
+        Some(atomix_provision::store::Owner { uid: 0, gid: 0 })
+    );
+    assert_eq!(
+        atomix_provision::activate::accounts::lookup_user(passwd, "broken"),
+        None
+    );
+    assert_eq!(
+        atomix_provision::activate::accounts::lookup_user(passwd, "nobody"),
+        None
+    );
+}

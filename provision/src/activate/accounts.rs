@@ -15,7 +15,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use atomix_config::quadlet::APP_USER;
 use serde::Deserialize;
+
+use crate::store::Owner;
 
 /// Names never created, changed or locked.
 pub const PROTECTED: &[&str] = &["root", "appsvc"];
@@ -362,6 +365,26 @@ fn user_of(op: &AccountOp) -> &str {
             name
         }
     }
+}
+
+/// The ids of `user` in a passwd file's text (`name:x:uid:gid:…`).
+pub fn lookup_user(passwd: &str, user: &str) -> Option<Owner> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        if fields.next()? != user {
+            return None;
+        }
+        let _password = fields.next()?;
+        let uid = fields.next()?.parse().ok()?;
+        let gid = fields.next()?.parse().ok()?;
+        Some(Owner { uid, gid })
+    })
+}
+
+/// The owner of bundle payloads on this system, from `/etc/passwd` under `sysroot`.
+pub fn app_user(sysroot: &Path) -> Option<Owner> {
+    let passwd = std::fs::read_to_string(sysroot.join("etc/passwd")).ok()?;
+    lookup_user(&passwd, APP_USER)
 }
 
 /// Parses `/etc/passwd` and `/etc/group` text.
