@@ -118,10 +118,7 @@ fn validate_cmd(path: &Path, json: bool) -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"valid": false, "errors": [{"message": format!("{e:#}"), "severity": "error"}], "warnings": []})
-                );
+                println!("{}", validate::unreadable_json(&format!("{e:#}")));
             } else {
                 eprintln!("Invalid: {e:#}");
             }

@@ -47,14 +47,7 @@ impl Invalid {
     pub fn json(&self) -> serde_json::Value {
         match self {
             Invalid::Parse(report) => report.to_json(),
-            Invalid::Render(errors) => json!({
-                "valid": false,
-                "errors": errors
-                    .iter()
-                    .map(|e| json!({"message": e.to_string(), "severity": "error"}))
-                    .collect::<Vec<_>>(),
-                "warnings": [],
-            }),
+            Invalid::Render(errors) => unlocated_json(errors.iter().map(ToString::to_string)),
         }
     }
 
@@ -87,4 +80,18 @@ pub fn valid_json(valid: &Valid) -> serde_json::Value {
             .map(|w| json!({"message": w, "severity": "warning"}))
             .collect::<Vec<_>>(),
     })
+}
+
+/// The `--json` report of a source that cannot be read (a missing file, a refused bundle).
+pub fn unreadable_json(message: &str) -> serde_json::Value {
+    unlocated_json([message.to_owned()])
+}
+
+/// A report of errors that have no position.
+fn unlocated_json(messages: impl IntoIterator<Item = String>) -> serde_json::Value {
+    let errors: Vec<_> = messages
+        .into_iter()
+        .map(|m| json!({"message": m, "severity": "error"}))
+        .collect();
+    json!({"valid": false, "errors": errors, "warnings": []})
 }
