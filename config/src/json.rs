@@ -9,6 +9,7 @@ use crate::files::{FileSet, RelPath};
 use crate::firewall::PortScope;
 use crate::model::Config;
 use crate::net::ip_text;
+use crate::root_files::{ACTIVATION_POLICY, HEALTH_REQUIRED};
 
 /// A JSON value whose objects keep their key order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,8 +292,8 @@ impl Config {
         if let Some(json) = self.os_upgrade_json() {
             add("os-upgrade.json", json);
         }
-        add("health-required.json", self.health_required_json());
-        add("activation-policy.json", self.activation_policy_json());
+        add(HEALTH_REQUIRED, self.health_required_json());
+        add(ACTIVATION_POLICY, self.activation_policy_json());
         files
     }
 

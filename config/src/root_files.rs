@@ -13,10 +13,19 @@ const PRIVATE: u32 = 0o600;
 /// Quadlet units: read by the generators.
 const UNIT: u32 = 0o644;
 
+/// The config as given, byte for byte.
+pub const CONFIG_TOML: &str = "config.toml";
+/// The strict activation policy.
+pub const ACTIVATION_POLICY: &str = "activation-policy.json";
+/// The required containers alone, for older readers.
+pub const HEALTH_REQUIRED: &str = "health-required.json";
+/// Every rendered Quadlet unit: file, service, mode.
+pub const QUADLET_RUNTIME: &str = "quadlet-runtime.json";
+
 /// The top-level names of a config root that rendering owns: an apply writes each afresh (or
 /// leaves it out, which deletes it), and keeps every other entry of the active root.
 pub const RENDERED_NAMES: &[&str] = &[
-    "config.toml",
+    CONFIG_TOML,
     "admin-signers",
     "users.json",
     "ssh-authorized-keys",
@@ -24,10 +33,10 @@ pub const RENDERED_NAMES: &[&str] = &[
     "lan-settings.json",
     "host-network.json",
     "os-upgrade.json",
-    "health-required.json",
-    "activation-policy.json",
+    HEALTH_REQUIRED,
+    ACTIVATION_POLICY,
     "quadlet",
-    "quadlet-runtime.json",
+    QUADLET_RUNTIME,
 ];
 
 /// A config root's files and the warnings rendering gave.
@@ -56,7 +65,7 @@ pub fn render(
             files.insert(path, mode, contents);
         }
     };
-    put("config.toml", PRIVATE, source.to_vec());
+    put(CONFIG_TOML, PRIVATE, source.to_vec());
     if let Some(signers) = config.admin_signers() {
         put("admin-signers", PRIVATE, signers.into_bytes());
     }
@@ -70,7 +79,7 @@ pub fn render(
         put(&format!("quadlet/{name}"), UNIT, text.clone().into_bytes());
     }
     put(
-        "quadlet-runtime.json",
+        QUADLET_RUNTIME,
         PRIVATE,
         quadlets.runtime_json().into_bytes(),
     );

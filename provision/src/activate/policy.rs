@@ -11,10 +11,8 @@ use serde::Deserialize;
 use crate::store::Fs;
 use crate::store::quadlet_sync::{Mode, RuntimeUnit, service_name};
 
-/// The strict policy file.
-pub const ACTIVATION_POLICY: &str = "activation-policy.json";
-/// The older, non-strict list of required containers.
-pub const HEALTH_REQUIRED: &str = "health-required.json";
+/// The strict policy file, and the older, non-strict list of required containers.
+pub use atomix_config::root_files::{ACTIVATION_POLICY, HEALTH_REQUIRED};
 /// The default `timeout_seconds`.
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 300;
 

@@ -14,8 +14,8 @@ use serde_json::Value;
 use super::fs::{Fs, FsError};
 use super::tree::{TEMP_SUFFIX, write_atomic};
 
-/// The runtime metadata under the config root.
-pub const RUNTIME_METADATA: &str = "quadlet-runtime.json";
+/// The runtime metadata rendering writes.
+pub use atomix_config::root_files::QUADLET_RUNTIME as RUNTIME_METADATA;
 
 /// The rendered units under the config root.
 pub const QUADLET_DIR: &str = "quadlet";

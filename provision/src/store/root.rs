@@ -15,8 +15,8 @@ pub const ALLOW_UNSAFE_ENV: &str = "ATOMIXOS_ALLOW_UNSAFE_CONFIG_ROOT";
 /// The contents of the promotion marker.
 pub const MARKER_CONTENTS: &[u8] = b"pending\n";
 
-/// The file whose presence makes a root active (provisioned).
-pub const CONFIG_TOML: &str = "config.toml";
+/// The active config, whose presence means provisioned.
+pub use atomix_config::root_files::CONFIG_TOML;
 
 /// Why a path may not be the config root.
 #[derive(Debug, thiserror::Error)]
