@@ -9,7 +9,7 @@ use crate::files::{FileSet, RelPath};
 use crate::firewall::PortScope;
 use crate::model::Config;
 use crate::net::ip_text;
-use crate::root_files::{ACTIVATION_POLICY, HEALTH_REQUIRED};
+use crate::root_files::{ACTIVATION_POLICY, FIREWALL_INBOUND, HEALTH_REQUIRED, USERS_JSON};
 
 /// A JSON value whose objects keep their key order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,8 +285,8 @@ impl Config {
                 files.insert(path, 0o600, json.to_pretty());
             }
         };
-        add("users.json", self.users_json());
-        add("firewall-inbound.json", self.firewall_inbound_json());
+        add(USERS_JSON, self.users_json());
+        add(FIREWALL_INBOUND, self.firewall_inbound_json());
         add("lan-settings.json", self.lan_settings_json());
         add("host-network.json", self.host_network_json());
         if let Some(json) = self.os_upgrade_json() {

@@ -21,15 +21,21 @@ pub const ACTIVATION_POLICY: &str = "activation-policy.json";
 pub const HEALTH_REQUIRED: &str = "health-required.json";
 /// Every rendered Quadlet unit: file, service, mode.
 pub const QUADLET_RUNTIME: &str = "quadlet-runtime.json";
+/// The users, normalized.
+pub const USERS_JSON: &str = "users.json";
+/// The users' public keys, one file each.
+pub const SSH_AUTHORIZED_KEYS: &str = "ssh-authorized-keys";
+/// The inbound ports per scope and protocol.
+pub const FIREWALL_INBOUND: &str = "firewall-inbound.json";
 
 /// The top-level names of a config root that rendering owns: an apply writes each afresh (or
 /// leaves it out, which deletes it), and keeps every other entry of the active root.
 pub const RENDERED_NAMES: &[&str] = &[
     CONFIG_TOML,
     "admin-signers",
-    "users.json",
-    "ssh-authorized-keys",
-    "firewall-inbound.json",
+    USERS_JSON,
+    SSH_AUTHORIZED_KEYS,
+    FIREWALL_INBOUND,
     "lan-settings.json",
     "host-network.json",
     "os-upgrade.json",
@@ -71,7 +77,7 @@ pub fn render(
     }
     for user in &config.users.list {
         if let Some(key) = &user.ssh_key {
-            let path = format!("ssh-authorized-keys/{}", user.name);
+            let path = format!("{SSH_AUTHORIZED_KEYS}/{}", user.name);
             put(&path, PRIVATE, format!("{}\n", key.line).into_bytes());
         }
     }

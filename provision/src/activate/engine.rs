@@ -27,10 +27,8 @@ use crate::store::quadlet_sync::{self, Mode, RuntimeUnit, Targets, load_runtime,
 use crate::store::tree::write_atomic;
 use crate::store::{ConfigRoot, Fs, Promotion, cleanup, discard_initial, restore};
 
-/// `users.json` under the config root.
-pub const USERS_JSON: &str = "users.json";
-/// The keys directory under the config root.
-pub const KEYS_DIR: &str = "ssh-authorized-keys";
+/// `users.json` and the keys directory under the config root.
+pub use atomix_config::root_files::{SSH_AUTHORIZED_KEYS as KEYS_DIR, USERS_JSON};
 /// Mode of `managed-users.json`.
 const MANAGED_MODE: u32 = 0o600;
 
@@ -295,15 +293,26 @@ fn restart(
     }
 }
 
+/// A JSON file of the config root, `None` when it does not exist.
+fn read_optional_json<T: serde::de::DeserializeOwned>(
+    fs: &dyn Fs,
+    path: &Path,
+) -> Result<Option<T>, String> {
+    if !fs.exists(path).map_err(|e| e.to_string())? {
+        return Ok(None);
+    }
+    let bytes = fs.read(path).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| format!("invalid {}: {e}", path.display()))
+}
+
 /// Spec 5.1: skipped when there is no `users.json`.
 fn apply_users(config_root: &Path, deps: &mut Deps<'_>) -> Result<(), String> {
-    let path = config_root.join(USERS_JSON);
-    if !deps.fs.exists(&path).map_err(|e| e.to_string())? {
+    let Some(users): Option<Users> = read_optional_json(deps.fs, &config_root.join(USERS_JSON))?
+    else {
         return Ok(());
-    }
-    let bytes = deps.fs.read(&path).map_err(|e| e.to_string())?;
-    let users: Users =
-        serde_json::from_slice(&bytes).map_err(|e| format!("invalid {}: {e}", path.display()))?;
+    };
     let managed = read_managed(deps.fs, config_root).map_err(|e| e.to_string())?;
     let existing = deps.accounts.existing().map_err(|e| e.to_string())?;
     let keys = config_root.join(KEYS_DIR);
@@ -320,13 +329,11 @@ fn apply_users(config_root: &Path, deps: &mut Deps<'_>) -> Result<(), String> {
 /// Spec 5.3: skipped when there is no `firewall-inbound.json`; applied in one transaction and
 /// read back.
 fn apply_firewall(config_root: &Path, deps: &mut Deps<'_>) -> Result<(), String> {
-    let path = config_root.join(FIREWALL_INBOUND);
-    if !deps.fs.exists(&path).map_err(|e| e.to_string())? {
+    let Some(inbound): Option<Inbound> =
+        read_optional_json(deps.fs, &config_root.join(FIREWALL_INBOUND))?
+    else {
         return Ok(());
-    }
-    let bytes = deps.fs.read(&path).map_err(|e| e.to_string())?;
-    let inbound: Inbound =
-        serde_json::from_slice(&bytes).map_err(|e| format!("invalid {}: {e}", path.display()))?;
+    };
     let rules = firewall::inbound_rules(&inbound, &deps.interfaces);
     let listing = deps.firewall.list_input().map_err(|e| e.to_string())?;
     let script = firewall::script(&firewall::tagged_handles(&listing), &rules);

@@ -13,7 +13,7 @@ pub const TAG_PROVISIONED: &str = "ATOMIXOS_PROVISIONED_INBOUND";
 /// The comment of the base ruleset's LAN default-open rule.
 pub const TAG_LAN_DEFAULT: &str = "ATOMIXOS_LAN_DEFAULT_OPEN";
 /// The file under the config root.
-pub const FIREWALL_INBOUND: &str = "firewall-inbound.json";
+pub use atomix_config::root_files::FIREWALL_INBOUND;
 /// The chain the rules go to.
 pub const CHAIN: &str = "inet filter input";
 /// TCP ports a restrictive LAN keeps open (ssh, DNS, the API).
