@@ -196,6 +196,10 @@ fn steps_map_to_the_commands_of_the_original() {
         ["usermod --expiredate= --lock a"]
     );
     assert_eq!(
+        line(AccountOp::EnableLinger("appsvc".into())),
+        ["loginctl enable-linger appsvc"]
+    );
+    assert_eq!(
         line(AccountOp::LockRemoved("a".into())),
         ["usermod --lock --expiredate=1 --shell=/usr/sbin/nologin a"]
     );

@@ -5,10 +5,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use atomix_provision::activate::FakeSystemd;
+use atomix_provision::activate::Rootless;
 use atomix_provision::activate::accounts::{Existing, Shells};
 use atomix_provision::activate::rauc::RaucCall;
 use atomix_provision::activate::{
@@ -16,6 +18,7 @@ use atomix_provision::activate::{
     FakeClock, FakeFirewall, FakeNetwork, FakeRauc, Gate, Interfaces, JobResult, NetworkChanges,
     RollbackStatus, ServiceStatus, Step, SystemdCall, complete, mark_good_gate,
 };
+use atomix_provision::store::Owner;
 use atomix_provision::store::quadlet_sync::{MANIFEST, Mode};
 use atomix_provision::store::{ConfigRoot, Promotion, RealFs, promote};
 use serde_json::{Value, json};
@@ -34,8 +37,11 @@ struct World {
 
 impl World {
     fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // The rootless user's home goes under it, as under /var/lib on the device.
+        fs::create_dir(dir.path().join("home")).unwrap();
         Self {
-            dir: tempfile::tempdir().unwrap(),
+            dir,
             system: FakeSystemd::new(),
             user: FakeSystemd::new(),
             accounts: FakeAccounts::default(),
@@ -57,10 +63,15 @@ impl World {
     fn complete(&mut self, kind: Promotion) -> Completion {
         let root = self.root();
         let rootful = self.rootful();
-        let rootless = self
-            .dir
-            .path()
-            .join("home/appsvc/.config/containers/systemd");
+        let me = std::fs::metadata(self.dir.path()).unwrap();
+        let rootless = Rootless {
+            user: "appsvc".to_owned(),
+            owner: Owner {
+                uid: me.uid(),
+                gid: me.gid(),
+            },
+            home: self.dir.path().join("home/appsvc"),
+        };
         let mut deps = Deps {
             fs: &RealFs,
             system: &mut self.system,
@@ -72,7 +83,7 @@ impl World {
             shells: Shells::detect(|_| false),
             interfaces: Interfaces::default(),
             rootful_target: rootful,
-            rootless_target: Some(rootless),
+            rootless: Some(rootless),
         };
         let events = &mut self.events;
         complete(&root, kind, &mut deps, &mut |e| events.push(e))
@@ -652,4 +663,95 @@ fn a_settle_window_longer_than_the_time_left_fails_at_once() {
     // Never polled: its one query is the service-status event.
     assert_eq!(state_calls(&w.system, "web.service"), 1);
     assert_eq!(w.clock.now(), Duration::from_secs(5));
+}
+
+#[test]
+fn rootless_units_prepare_the_app_user_before_the_sync() {
+    let mut w = World::new();
+    let uid = fs::metadata(w.dir.path()).unwrap().uid();
+    let new = Config::new(&[("api.container", "rootless")], &["api"]);
+    let done = w.reapply(&old(), &new);
+    assert!(done.outcome.ok(), "{:?}", done.outcome);
+    let home = w.dir.path().join("home/appsvc");
+    for (dir, mode) in [
+        (home.clone(), 0o750),
+        (home.join(".config"), 0o700),
+        (home.join(".config/containers"), 0o700),
+        (home.join(".config/containers/systemd"), 0o700),
+    ] {
+        let meta = fs::metadata(&dir).unwrap();
+        assert_eq!(meta.mode() & 0o7777, mode, "{}", dir.display());
+    }
+    assert!(
+        home.join(".config/containers/systemd/api.container")
+            .exists()
+    );
+    assert!(
+        w.accounts
+            .ran
+            .contains(&AccountOp::EnableLinger("appsvc".into()))
+    );
+    let manager = SystemdCall::Start(format!("user@{uid}.service"));
+    let started = w.system.calls.iter().position(|c| *c == manager);
+    let reload = w
+        .system
+        .calls
+        .iter()
+        .position(|c| *c == SystemdCall::DaemonReload);
+    assert!(
+        started.is_some() && started < reload,
+        "{:?}",
+        w.system.calls
+    );
+}
+
+#[test]
+fn a_rootful_config_prepares_the_app_user_only_for_stale_rootless_units() {
+    // No rootless unit now or before: nothing is prepared.
+    let mut w = World::new();
+    let rootful = Config::new(&[("web.container", "rootful")], &["web"]);
+    let done = w.reapply(&old(), &rootful);
+    assert!(done.outcome.ok(), "{:?}", done.outcome);
+    assert!(!w.dir.path().join("home/appsvc").exists());
+    assert!(
+        !w.system
+            .calls
+            .iter()
+            .any(|c| matches!(c, SystemdCall::Start(_)))
+    );
+
+    // A rootless unit synced before: its user manager is prepared so the stale unit stops.
+    let mut w = World::new();
+    let rootless = Config::new(&[("api.container", "rootless")], &["api"]);
+    assert!(w.reapply(&old(), &rootless).outcome.ok());
+    w.system.calls.clear();
+    w.user.calls.clear();
+    let done = w.reapply(&rootless, &rootful);
+    assert!(done.outcome.ok(), "{:?}", done.outcome);
+    assert!(
+        w.system
+            .calls
+            .iter()
+            .any(|c| matches!(c, SystemdCall::Start(_)))
+    );
+    assert!(
+        w.user
+            .calls
+            .contains(&SystemdCall::Stop("api.service".into()))
+    );
+}
+
+#[test]
+fn a_user_manager_that_does_not_start_fails_the_rootless_step() {
+    let mut w = World::new();
+    let uid = fs::metadata(w.dir.path()).unwrap().uid();
+    w.system
+        .job(&format!("user@{uid}.service"), JobResult::Failed);
+    let new = Config::new(&[("api.container", "rootless")], &["api"]);
+    let done = w.reapply(&old(), &new);
+    assert!(matches!(
+        &done.outcome.failures[..],
+        [Failure::Step { step: Step::Rootless, reason }] if reason.contains("user@")
+    ));
+    assert_eq!(done.rollback, RollbackStatus::Completed);
 }

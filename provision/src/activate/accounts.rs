@@ -121,6 +121,9 @@ pub enum AccountOp {
         /// `ssh-authorized-keys/<name>`.
         path: PathBuf,
     },
+    /// `loginctl enable-linger <name>`: its user manager runs without a login (the rootless
+    /// containers' user).
+    EnableLinger(String),
     /// `usermod --lock --expiredate=1 --shell=/usr/sbin/nologin <name>`.
     LockRemoved(String),
 }
@@ -342,6 +345,7 @@ pub fn command_of(op: &AccountOp) -> Vec<(&'static str, Vec<String>)> {
             ("chown", s(&[&format!("{name}:"), &path(key)])),
             ("chmod", s(&["0600", &path(key)])),
         ],
+        AccountOp::EnableLinger(name) => vec![("loginctl", s(&["enable-linger", name]))],
         AccountOp::LockRemoved(name) => vec![(
             "usermod",
             s(&[
@@ -361,9 +365,10 @@ fn user_of(op: &AccountOp) -> &str {
         | AccountOp::AddToGroup { name, .. }
         | AccountOp::RemoveFromGroup { name, .. }
         | AccountOp::ChownKey { name, .. } => name,
-        AccountOp::Lock(name) | AccountOp::UnexpireLock(name) | AccountOp::LockRemoved(name) => {
-            name
-        }
+        AccountOp::Lock(name)
+        | AccountOp::UnexpireLock(name)
+        | AccountOp::LockRemoved(name)
+        | AccountOp::EnableLinger(name) => name,
     }
 }
 

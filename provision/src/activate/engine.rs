@@ -5,13 +5,14 @@
 //!
 //! Deliberate changes from the original (spec 9.1, 9.14): every apply step gates (a failed
 //! step ends the activation as a failure, before health), and health is a window polled until
-//! the deadline, not a single probe. Not done here: the rootless preparation of spec 4.4
-//! (linger, `user@<uid>.service`), the clock check, and the bootstrap WAN toggle.
+//! the deadline, not a single probe. The rootless preparation of spec 4.4 (the user's unit
+//! directories, linger, `user@<uid>.service`) runs only when rootless units are wanted or were
+//! synced before. Not done here: the clock check and the bootstrap WAN toggle.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::accounts::{self, Accounts, Users};
+use super::accounts::{self, AccountOp, Accounts, Users};
 use super::clock::Clock;
 use super::firewall::{self, FIREWALL_INBOUND, Firewall, Inbound, Interfaces};
 use super::health::{Watched, wait_healthy};
@@ -25,7 +26,7 @@ use super::systemd::{ActiveState, Systemd, SystemdOp};
 use crate::store::managed::{MANAGED_USERS, managed_bytes, read_managed};
 use crate::store::quadlet_sync::{self, Mode, RuntimeUnit, Targets, load_runtime, service_name};
 use crate::store::tree::write_atomic;
-use crate::store::{ConfigRoot, Fs, Promotion, cleanup, discard_initial, restore};
+use crate::store::{ConfigRoot, Fs, Owner, Promotion, cleanup, discard_initial, restore};
 
 /// `users.json` and the keys directory under the config root.
 pub use atomix_config::root_files::{SSH_AUTHORIZED_KEYS as KEYS_DIR, USERS_JSON};
@@ -54,15 +55,42 @@ pub struct Deps<'a> {
     pub interfaces: Interfaces,
     /// `/etc/containers/systemd`.
     pub rootful_target: PathBuf,
-    /// `appsvc`'s `~/.config/containers/systemd`.
-    pub rootless_target: Option<PathBuf>,
+    /// The rootless containers' user, when it exists.
+    pub rootless: Option<Rootless>,
+}
+
+/// The user rootless containers run as (`appsvc`), and where its units go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rootless {
+    /// Its name.
+    pub user: String,
+    /// Its ids.
+    pub owner: Owner,
+    /// Its home (`/var/lib/appsvc`).
+    pub home: PathBuf,
+}
+
+/// Mode of the rootless user's home, and of the directories under it the sync needs.
+const HOME_MODE: u32 = 0o750;
+const PRIVATE_DIR_MODE: u32 = 0o700;
+
+impl Rootless {
+    /// Its Quadlet search path, `~/.config/containers/systemd`.
+    pub fn target(&self) -> PathBuf {
+        self.home.join(".config/containers/systemd")
+    }
+
+    /// Its user manager, `user@<uid>.service`.
+    pub fn manager_unit(&self) -> String {
+        format!("user@{}.service", self.owner.uid)
+    }
 }
 
 impl std::fmt::Debug for Deps<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Deps")
             .field("rootful_target", &self.rootful_target)
-            .field("rootless_target", &self.rootless_target)
+            .field("rootless", &self.rootless)
             .finish_non_exhaustive()
     }
 }
@@ -210,14 +238,28 @@ fn apply(
     events: &mut dyn FnMut(Event),
 ) -> Result<(), Failure> {
     apply_users(config_root, deps).map_err(|e| step(Step::Users, e))?;
+    let rootless_target = deps.rootless.as_ref().map(Rootless::target);
+    let rootless_wanted = units.iter().any(|u| u.mode == Mode::Rootless);
+    let stale_possible = match &rootless_target {
+        Some(t) => deps
+            .fs
+            .exists(&t.join(quadlet_sync::MANIFEST))
+            .map_err(|e| step(Step::Rootless, e))?,
+        None => false,
+    };
+    // With no rootless unit now or before, the rootless tree is left alone (not created
+    // root-owned by the sync).
+    let rootless_involved = rootless_wanted || stale_possible;
+    if rootless_involved {
+        prepare_rootless(deps).map_err(|e| step(Step::Rootless, e))?;
+    }
     let targets = Targets {
         rootful: &deps.rootful_target,
-        rootless: deps.rootless_target.as_deref(),
+        rootless: rootless_target.as_deref().filter(|_| rootless_involved),
     };
     let report = quadlet_sync::sync(deps.fs, config_root, targets)
         .map_err(|e| step(Step::QuadletSync, e))?;
-    let rootless = units.iter().any(|u| u.mode == Mode::Rootless);
-    if rootless || !report.stale_rootless.is_empty() {
+    if rootless_wanted || !report.stale_rootless.is_empty() {
         deps.user
             .daemon_reload()
             .map_err(|e| step(Step::DaemonReload, e))?;
@@ -290,6 +332,38 @@ fn restart(
             op: SystemdOp::Restart,
             reason: e.reason,
         }),
+    }
+}
+
+/// Spec 4.4's rootless preparation: the user's unit directories (owned by it), lingering, and
+/// its user manager started, so that `systemctl --user` reaches it.
+fn prepare_rootless(deps: &mut Deps<'_>) -> Result<(), String> {
+    let Some(rootless) = deps.rootless.clone() else {
+        return Err("rootless units need the rootless user, which does not exist".to_owned());
+    };
+    let home = &rootless.home;
+    let dirs = [
+        (home.clone(), HOME_MODE),
+        (home.join(".config"), PRIVATE_DIR_MODE),
+        (home.join(".config/containers"), PRIVATE_DIR_MODE),
+        (rootless.target(), PRIVATE_DIR_MODE),
+    ];
+    for (dir, mode) in &dirs {
+        if deps.fs.metadata(dir).map_err(|e| e.to_string())?.is_none() {
+            deps.fs.create_dir(dir, *mode).map_err(|e| e.to_string())?;
+        }
+        deps.fs
+            .chown(dir, rootless.owner.uid, rootless.owner.gid)
+            .map_err(|e| e.to_string())?;
+    }
+    deps.accounts
+        .run(&AccountOp::EnableLinger(rootless.user.clone()))
+        .map_err(|e| e.to_string())?;
+    let unit = rootless.manager_unit();
+    match deps.system.start(&unit) {
+        Ok(r) if r.is_ok() => Ok(()),
+        Ok(r) => Err(format!("start {unit}: job {r}")),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -30,7 +30,7 @@ pub mod systemd_dbus;
 
 pub use accounts::{AccountOp, AccountPlan, Accounts, AccountsError, FakeAccounts, RealAccounts};
 pub use clock::{Clock, FakeClock, RealClock};
-pub use engine::{Deps, activate, complete, restart_order, run};
+pub use engine::{Deps, Rootless, activate, complete, restart_order, run};
 pub use firewall::{FakeFirewall, Firewall, FirewallError, Inbound, Interfaces, Nft, Ports};
 pub use gate::{Gate, mark_good, mark_good_gate};
 pub use network::{FakeNetwork, Network, NetworkChanges, NetworkError, NoNetwork};

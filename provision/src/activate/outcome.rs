@@ -34,6 +34,8 @@ pub enum Step {
     Load,
     /// Users (spec 5.1).
     Users,
+    /// The rootless user's preparation (spec 4.4: directories, linger, user manager).
+    Rootless,
     /// Quadlet sync (spec 4.3).
     QuadletSync,
     /// A daemon-reload after the sync.
@@ -49,6 +51,7 @@ impl fmt::Display for Step {
         f.write_str(match self {
             Self::Load => "load",
             Self::Users => "users",
+            Self::Rootless => "rootless preparation",
             Self::QuadletSync => "quadlet sync",
             Self::DaemonReload => "daemon-reload",
             Self::Network => "network",

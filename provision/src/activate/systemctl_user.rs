@@ -108,6 +108,10 @@ impl Systemd for SystemctlUser {
         }
     }
 
+    fn start(&mut self, unit: &str) -> Result<JobResult, SystemdError> {
+        self.job(SystemdOp::Start, "start", unit)
+    }
+
     fn restart(&mut self, unit: &str) -> Result<JobResult, SystemdError> {
         self.job(SystemdOp::Restart, "restart", unit)
     }

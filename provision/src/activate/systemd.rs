@@ -107,6 +107,8 @@ impl fmt::Display for ActiveState {
 pub enum SystemdOp {
     /// `Reload` (daemon-reload).
     DaemonReload,
+    /// `StartUnit`.
+    Start,
     /// `RestartUnit`.
     Restart,
     /// `StopUnit`.
@@ -123,6 +125,7 @@ impl fmt::Display for SystemdOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::DaemonReload => "daemon-reload",
+            Self::Start => "start",
             Self::Restart => "restart",
             Self::Stop => "stop",
             Self::TryRestart => "try-restart",
@@ -159,6 +162,8 @@ impl SystemdError {
 pub trait Systemd {
     /// `daemon-reload`.
     fn daemon_reload(&mut self) -> Result<(), SystemdError>;
+    /// Starts `unit` (mode `replace`) and waits for its job.
+    fn start(&mut self, unit: &str) -> Result<JobResult, SystemdError>;
     /// Restarts `unit` (mode `replace`) and waits for its job.
     fn restart(&mut self, unit: &str) -> Result<JobResult, SystemdError>;
     /// Stops `unit` and waits for its job.
@@ -174,6 +179,8 @@ pub trait Systemd {
 pub enum SystemdCall {
     /// [`Systemd::daemon_reload`].
     DaemonReload,
+    /// [`Systemd::start`].
+    Start(String),
     /// [`Systemd::restart`].
     Restart(String),
     /// [`Systemd::stop`].
@@ -201,7 +208,7 @@ impl FakeSystemd {
         Self::default()
     }
 
-    /// Restarts (and try-restarts, stops) of `unit` end with `result`.
+    /// Starts, restarts and try-restarts of `unit` end with `result`.
     pub fn job(&mut self, unit: &str, result: JobResult) -> &mut Self {
         self.jobs.insert(unit.to_owned(), result);
         self
@@ -243,6 +250,11 @@ impl Systemd for FakeSystemd {
             return Err(SystemdError::new(SystemdOp::DaemonReload, "", "scripted"));
         }
         Ok(())
+    }
+
+    fn start(&mut self, unit: &str) -> Result<JobResult, SystemdError> {
+        self.calls.push(SystemdCall::Start(unit.to_owned()));
+        Ok(self.job_of(unit))
     }
 
     fn restart(&mut self, unit: &str) -> Result<JobResult, SystemdError> {

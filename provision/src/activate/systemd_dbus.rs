@@ -27,6 +27,7 @@ use super::systemd::{ActiveState, JobResult, Systemd, SystemdError, SystemdOp};
 trait Manager {
     fn subscribe(&self) -> zbus::Result<()>;
     fn reload(&self) -> zbus::Result<()>;
+    fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn try_restart_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
@@ -148,6 +149,10 @@ impl Systemd for DbusSystemd {
         self.manager(op, "")?
             .reload()
             .map_err(|e| SystemdError::new(op, "", e.to_string()))
+    }
+
+    fn start(&mut self, unit: &str) -> Result<JobResult, SystemdError> {
+        self.job(SystemdOp::Start, unit, |m| m.start_unit(unit, "replace"))
     }
 
     fn restart(&mut self, unit: &str) -> Result<JobResult, SystemdError> {
