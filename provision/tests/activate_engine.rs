@@ -114,6 +114,10 @@ struct Config {
     units: Vec<(&'static str, &'static str)>,
     policy: Value,
     extra: Vec<(&'static str, Value)>,
+    /// Unit texts other than the default `[X]\n<file>\n`.
+    texts: Vec<(&'static str, &'static str)>,
+    /// Files of the bundle payload (`files/<name>`).
+    payload: Vec<(&'static str, &'static str)>,
 }
 
 impl Config {
@@ -126,7 +130,19 @@ impl Config {
                 "strategy": "rollback"
             }),
             extra: Vec::new(),
+            texts: Vec::new(),
+            payload: Vec::new(),
         }
+    }
+
+    fn text(mut self, file: &'static str, text: &'static str) -> Self {
+        self.texts.push((file, text));
+        self
+    }
+
+    fn payload(mut self, name: &'static str, text: &'static str) -> Self {
+        self.payload.push((name, text));
+        self
     }
 
     fn set(mut self, key: &str, value: Value) -> Self {
@@ -146,7 +162,11 @@ impl Config {
             .units
             .iter()
             .map(|(file, mode)| {
-                fs::write(root.join("quadlet").join(file), format!("[X]\n{file}\n")).unwrap();
+                let text = match self.texts.iter().find(|(f, _)| f == file) {
+                    Some((_, text)) => (*text).to_owned(),
+                    None => format!("[X]\n{file}\n"),
+                };
+                fs::write(root.join("quadlet").join(file), text).unwrap();
                 json!({"name": file.split('.').next(), "filename": file, "mode": mode})
             })
             .collect();
@@ -155,6 +175,12 @@ impl Config {
         fs::write(root.join("activation-policy.json"), self.policy.to_string()).unwrap();
         for (name, value) in &self.extra {
             fs::write(root.join(name), value.to_string()).unwrap();
+        }
+        if !self.payload.is_empty() {
+            fs::create_dir_all(root.join("files")).unwrap();
+        }
+        for (name, text) in &self.payload {
+            fs::write(root.join("files").join(name), text).unwrap();
         }
     }
 }
@@ -754,4 +780,70 @@ fn a_user_manager_that_does_not_start_fails_the_rootless_step() {
         [Failure::Step { step: Step::Rootless, reason }] if reason.contains("user@")
     ));
     assert_eq!(done.rollback, RollbackStatus::Completed);
+}
+
+/// Two re-applies, `first` then `second`; the events and calls of the second.
+fn second_apply(first: &Config, second: &Config, setup: impl FnOnce(&mut World)) -> World {
+    let mut w = World::new();
+    assert!(w.reapply(&old(), first).outcome.ok());
+    w.events.clear();
+    w.system.calls.clear();
+    w.user.calls.clear();
+    setup(&mut w);
+    let done = w.reapply(first, second);
+    assert!(done.outcome.ok(), "{:?}", done.outcome);
+    w
+}
+
+#[test]
+fn a_reapply_restarts_only_the_units_whose_files_changed() {
+    let units = [("web.container", "rootful"), ("db.container", "rootful")];
+    let a = Config::new(&units, &["web"]);
+    let b = Config::new(&units, &["web"]).text("db.container", "[X]\nnew image\n");
+    let w = second_apply(&a, &b, |_| {});
+    assert_eq!(w.system.restarted(), ["db.service"]);
+    assert!(w.events.contains(&Event::ServiceUnchanged {
+        unit: "web.service".into(),
+        mode: Mode::Rootful
+    }));
+    // The required unit still gets its health window.
+    assert!(w.events.contains(&Event::HealthCheck {
+        unit: "web.service".into(),
+        healthy: true
+    }));
+}
+
+#[test]
+fn an_unchanged_unit_that_is_not_active_is_started_again() {
+    let units = [("web.container", "rootful"), ("db.container", "rootful")];
+    let a = Config::new(&units, &["web"]);
+    let w = second_apply(&a, &a, |w| {
+        w.system
+            .states("db.service", &[ActiveState::Failed, ActiveState::Active]);
+    });
+    assert_eq!(w.system.restarted(), ["db.service"]);
+}
+
+#[test]
+fn a_changed_shared_unit_or_payload_restarts_every_unit() {
+    let units = [
+        ("web.container", "rootful"),
+        ("db.container", "rootful"),
+        ("data.volume", "rootful"),
+    ];
+    let a = Config::new(&units, &["web"]);
+    let volume = Config::new(&units, &["web"]).text("data.volume", "[X]\nbigger\n");
+    let w = second_apply(&a, &volume, |_| {});
+    assert_eq!(
+        w.system.restarted(),
+        ["web.service", "db.service", "data-volume.service"]
+    );
+
+    let a = Config::new(&units, &["web"]).payload("app.yaml", "one");
+    let same = Config::new(&units, &["web"]).payload("app.yaml", "one");
+    let w = second_apply(&a, &same, |_| {});
+    assert!(w.system.restarted().is_empty(), "{:?}", w.system.calls);
+    let other = Config::new(&units, &["web"]).payload("app.yaml", "two");
+    let w = second_apply(&a, &other, |_| {});
+    assert_eq!(w.system.restarted().len(), 3, "{:?}", w.system.calls);
 }

@@ -3,11 +3,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use atomix_provision::store::RealFs;
-use atomix_provision::store::quadlet_sync::{MANIFEST, SyncError, SyncReport, Targets, sync};
+use atomix_provision::store::quadlet_sync::{MANIFEST, Mode, SyncError, SyncReport, Targets, sync};
 
 fn config_root(dir: &Path, units: &[(&str, &str)]) -> std::path::PathBuf {
     let root = dir.join("config");
@@ -64,7 +64,14 @@ fn units_go_to_their_mode_with_a_manifest_and_foreign_files_stay() {
         },
     )
     .unwrap();
-    assert_eq!(report, SyncReport::default());
+    assert_eq!(
+        report,
+        SyncReport {
+            changed_rootful: vec!["net.network".into(), "web.container".into()],
+            changed_rootless: vec!["app.container".into(), "data.volume".into()],
+            ..SyncReport::default()
+        }
+    );
     assert_eq!(
         names(&rootful),
         [MANIFEST, "mine.container", "net.network", "web.container"]
@@ -297,4 +304,49 @@ fn a_sync_crashed_anywhere_is_finished_by_the_next_one() {
         crash_points += 1;
     }
     assert!(crash_points > 5);
+}
+
+#[test]
+fn only_new_or_different_units_are_written_and_reported_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rootful = dir.path().join("rootful");
+    let targets = Targets {
+        rootful: &rootful,
+        rootless: None,
+    };
+    let units = [("web.container", "rootful"), ("db.container", "rootful")];
+    let root = config_root(&dir.path().join("a"), &units);
+    sync(&RealFs, &root, targets).unwrap();
+    let inode = |name: &str| fs::metadata(rootful.join(name)).unwrap().ino();
+    let (web, db) = (inode("web.container"), inode("db.container"));
+
+    // The same units again: nothing written, nothing changed.
+    let report = sync(&RealFs, &root, targets).unwrap();
+    assert!(report.changed_rootful.is_empty(), "{report:?}");
+    assert_eq!((inode("web.container"), inode("db.container")), (web, db));
+
+    // One unit's text changes, one unit is added, and a synced file's mode was altered.
+    let more = [
+        ("web.container", "rootful"),
+        ("db.container", "rootful"),
+        ("new.volume", "rootful"),
+    ];
+    let root = config_root(&dir.path().join("b"), &more);
+    fs::write(root.join("quadlet/db.container"), "[X]\nother\n").unwrap();
+    fs::set_permissions(
+        rootful.join("web.container"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let report = sync(&RealFs, &root, targets).unwrap();
+    assert_eq!(
+        report.changed_rootful,
+        ["db.container", "new.volume", "web.container"]
+    );
+    assert!(report.changed(Mode::Rootful, "db.container"));
+    assert!(!report.changed(Mode::Rootless, "db.container"));
+    assert_eq!(
+        fs::read_to_string(rootful.join("db.container")).unwrap(),
+        "[X]\nother\n"
+    );
 }

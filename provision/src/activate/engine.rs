@@ -23,9 +23,10 @@ use super::outcome::{
 };
 use super::policy::{Policy, load_policy, resolve, service_of};
 use super::systemd::{ActiveState, Systemd, SystemdOp};
+use crate::store::candidate::PAYLOAD_DIR;
 use crate::store::managed::{MANAGED_USERS, managed_bytes, read_managed};
 use crate::store::quadlet_sync::{self, Mode, RuntimeUnit, Targets, load_runtime, service_name};
-use crate::store::tree::write_atomic;
+use crate::store::tree::{same_tree, write_atomic};
 use crate::store::{ConfigRoot, Fs, Owner, Promotion, cleanup, discard_initial, restore};
 
 /// `users.json` and the keys directory under the config root.
@@ -119,6 +120,10 @@ fn is_build(unit: &RuntimeUnit) -> bool {
     unit.filename.ends_with(".build")
 }
 
+fn is_container(unit: &RuntimeUnit) -> bool {
+    unit.filename.ends_with(".container")
+}
+
 /// The restart order of spec 4.4: rootful builds, rootful others, rootless builds, rootless
 /// others, each in metadata order.
 pub fn restart_order(units: &[RuntimeUnit]) -> Vec<&RuntimeUnit> {
@@ -135,8 +140,14 @@ pub fn restart_order(units: &[RuntimeUnit]) -> Vec<&RuntimeUnit> {
 }
 
 /// Loads the runtime metadata and the policy of `config_root`, then [`activate`]s it; a
-/// loading error is an activation failure.
-pub fn run(config_root: &Path, deps: &mut Deps<'_>, events: &mut dyn FnMut(Event)) -> Outcome {
+/// loading error is an activation failure. `payload_changed`: the bundle payload (`files/`)
+/// differs from the one the running units were started with, so every unit restarts.
+pub fn run(
+    config_root: &Path,
+    payload_changed: bool,
+    deps: &mut Deps<'_>,
+    events: &mut dyn FnMut(Event),
+) -> Outcome {
     let loaded = load_runtime(deps.fs, config_root)
         .map_err(|e| step(Step::Load, e))
         .and_then(|units| {
@@ -145,7 +156,9 @@ pub fn run(config_root: &Path, deps: &mut Deps<'_>, events: &mut dyn FnMut(Event
             Ok((units, policy))
         });
     match loaded {
-        Ok((units, policy)) => activate(config_root, &policy, &units, deps, events),
+        Ok((units, policy)) => {
+            activate(config_root, &policy, &units, payload_changed, deps, events)
+        }
         Err(failure) => Outcome {
             failures: vec![failure],
             degraded: Vec::new(),
@@ -153,11 +166,14 @@ pub fn run(config_root: &Path, deps: &mut Deps<'_>, events: &mut dyn FnMut(Event
     }
 }
 
-/// Applies `config_root` and waits for health (spec 5.5, 5.6).
+/// Applies `config_root` and waits for health (spec 5.5, 5.6). Only what changed restarts: a
+/// unit whose file the sync wrote, one that is not active, or every unit when a shared input
+/// changed (a `.build`, `.volume` or `.network` file, or `payload_changed`).
 pub fn activate(
     config_root: &Path,
     policy: &Policy,
     units: &[RuntimeUnit],
+    payload_changed: bool,
     deps: &mut Deps<'_>,
     events: &mut dyn FnMut(Event),
 ) -> Outcome {
@@ -174,7 +190,7 @@ pub fn activate(
         });
     }
     let mut out = Outcome::default();
-    if let Err(f) = apply(config_root, policy, units, deps, events) {
+    if let Err(f) = apply(config_root, policy, units, payload_changed, deps, events) {
         out.failures.push(f);
         return out;
     }
@@ -234,6 +250,7 @@ fn apply(
     config_root: &Path,
     policy: &Policy,
     units: &[RuntimeUnit],
+    payload_changed: bool,
     deps: &mut Deps<'_>,
     events: &mut dyn FnMut(Event),
 ) -> Result<(), Failure> {
@@ -276,8 +293,25 @@ fn apply(
             Err(e) => events(Event::Warning(format!("stopping stale {unit}: {e}"))),
         }
     }
+    let shared_changed = payload_changed
+        || units
+            .iter()
+            .any(|u| !is_container(u) && report.changed(u.mode, &u.filename));
     for unit in restart_order(units) {
         let name = service(unit);
+        let changed = shared_changed || report.changed(unit.mode, &unit.filename);
+        if !changed
+            && matches!(
+                deps.manager(unit.mode).active_state(&name),
+                Ok(ActiveState::Active)
+            )
+        {
+            events(Event::ServiceUnchanged {
+                unit: name,
+                mode: unit.mode,
+            });
+            continue;
+        }
         let required = policy
             .required
             .iter()
@@ -462,7 +496,19 @@ pub fn complete(
     deps: &mut Deps<'_>,
     events: &mut dyn FnMut(Event),
 ) -> Completion {
-    let outcome = run(root.active(), deps, events);
+    // A re-apply's payload is compared with the previous one (in the rollback); an initial
+    // import's units are all new anyway.
+    let payload_changed = match kind {
+        Promotion::Initial => false,
+        Promotion::Reapply => {
+            let (new, old) = (
+                root.active().join(PAYLOAD_DIR),
+                root.rollback().join(PAYLOAD_DIR),
+            );
+            !same_tree(deps.fs, &new, &old).unwrap_or(false)
+        }
+    };
+    let outcome = run(root.active(), payload_changed, deps, events);
     let mut done = Completion {
         outcome,
         rollback: RollbackStatus::Skipped,
@@ -489,7 +535,7 @@ pub fn complete(
         }
         Promotion::Reapply => match restore(deps.fs, root) {
             Ok(true) => {
-                let again = run(root.active(), deps, events);
+                let again = run(root.active(), payload_changed, deps, events);
                 done.rollback = if again.ok() {
                     RollbackStatus::Completed
                 } else {

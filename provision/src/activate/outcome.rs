@@ -79,6 +79,14 @@ pub enum Event {
         /// The job's result.
         result: JobResult,
     },
+    /// A runtime unit kept running: its file and the shared inputs are unchanged and it is
+    /// active (ours; the original restarted every unit).
+    ServiceUnchanged {
+        /// The service.
+        unit: String,
+        /// Its manager.
+        mode: Mode,
+    },
     /// The health window starts.
     Settle {
         /// The settle window.

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::fs::{Fs, FsError};
+use super::fs::{Fs, FsError, Kind};
 use super::tree::{TEMP_SUFFIX, write_atomic};
 
 /// The runtime metadata rendering writes.
@@ -106,6 +106,22 @@ pub struct SyncReport {
     pub stale_rootful: Vec<String>,
     /// The same for rootless units.
     pub stale_rootless: Vec<String>,
+    /// Rootful unit files written because they were new or differed (unchanged files are not
+    /// rewritten), in file name order.
+    pub changed_rootful: Vec<String>,
+    /// The same for rootless unit files.
+    pub changed_rootless: Vec<String>,
+}
+
+impl SyncReport {
+    /// Whether the unit file `filename` of `mode` was new or changed.
+    pub fn changed(&self, mode: Mode, filename: &str) -> bool {
+        let list = match mode {
+            Mode::Rootful => &self.changed_rootful,
+            Mode::Rootless => &self.changed_rootless,
+        };
+        list.iter().any(|f| f == filename)
+    }
 }
 
 /// Checks that `name` is a bare file name ending in one of [`SUFFIXES`] (with a stem).
@@ -210,16 +226,18 @@ pub fn sync(
             .filter_map(|f| service_name(f))
             .collect()
     };
-    let report = SyncReport {
+    let source = config_root.join(QUADLET_DIR);
+    let changed_rootful = sync_target(fs, &source, targets.rootful, &old_rootful, &rootful)?;
+    let changed_rootless = match targets.rootless {
+        Some(dir) => sync_target(fs, &source, dir, &old_rootless, &rootless)?,
+        None => Vec::new(),
+    };
+    Ok(SyncReport {
         stale_rootful: stale(&old_rootful, &rootful),
         stale_rootless: stale(&old_rootless, &rootless),
-    };
-    let source = config_root.join(QUADLET_DIR);
-    sync_target(fs, &source, targets.rootful, &old_rootful, &rootful)?;
-    if let Some(dir) = targets.rootless {
-        sync_target(fs, &source, dir, &old_rootless, &rootless)?;
-    }
-    Ok(report)
+        changed_rootful,
+        changed_rootless,
+    })
 }
 
 fn read_manifest(fs: &dyn Fs, dir: &Path) -> Result<BTreeSet<String>, SyncError> {
@@ -243,13 +261,14 @@ fn read_manifest(fs: &dyn Fs, dir: &Path) -> Result<BTreeSet<String>, SyncError>
     Ok(out)
 }
 
+/// Syncs one target directory; returns the unit files it wrote (new or different).
 fn sync_target(
     fs: &dyn Fs,
     source: &Path,
     dir: &Path,
     old: &BTreeSet<String>,
     new: &BTreeSet<String>,
-) -> Result<(), SyncError> {
+) -> Result<Vec<String>, SyncError> {
     create_dir_all(fs, dir)?;
     // Temporary files an interrupted sync left (ours only: named after a unit or the manifest).
     for name in old.union(new).map(String::as_str).chain([MANIFEST]) {
@@ -258,9 +277,15 @@ fn sync_target(
             fs.remove_file(&temp)?;
         }
     }
+    let mut changed = Vec::new();
     for name in new {
         let contents = fs.read(&source.join(name))?;
-        write_atomic(fs, &dir.join(name), UNIT_MODE, &contents)?;
+        let target = dir.join(name);
+        if same_file(fs, &target, &contents)? {
+            continue;
+        }
+        write_atomic(fs, &target, UNIT_MODE, &contents)?;
+        changed.push(name.clone());
     }
     for name in old.difference(new) {
         let path = dir.join(name);
@@ -271,7 +296,17 @@ fn sync_target(
     let mut manifest = serde_json::to_vec_pretty(new).unwrap_or_else(|_| b"[]".to_vec());
     manifest.push(b'\n');
     write_atomic(fs, &dir.join(MANIFEST), UNIT_MODE, &manifest)?;
-    Ok(())
+    Ok(changed)
+}
+
+/// Whether `path` is a regular file of mode [`UNIT_MODE`] holding exactly `contents`.
+fn same_file(fs: &dyn Fs, path: &Path, contents: &[u8]) -> Result<bool, FsError> {
+    match fs.metadata(path)? {
+        Some(meta) if meta.kind == Kind::File && meta.mode == UNIT_MODE => {
+            Ok(fs.read(path)? == contents)
+        }
+        _ => Ok(false),
+    }
 }
 
 fn create_dir_all(fs: &dyn Fs, dir: &Path) -> Result<(), FsError> {

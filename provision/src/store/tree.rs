@@ -1,5 +1,5 @@
 //! Whole-tree operations on top of [`Fs`]: fsync a tree, copy one keeping modes and owners,
-//! delete one in a single visible step, and replace a file atomically.
+//! compare two, delete one in a single visible step, and replace a file atomically.
 
 use std::path::{Path, PathBuf};
 
@@ -49,6 +49,33 @@ pub fn empty_trash(fs: &dyn Fs, root: &ConfigRoot) -> Result<bool, FsError> {
     fs.remove_dir_all(&trash)?;
     fs.fsync_dir(root.parent())?;
     Ok(true)
+}
+
+/// Whether the entries at `a` and `b` are the same tree: the same names, kinds and modes, file
+/// contents and symlink targets (owners are not compared). Two missing entries are the same.
+pub fn same_tree(fs: &dyn Fs, a: &Path, b: &Path) -> Result<bool, FsError> {
+    let kind = match (fs.metadata(a)?, fs.metadata(b)?) {
+        (None, None) => return Ok(true),
+        (Some(ma), Some(mb)) if ma.kind == mb.kind && ma.mode == mb.mode => ma.kind,
+        _ => return Ok(false),
+    };
+    match kind {
+        Kind::File => Ok(fs.read(a)? == fs.read(b)?),
+        Kind::Symlink => Ok(fs.read_link(a)? == fs.read_link(b)?),
+        Kind::Other => Ok(false),
+        Kind::Dir => {
+            let names = fs.read_dir(a)?;
+            if names != fs.read_dir(b)? {
+                return Ok(false);
+            }
+            for name in names {
+                if !same_tree(fs, &a.join(&name), &b.join(&name))? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+    }
 }
 
 /// Copies the entry at `from` to `to` (which must not exist): files with their contents,
