@@ -27,12 +27,14 @@ pub const USERS_JSON: &str = "users.json";
 pub const SSH_AUTHORIZED_KEYS: &str = "ssh-authorized-keys";
 /// The inbound ports per scope and protocol.
 pub const FIREWALL_INBOUND: &str = "firewall-inbound.json";
+/// The admins' public keys, one per line: who may sign API requests.
+pub const ADMIN_SIGNERS: &str = "admin-signers";
 
 /// The top-level names of a config root that rendering owns: an apply writes each afresh (or
 /// leaves it out, which deletes it), and keeps every other entry of the active root.
 pub const RENDERED_NAMES: &[&str] = &[
     CONFIG_TOML,
-    "admin-signers",
+    ADMIN_SIGNERS,
     USERS_JSON,
     SSH_AUTHORIZED_KEYS,
     FIREWALL_INBOUND,
@@ -73,7 +75,7 @@ pub fn render(
     };
     put(CONFIG_TOML, PRIVATE, source.to_vec());
     if let Some(signers) = config.admin_signers() {
-        put("admin-signers", PRIVATE, signers.into_bytes());
+        put(ADMIN_SIGNERS, PRIVATE, signers.into_bytes());
     }
     for user in &config.users.list {
         if let Some(key) = &user.ssh_key {

@@ -1,11 +1,15 @@
-//! `import`: a validated config (and its bundle payload) made the active config root, through
-//! the store (spec 3.3) under the lock: recover, write the candidate, promote, clean up.
+//! `import`: a validated config (and its bundle payload) made the active config root, the one
+//! mutation path every entry point takes (spec 3.3, 5.6): under the lock, recover, write the
+//! candidate, promote, then either activate it through the engine (commit, or roll back and
+//! re-activate the previous config) or, for an initial import without activation, commit at
+//! once (or leave the promotion pending for first boot).
 //!
-//! Only the initial import is here: a re-apply over a provisioned root activates the new
-//! config and checks its health before it commits, which is the activation engine's job.
+//! A re-apply over a provisioned root always activates: without the engine it is refused
+//! before anything is written.
 
 use atomix_config::quadlet::APP_USER;
 
+use crate::activate::{Completion, Deps, Event, complete};
 use crate::source::Source;
 use crate::store::{
     self, CandidateSpec, ConfigRoot, DirModes, Fs, Owner, Payload, Promotion, Recovery, RootError,
@@ -16,25 +20,55 @@ use crate::validate::Valid;
 /// How an import runs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
-    /// Leave the promotion pending (marker and rollback kept) for the first-boot flow, which
-    /// completes it after its checks (`ATOMIXOS_KEEP_INITIAL_PROMOTION_PENDING=1`).
+    /// Leave an initial promotion without activation pending (marker and rollback kept) for
+    /// the first-boot flow (`ATOMIXOS_KEEP_INITIAL_PROMOTION_PENDING=1`).
     pub keep_pending: bool,
     /// The owner of the bundle payload (`appsvc`); needed when there is one.
     pub payload_owner: Option<Owner>,
 }
 
+/// The engine and where its events go, for an import that activates.
+pub struct Activation<'a, 'd> {
+    /// The engine's dependencies.
+    pub deps: &'a mut Deps<'d>,
+    /// Receives every event of the activation (and of a rollback's re-activation).
+    pub events: &'a mut dyn FnMut(Event),
+}
+
+impl std::fmt::Debug for Activation<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Activation")
+            .field("deps", &self.deps)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What an import did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Imported {
     /// What recovery found and did first.
     pub recovery: Recovery,
     /// Top-level names carried forward from the previous root (hand-placed files).
     pub carried: Vec<String>,
-    /// Whether the promotion was left pending ([`Options::keep_pending`]).
+    /// An initial import or a re-apply.
+    pub kind: Promotion,
+    /// Whether the promotion was left pending ([`Options::keep_pending`], no activation).
     pub pending: bool,
+    /// The activation's result, when the import activated: committed, or rolled back.
+    pub completion: Option<Completion>,
 }
 
-/// Why an import failed. Nothing of the active root was changed unless the variant says so.
+impl Imported {
+    /// Whether the new config is the active one now (committed, or left pending).
+    pub fn succeeded(&self) -> bool {
+        self.completion
+            .as_ref()
+            .is_none_or(|c| c.committed.is_some())
+    }
+}
+
+/// Why an import failed before its activation. Nothing of the active root was changed unless
+/// the variant says so.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// The lock cannot be taken.
@@ -44,10 +78,11 @@ pub enum ImportError {
     /// the new root whole.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The config root is provisioned already: a re-apply needs activation and health checks.
+    /// The config root is provisioned and no activation was given: a re-apply must activate
+    /// the new config and check its health before it commits.
     #[error(
         "{} is provisioned already: a re-apply activates the new config and checks its health, \
-         which the activation engine does (not in this build yet)",
+         which needs systemd",
         .0.display()
     )]
     Provisioned(std::path::PathBuf),
@@ -56,13 +91,15 @@ pub enum ImportError {
     NoAppUser,
 }
 
-/// Imports `source` (validated as `valid`) into `root`.
+/// Imports `source` (validated as `valid`) into `root`, activating it when `activation` is
+/// given.
 pub fn import(
     fs: &dyn Fs,
     root: &ConfigRoot,
     source: &Source,
     valid: &Valid,
     options: Options,
+    activation: Option<Activation<'_, '_>>,
 ) -> Result<Imported, ImportError> {
     let payload = match &source.payload {
         Some(files) => {
@@ -75,7 +112,12 @@ pub fn import(
     };
     let _lock = root.lock()?;
     let recovery = store::recover(fs, root)?;
-    if fs.exists(&root.active_config()).map_err(StoreError::from)? {
+    let kind = if fs.exists(&root.active_config()).map_err(StoreError::from)? {
+        Promotion::Reapply
+    } else {
+        Promotion::Initial
+    };
+    if kind == Promotion::Reapply && activation.is_none() {
         return Err(ImportError::Provisioned(root.active().to_owned()));
     }
     let report = store::write_candidate(
@@ -88,13 +130,18 @@ pub fn import(
             payload_owner: options.payload_owner,
         },
     )?;
-    store::promote(fs, root, Promotion::Initial)?;
-    if !options.keep_pending {
-        store::cleanup(fs, root)?;
-    }
-    Ok(Imported {
+    store::promote(fs, root, kind)?;
+    let mut imported = Imported {
         recovery,
         carried: report.carried,
-        pending: options.keep_pending,
-    })
+        kind,
+        pending: false,
+        completion: None,
+    };
+    match activation {
+        Some(a) => imported.completion = Some(complete(root, kind, a.deps, a.events)),
+        None if options.keep_pending => imported.pending = true,
+        None => store::cleanup(fs, root)?,
+    }
+    Ok(imported)
 }

@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod activate;
+pub mod firstboot;
 pub mod import;
 pub mod source;
 pub mod store;

@@ -13,9 +13,13 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use atomix_config::bundle::Limits;
-use atomix_provision::activate::accounts;
-use atomix_provision::import::{self, Options};
-use atomix_provision::store::{self, ConfigRoot, RealFs, quadlet_sync};
+use atomix_provision::activate::{
+    DbusRauc, Event, Failure, Interfaces, Nft, RealSystem, accounts, bootstrap, check_health,
+    mark_good, reactivate,
+};
+use atomix_provision::firstboot::{self, DeviceSeeds, MountCommand, Settings};
+use atomix_provision::import::{self, Activation, Options};
+use atomix_provision::store::{self, ConfigRoot, Fs as _, RealFs, quadlet_sync};
 use atomix_provision::validate::{self, Invalid};
 use atomix_provision::{source, store::root::DEFAULT_CONFIG_ROOT};
 use clap::{Parser, Subcommand};
@@ -27,7 +31,7 @@ const KEEP_PENDING_ENV: &str = "ATOMIXOS_KEEP_INITIAL_PROMOTION_PENDING";
 #[command(
     name = "atomix-provision",
     version,
-    about = "AtomixOS provisioning: validate, import and recover the device's config"
+    about = "AtomixOS provisioning: validate, import, activate and recover the device's config; first boot"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -71,6 +75,31 @@ enum Command {
         /// The config root.
         config_root: PathBuf,
     },
+    /// Wait until every required unit of the active config is active for its settle window,
+    /// within its timeout. Prints the units that are not and exits 1.
+    CheckHealth {
+        /// The config root.
+        config_root: PathBuf,
+    },
+    /// Activate the active config as it is (users, Quadlet units, network, firewall, health):
+    /// what every boot after the first does, since /etc is per boot.
+    Activate {
+        /// The config root.
+        config_root: PathBuf,
+        /// Mark the booted slot good with RAUC after the activation succeeded.
+        #[arg(long)]
+        mark_good: bool,
+    },
+    /// Provision the device once: the existing config, else the boot partition's seed (fresh
+    /// flash), else USB seeds, else wait for one; then RAUC mark-good and the sentinel. Reads
+    /// the original's ATOMIXOS_* variables.
+    FirstBoot,
+    /// Open tcp/8080 on the WAN while the device is unprovisioned (or a promotion is
+    /// pending), close it otherwise.
+    BootstrapWan {
+        /// The config root.
+        config_root: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -88,6 +117,13 @@ fn main() -> ExitCode {
             rootless,
         } => sync_cmd(&config_root, &rootful, rootless.as_deref()),
         Command::CompleteInitial { config_root } => complete_cmd(&config_root),
+        Command::CheckHealth { config_root } => check_health_cmd(&config_root),
+        Command::Activate {
+            config_root,
+            mark_good,
+        } => activate_cmd(&config_root, mark_good),
+        Command::FirstBoot => first_boot_cmd(),
+        Command::BootstrapWan { config_root } => bootstrap_wan_cmd(&config_root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -167,16 +203,36 @@ fn import_cmd(path: &Path, root: &Path) -> anyhow::Result<()> {
     })?;
     let options = Options {
         keep_pending: env(KEEP_PENDING_ENV).as_deref() == Some("1"),
-        payload_owner: accounts::app_user(Path::new("/")),
+        payload_owner: accounts::app_user(Path::new("/")).map(|u| u.owner),
     };
-    let imported = import::import(&RealFs, &root, &source, &valid, options)?;
+    // A re-apply activates through systemd (checked again under the lock); an initial import
+    // only writes the root, as the original's does.
+    let mut system = if RealFs.exists(&root.active_config())? {
+        Some(RealSystem::connect().context("a re-apply activates the new config")?)
+    } else {
+        None
+    };
+    let mut deps = system.as_mut().map(RealSystem::deps);
+    let mut events = |e: Event| eprintln!("{e}");
+    let activation = deps.as_mut().map(|deps| Activation {
+        deps,
+        events: &mut events,
+    });
+    let imported = import::import(&RealFs, &root, &source, &valid, options, activation)?;
     for action in &imported.recovery.actions {
         eprintln!("recover: {action}");
     }
     for w in &valid.root.warnings {
         eprintln!("warning: {w}");
     }
-    Ok(())
+    match &imported.completion {
+        Some(done) if done.committed.is_none() => Err(anyhow::anyhow!(
+            "{}; rollback {}",
+            done.outcome.message(),
+            done.rollback
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn recover_cmd(root: &Path) -> anyhow::Result<()> {
@@ -202,4 +258,92 @@ fn complete_cmd(root: &Path) -> anyhow::Result<()> {
     let root = config_root(root)?;
     let _lock = root.lock()?;
     Ok(store::cleanup(&RealFs, &root)?)
+}
+
+fn check_health_cmd(root: &Path) -> anyhow::Result<()> {
+    let root = config_root(root)?;
+    let mut system = RealSystem::connect()?;
+    let mut deps = system.deps();
+    let failures = check_health(root.active(), &mut deps);
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let units: Vec<&str> = failures.iter().filter_map(Failure::unit).collect();
+    for f in &failures {
+        eprintln!("{f}");
+    }
+    anyhow::bail!("Required services failed: {}", units.join(", "))
+}
+
+fn activate_cmd(root: &Path, mark: bool) -> anyhow::Result<()> {
+    let root = config_root(root)?;
+    let _lock = root.lock()?;
+    let recovery = store::recover(&RealFs, &root)?;
+    for action in &recovery.actions {
+        eprintln!("recover: {action}");
+    }
+    if !RealFs.exists(&root.active_config())? {
+        eprintln!(
+            "{} has no config: nothing to activate",
+            root.active().display()
+        );
+        return Ok(());
+    }
+    let mut system = RealSystem::connect()?;
+    let done = reactivate(&root, &mut system.deps(), &mut |e| eprintln!("{e}"));
+    let Some(committed) = &done.committed else {
+        anyhow::bail!("{}", done.outcome.message());
+    };
+    eprintln!("activated {}", root.active().display());
+    if mark {
+        let mut rauc = DbusRauc::system()?;
+        mark_good(committed, &mut rauc).context("rauc mark-good")?;
+        eprintln!("marked the booted slot good");
+    }
+    Ok(())
+}
+
+fn first_boot_cmd() -> anyhow::Result<()> {
+    let cwd = std::env::current_dir().context("the current directory")?;
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let owner = accounts::app_user(Path::new("/")).map(|u| u.owner);
+    let settings = Settings::from_env(env, &cmdline, &cwd, owner)?;
+    let mut seeds = DeviceSeeds::new(
+        settings.boot_seed.clone(),
+        settings.usb_search_dirs.clone(),
+        PathBuf::from("/dev/disk/by-partlabel"),
+        PathBuf::from("/run"),
+        settings.limits,
+        MountCommand,
+    );
+    let mut system = RealSystem::connect()?;
+    let mut rauc = DbusRauc::system()?;
+    let mut deps = system.deps();
+    let mut pause = || {
+        std::thread::sleep(firstboot::POLL);
+        true
+    };
+    let mut log = |line: &str| eprintln!("{line}");
+    let mut ctx = firstboot::Context {
+        settings: &settings,
+        fs: &RealFs,
+        seeds: &mut seeds,
+        deps: &mut deps,
+        rauc: &mut rauc,
+        pause: &mut pause,
+        log: &mut log,
+    };
+    firstboot::run(&mut ctx)?;
+    Ok(())
+}
+
+fn bootstrap_wan_cmd(root: &Path) -> anyhow::Result<()> {
+    let root = config_root(root)?;
+    let open = bootstrap::toggle(&RealFs, &root, &mut Nft::default(), &Interfaces::default())?;
+    eprintln!(
+        "bootstrap WAN tcp/{}: {}",
+        bootstrap::BOOTSTRAP_PORT,
+        if open { "open" } else { "closed" }
+    );
+    Ok(())
 }

@@ -232,25 +232,26 @@ fn passwd_and_group_are_parsed() {
 
 #[test]
 fn users_are_found_by_exact_name() {
+    use atomix_provision::activate::accounts::{PasswdUser, lookup_user};
+    use atomix_provision::store::Owner;
     let passwd = "root:x:0:0:root:/root:/bin/bash\nappsvc2:x:7:7::/:/bin/sh\n\
-                  appsvc:x:1000:1000:app:/var/lib/appsvc:/usr/sbin/nologin\nbroken:x:a:1\n";
+                  appsvc:x:1000:1000:app:/var/lib/appsvc:/usr/sbin/nologin\nbroken:x:a:1\n\
+                  short:x:5:5\n";
     assert_eq!(
-        atomix_provision::activate::accounts::lookup_user(passwd, "appsvc"),
-        Some(atomix_provision::store::Owner {
-            uid: 1000,
-            gid: 1000
+        lookup_user(passwd, "appsvc"),
+        Some(PasswdUser {
+            owner: Owner {
+                uid: 1000,
+                gid: 1000
+            },
+            home: PathBuf::from("/var/lib/appsvc"),
         })
     );
     assert_eq!(
-        atomix_provision::activate::accounts::lookup_user(passwd, "root"),
-        Some(atomix_provision::store::Owner { uid: 0, gid: 0 })
+        lookup_user(passwd, "root").map(|u| (u.owner, u.home)),
+        Some((Owner { uid: 0, gid: 0 }, PathBuf::from("/root")))
     );
-    assert_eq!(
-        atomix_provision::activate::accounts::lookup_user(passwd, "broken"),
-        None
-    );
-    assert_eq!(
-        atomix_provision::activate::accounts::lookup_user(passwd, "nobody"),
-        None
-    );
+    assert_eq!(lookup_user(passwd, "broken"), None);
+    assert_eq!(lookup_user(passwd, "short"), None);
+    assert_eq!(lookup_user(passwd, "nobody"), None);
 }

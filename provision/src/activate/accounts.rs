@@ -372,8 +372,17 @@ fn user_of(op: &AccountOp) -> &str {
     }
 }
 
-/// The ids of `user` in a passwd file's text (`name:x:uid:gid:…`).
-pub fn lookup_user(passwd: &str, user: &str) -> Option<Owner> {
+/// A user's entry in a passwd file: its ids and home.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswdUser {
+    /// Its ids.
+    pub owner: Owner,
+    /// Its home directory.
+    pub home: PathBuf,
+}
+
+/// The entry of `user` in a passwd file's text (`name:x:uid:gid:gecos:home:shell`).
+pub fn lookup_user(passwd: &str, user: &str) -> Option<PasswdUser> {
     passwd.lines().find_map(|line| {
         let mut fields = line.split(':');
         if fields.next()? != user {
@@ -382,12 +391,18 @@ pub fn lookup_user(passwd: &str, user: &str) -> Option<Owner> {
         let _password = fields.next()?;
         let uid = fields.next()?.parse().ok()?;
         let gid = fields.next()?.parse().ok()?;
-        Some(Owner { uid, gid })
+        let _gecos = fields.next()?;
+        let home = PathBuf::from(fields.next()?);
+        Some(PasswdUser {
+            owner: Owner { uid, gid },
+            home,
+        })
     })
 }
 
-/// The owner of bundle payloads on this system, from `/etc/passwd` under `sysroot`.
-pub fn app_user(sysroot: &Path) -> Option<Owner> {
+/// The app user (`appsvc`: owner of bundle payloads, runs the rootless containers) on this
+/// system, from `/etc/passwd` under `sysroot`.
+pub fn app_user(sysroot: &Path) -> Option<PasswdUser> {
     let passwd = std::fs::read_to_string(sysroot.join("etc/passwd")).ok()?;
     lookup_user(&passwd, APP_USER)
 }

@@ -139,6 +139,13 @@ pub fn restart_order(units: &[RuntimeUnit]) -> Vec<&RuntimeUnit> {
         .collect()
 }
 
+/// The runtime metadata and the policy of `config_root`; an error is a [`Step::Load`] failure.
+fn load(config_root: &Path, deps: &Deps<'_>) -> Result<(Vec<RuntimeUnit>, Policy), Failure> {
+    let units = load_runtime(deps.fs, config_root).map_err(|e| step(Step::Load, e))?;
+    let policy = load_policy(deps.fs, config_root, &units).map_err(|e| step(Step::Load, e))?;
+    Ok((units, policy))
+}
+
 /// Loads the runtime metadata and the policy of `config_root`, then [`activate`]s it; a
 /// loading error is an activation failure. `payload_changed`: the bundle payload (`files/`)
 /// differs from the one the running units were started with, so every unit restarts.
@@ -148,14 +155,7 @@ pub fn run(
     deps: &mut Deps<'_>,
     events: &mut dyn FnMut(Event),
 ) -> Outcome {
-    let loaded = load_runtime(deps.fs, config_root)
-        .map_err(|e| step(Step::Load, e))
-        .and_then(|units| {
-            let policy =
-                load_policy(deps.fs, config_root, &units).map_err(|e| step(Step::Load, e))?;
-            Ok((units, policy))
-        });
-    match loaded {
+    match load(config_root, deps) {
         Ok((units, policy)) => {
             activate(config_root, &policy, &units, payload_changed, deps, events)
         }
@@ -207,14 +207,7 @@ pub fn activate(
         events(Event::Settle {
             seconds: policy.settle_seconds,
         });
-        let watched: Vec<Watched> = policy
-            .required
-            .iter()
-            .map(|name| {
-                let (unit, mode) = service_of(name, units);
-                Watched { unit, mode }
-            })
-            .collect();
+        let watched = watched(policy, units);
         let settle = Duration::from_secs(policy.settle_seconds);
         let left = deadline.saturating_sub(deps.clock.now());
         if settle > left {
@@ -243,6 +236,37 @@ pub fn activate(
     }
     statuses(policy, units, deps, events, &mut out);
     out
+}
+
+/// The required units of `policy`, with their managers.
+fn watched(policy: &Policy, units: &[RuntimeUnit]) -> Vec<Watched> {
+    policy
+        .required
+        .iter()
+        .map(|name| {
+            let (unit, mode) = service_of(name, units);
+            Watched { unit, mode }
+        })
+        .collect()
+}
+
+/// The health window alone (`check-health`): every required unit of the config root's policy
+/// active for its settle window within its timeout; the failures (empty: healthy). A config
+/// root that cannot be loaded is one failure.
+pub fn check_health(config_root: &Path, deps: &mut Deps<'_>) -> Vec<Failure> {
+    let (units, policy) = match load(config_root, deps) {
+        Ok(loaded) => loaded,
+        Err(failure) => return vec![failure],
+    };
+    let deadline = deps.clock.now() + Duration::from_secs(policy.timeout_seconds);
+    wait_healthy(
+        &watched(&policy, &units),
+        Duration::from_secs(policy.settle_seconds),
+        deadline,
+        deps.clock,
+        &mut *deps.system,
+        &mut *deps.user,
+    )
 }
 
 /// The apply steps, each a gate. Required units whose job fails end it too.
@@ -551,4 +575,23 @@ pub fn complete(
         },
     }
     done
+}
+
+/// Activates the active config root again, as it is (at every boot, since `/etc` is per boot,
+/// and when first boot finds a config already there): nothing is promoted, so nothing is
+/// rolled back, and a successful activation is the commit.
+pub fn reactivate(
+    root: &ConfigRoot,
+    deps: &mut Deps<'_>,
+    events: &mut dyn FnMut(Event),
+) -> Completion {
+    let outcome = run(root.active(), false, deps, events);
+    let committed = outcome.ok().then_some(Committed { _private: () });
+    Completion {
+        outcome,
+        rollback: RollbackStatus::Skipped,
+        rollback_outcome: None,
+        store_error: None,
+        committed,
+    }
 }

@@ -72,13 +72,14 @@ impl Default for Interfaces {
 /// Handles of the input chain's rules tagged [`TAG_PROVISIONED`] or [`TAG_LAN_DEFAULT`], from
 /// `nft -a list chain inet filter input` output.
 pub fn tagged_handles(listing: &str) -> Vec<u64> {
+    handles_of(listing, &[TAG_PROVISIONED, TAG_LAN_DEFAULT])
+}
+
+/// Handles of the listed rules whose comment is one of `tags`.
+pub fn handles_of(listing: &str, tags: &[&str]) -> Vec<u64> {
     listing
         .lines()
-        .filter(|l| {
-            [TAG_PROVISIONED, TAG_LAN_DEFAULT]
-                .iter()
-                .any(|t| l.contains(&format!("comment \"{t}\"")))
-        })
+        .filter(|l| tags.iter().any(|t| l.contains(&format!("comment \"{t}\""))))
         .filter_map(|l| l.rsplit_once("# handle ")?.1.trim().parse().ok())
         .collect()
 }

@@ -8,13 +8,16 @@
 //! - [`firewall`]: the inbound rules as a pure function to one nft script, the [`Firewall`]
 //!   trait, [`Nft`].
 //! - [`network`]: the network step's trait and restart rules.
+//! - [`bootstrap`]: the bootstrap WAN toggle (tcp/8080 on the WAN while unprovisioned).
 //! - [`policy`]: `activation-policy.json` / `health-required.json`.
 //! - [`clock`]: [`Clock`], real and fake.
 //! - [`health`]: the health window.
 //! - [`outcome`]: events, failures, outcomes, rollback status.
 //! - [`engine`]: [`activate`], [`run`] and [`complete`]; [`gate`]: mark-good after a commit.
+//! - [`system`]: [`RealSystem`], the real implementations wired for a device.
 
 pub mod accounts;
+pub mod bootstrap;
 pub mod clock;
 pub mod engine;
 pub mod firewall;
@@ -24,13 +27,16 @@ pub mod network;
 pub mod outcome;
 pub mod policy;
 pub mod rauc;
+pub mod system;
 pub mod systemctl_user;
 pub mod systemd;
 pub mod systemd_dbus;
 
 pub use accounts::{AccountOp, AccountPlan, Accounts, AccountsError, FakeAccounts, RealAccounts};
 pub use clock::{Clock, FakeClock, RealClock};
-pub use engine::{Deps, Rootless, activate, complete, restart_order, run};
+pub use engine::{
+    Deps, Rootless, activate, check_health, complete, reactivate, restart_order, run,
+};
 pub use firewall::{FakeFirewall, Firewall, FirewallError, Inbound, Interfaces, Nft, Ports};
 pub use gate::{Gate, mark_good, mark_good_gate};
 pub use network::{FakeNetwork, Network, NetworkChanges, NetworkError, NoNetwork};
@@ -40,6 +46,7 @@ pub use outcome::{
 };
 pub use policy::{Policy, PolicyError, load_policy};
 pub use rauc::{DbusRauc, FakeRauc, Marked, Rauc, RaucError};
+pub use system::RealSystem;
 pub use systemctl_user::SystemctlUser;
 pub use systemd::{ActiveState, FakeSystemd, JobResult, Systemd, SystemdCall, SystemdError};
 pub use systemd_dbus::DbusSystemd;

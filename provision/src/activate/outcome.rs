@@ -115,6 +115,48 @@ pub enum Event {
     Cleanup,
 }
 
+impl fmt::Display for Event {
+    /// One line for a log: the original's step name, then what happened.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ServiceDeploy { unit, status } => {
+                let status = match status {
+                    DeployStatus::Building => "building",
+                    DeployStatus::Starting => "starting",
+                };
+                write!(f, "service-deploy: {unit} {status}")
+            }
+            Self::ServiceRestart { unit, mode, result } => {
+                write!(f, "service-restart: {unit} ({}) {result}", mode.as_str())
+            }
+            Self::ServiceUnchanged { unit, mode } => {
+                write!(
+                    f,
+                    "service-restart: {unit} ({}) unchanged, kept running",
+                    mode.as_str()
+                )
+            }
+            Self::Settle { seconds } => write!(f, "settle: {seconds} s"),
+            Self::HealthCheck { unit, healthy } => write!(
+                f,
+                "health-check: {unit} {}",
+                if *healthy { "healthy" } else { "unhealthy" }
+            ),
+            Self::ServiceStatus { unit, status } => {
+                let status = match status {
+                    ServiceStatus::Running => "running",
+                    ServiceStatus::Failed => "failed",
+                    ServiceStatus::Unknown => "unknown",
+                };
+                write!(f, "service-status: {unit} {status}")
+            }
+            Self::Warning(w) => write!(f, "warning: {w}"),
+            Self::Rollback => f.write_str("rollback: restoring the previous config"),
+            Self::Cleanup => f.write_str("cleanup: committing the new config"),
+        }
+    }
+}
+
 /// Why an activation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
@@ -170,6 +212,21 @@ pub enum Failure {
         /// The service.
         unit: String,
     },
+}
+
+impl Failure {
+    /// The unit it is about, if it is about one.
+    pub fn unit(&self) -> Option<&str> {
+        match self {
+            Self::Job { unit, .. }
+            | Self::Systemd { unit, .. }
+            | Self::UnitFailed { unit }
+            | Self::Timeout { unit, .. }
+            | Self::Degraded { unit } => Some(unit),
+            Self::UnknownUnit(name) => Some(name),
+            Self::Step { .. } | Self::NoTimeToSettle { .. } => None,
+        }
+    }
 }
 
 impl fmt::Display for Failure {
@@ -228,6 +285,18 @@ pub enum RollbackStatus {
     Skipped,
     /// An initial import was discarded; the device is back in bootstrap mode.
     Discarded,
+}
+
+impl fmt::Display for RollbackStatus {
+    /// The API's `rollback_status` values.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+            Self::Discarded => "discarded",
+        })
+    }
 }
 
 /// Proof that an activation committed; only [`super::engine::complete`] makes one.
