@@ -195,6 +195,8 @@ fn the_root_filesystem_holds_our_files_units_and_binaries_with_their_owners() {
         ("multi-user.target", "systemd-networkd.service"),
         ("multi-user.target", "atomix-bootstrap-wan.service"),
         ("multi-user.target", "atomix-config-recover.service"),
+        ("multi-user.target", "atomix-first-boot.service"),
+        ("multi-user.target", "atomix-activate.service"),
         ("sysinit.target", "nftables.service"),
         ("sysinit.target", "systemd-resolved.service"),
         (
