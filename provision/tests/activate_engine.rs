@@ -15,8 +15,8 @@ use atomix_provision::activate::accounts::{Existing, Shells};
 use atomix_provision::activate::rauc::RaucCall;
 use atomix_provision::activate::{
     AccountOp, ActiveState, Clock, Completion, DeployStatus, Deps, Event, Failure, FakeAccounts,
-    FakeClock, FakeFirewall, FakeNetwork, FakeRauc, Gate, Interfaces, JobResult, NetworkChanges,
-    RollbackStatus, ServiceStatus, Step, SystemdCall, complete, mark_good_gate,
+    FakeClock, FakeFirewall, FakeNetwork, FakeRauc, FakeTimeSync, Gate, Interfaces, JobResult,
+    NetworkChanges, RollbackStatus, ServiceStatus, Step, SystemdCall, complete, mark_good_gate,
 };
 use atomix_provision::store::Owner;
 use atomix_provision::store::quadlet_sync::{MANIFEST, Mode};
@@ -32,6 +32,7 @@ struct World {
     network: FakeNetwork,
     firewall: FakeFirewall,
     clock: FakeClock,
+    time_sync: FakeTimeSync,
     events: Vec<Event>,
 }
 
@@ -48,6 +49,7 @@ impl World {
             network: FakeNetwork::default(),
             firewall: FakeFirewall::default(),
             clock: FakeClock::new(),
+            time_sync: FakeTimeSync::default(),
             events: Vec::new(),
         }
     }
@@ -80,6 +82,7 @@ impl World {
             network: &mut self.network,
             firewall: &mut self.firewall,
             clock: &self.clock,
+            time_sync: &mut self.time_sync,
             shells: Shells::detect(|_| false),
             interfaces: Interfaces::default(),
             rootful_target: rootful,
@@ -846,4 +849,31 @@ fn a_changed_shared_unit_or_payload_restarts_every_unit() {
     let other = Config::new(&units, &["web"]).payload("app.yaml", "two");
     let w = second_apply(&a, &other, |_| {});
     assert_eq!(w.system.restarted().len(), 3, "{:?}", w.system.calls);
+}
+
+#[test]
+fn the_clock_is_waited_for_only_when_an_image_is_pulled() {
+    let pulling = Config::new(&[("web.container", "rootful")], &["web"]).text(
+        "web.container",
+        "[Container]\nImage=docker.io/library/nginx:1.27\n",
+    );
+    let mut w = World::new();
+    let done = w.reapply(&old(), &pulling);
+    assert!(done.outcome.ok(), "{:?}", done.outcome);
+    assert_eq!(w.time_sync.waits, 3);
+    assert!(
+        w.events
+            .iter()
+            .any(|e| matches!(e, Event::Warning(m) if m.contains("docker.io/library/nginx:1.27")))
+    );
+
+    let built = Config::new(
+        &[("web.container", "rootful"), ("web.build", "rootful")],
+        &["web"],
+    )
+    .text("web.container", "[Container]\nImage=web.build\n");
+    let mut w = World::new();
+    assert!(w.reapply(&old(), &built).outcome.ok());
+    assert_eq!(w.time_sync.waits, 0);
+    assert!(!w.events.iter().any(|e| matches!(e, Event::Warning(_))));
 }

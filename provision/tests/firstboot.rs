@@ -14,7 +14,7 @@ use atomix_provision::activate::bootstrap::bootstrap_rule;
 use atomix_provision::activate::rauc::RaucCall;
 use atomix_provision::activate::{
     ActiveState, Deps, FakeAccounts, FakeClock, FakeFirewall, FakeNetwork, FakeRauc, FakeSystemd,
-    Firewall as _, Interfaces, Rootless,
+    FakeTimeSync, Firewall as _, Interfaces, Rootless,
 };
 use atomix_provision::firstboot::{
     self, BootSeed, Context, Finished, FirstBootError, Seed, SeedFinder, Settings,
@@ -77,6 +77,7 @@ struct Device {
     network: FakeNetwork,
     firewall: FakeFirewall,
     clock: FakeClock,
+    time_sync: FakeTimeSync,
     rauc: FakeRauc,
     seeds: FakeSeeds,
     log: Vec<String>,
@@ -99,6 +100,7 @@ impl Device {
             network: FakeNetwork::default(),
             firewall: FakeFirewall::default(),
             clock: FakeClock::new(),
+            time_sync: FakeTimeSync::default(),
             rauc: FakeRauc::default(),
             seeds: FakeSeeds::default(),
             log: Vec::new(),
@@ -170,6 +172,7 @@ impl Device {
             network: &mut self.network,
             firewall: &mut self.firewall,
             clock: &self.clock,
+            time_sync: &mut self.time_sync,
             shells: Shells::detect(|_| false),
             interfaces: Interfaces::default(),
             rootful_target: self.dir.path().join("etc/containers/systemd"),

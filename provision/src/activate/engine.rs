@@ -7,7 +7,8 @@
 //! step ends the activation as a failure, before health), and health is a window polled until
 //! the deadline, not a single probe. The rootless preparation of spec 4.4 (the user's unit
 //! directories, linger, `user@<uid>.service`) runs only when rootless units are wanted or were
-//! synced before. Not done here: the clock check and the bootstrap WAN toggle.
+//! synced before. Before units restart, the clock is checked when an image will be pulled
+//! ([`super::timesync`]). The bootstrap WAN toggle is first boot's ([`super::bootstrap`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,6 +24,7 @@ use super::outcome::{
 };
 use super::policy::{Policy, load_policy, resolve, service_of};
 use super::systemd::{ActiveState, Systemd, SystemdOp};
+use super::timesync::{self, TimeSync};
 use crate::store::candidate::PAYLOAD_DIR;
 use crate::store::managed::{MANAGED_USERS, managed_bytes, read_managed};
 use crate::store::quadlet_sync::{self, Mode, RuntimeUnit, Targets, load_runtime, service_name};
@@ -50,6 +52,8 @@ pub struct Deps<'a> {
     pub firewall: &'a mut dyn Firewall,
     /// Time.
     pub clock: &'a dyn Clock,
+    /// The system clock's synchronisation (checked before images are pulled).
+    pub time_sync: &'a mut dyn TimeSync,
     /// The default shells.
     pub shells: accounts::Shells,
     /// Firewall interfaces.
@@ -316,6 +320,15 @@ fn apply(
             Ok(r) => events(Event::Warning(format!("stopping stale {unit}: job {r}"))),
             Err(e) => events(Event::Warning(format!("stopping stale {unit}: {e}"))),
         }
+    }
+    let pulled = timesync::pulled_images(deps.fs, config_root, units);
+    if !pulled.is_empty()
+        && !timesync::ensure_synced(deps.time_sync, timesync::ATTEMPTS, timesync::WAIT)
+    {
+        events(Event::Warning(format!(
+            "the clock is not synchronised: pulling {} may fail its TLS checks",
+            pulled.join(", ")
+        )));
     }
     let shared_changed = payload_changed
         || units

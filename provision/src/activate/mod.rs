@@ -10,7 +10,7 @@
 //! - [`network`]: the network step's trait and restart rules.
 //! - [`bootstrap`]: the bootstrap WAN toggle (tcp/8080 on the WAN while unprovisioned).
 //! - [`policy`]: `activation-policy.json` / `health-required.json`.
-//! - [`clock`]: [`Clock`], real and fake.
+//! - [`clock`]: [`Clock`], real and fake; [`timesync`]: the clock check before image pulls.
 //! - [`health`]: the health window.
 //! - [`outcome`]: events, failures, outcomes, rollback status.
 //! - [`engine`]: [`activate`], [`run`] and [`complete`]; [`gate`]: mark-good after a commit.
@@ -31,6 +31,7 @@ pub mod system;
 pub mod systemctl_user;
 pub mod systemd;
 pub mod systemd_dbus;
+pub mod timesync;
 
 pub use accounts::{AccountOp, AccountPlan, Accounts, AccountsError, FakeAccounts, RealAccounts};
 pub use clock::{Clock, FakeClock, RealClock};
@@ -50,3 +51,4 @@ pub use system::RealSystem;
 pub use systemctl_user::SystemctlUser;
 pub use systemd::{ActiveState, FakeSystemd, JobResult, Systemd, SystemdCall, SystemdError};
 pub use systemd_dbus::DbusSystemd;
+pub use timesync::{Chronyc, FakeTimeSync, TimeSync};

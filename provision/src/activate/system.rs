@@ -1,6 +1,6 @@
 //! The engine's dependencies on a device: systemd over D-Bus, `appsvc`'s manager through
-//! `systemctl --user`, the accounts tools, the network files, nftables, the real clock, and the
-//! rootless user from `/etc/passwd`.
+//! `systemctl --user`, the accounts tools, the network files, nftables, the real clock, chrony,
+//! and the rootless user from `/etc/passwd`.
 
 use std::path::Path;
 
@@ -14,6 +14,7 @@ use super::network::{Network, NoNetwork};
 use super::systemctl_user::SystemctlUser;
 use super::systemd::SystemdError;
 use super::systemd_dbus::DbusSystemd;
+use super::timesync::Chronyc;
 use crate::store::RealFs;
 
 /// Where rootful Quadlet units go.
@@ -28,6 +29,7 @@ pub struct RealSystem {
     network: NoNetwork,
     firewall: Nft,
     clock: RealClock,
+    time_sync: Chronyc,
     rootless: Option<Rootless>,
 }
 
@@ -49,6 +51,7 @@ impl RealSystem {
             network: NoNetwork,
             firewall: Nft::default(),
             clock: RealClock::new(),
+            time_sync: Chronyc,
             rootless,
         })
     }
@@ -63,6 +66,7 @@ impl RealSystem {
             network: &mut self.network as &mut dyn Network,
             firewall: &mut self.firewall,
             clock: &self.clock,
+            time_sync: &mut self.time_sync,
             shells: Shells::detect(Path::exists),
             interfaces: Interfaces::default(),
             rootful_target: ROOTFUL_TARGET.into(),
