@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::check::{index, join};
 
 /// One step of a [`TomlPath`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// A table key.
     Key(String),
@@ -20,7 +20,7 @@ pub enum Step {
 /// A TOML path, step by step. Findings made on the model, which keeps no positions (Quadlet
 /// rendering's), carry one, and the parser's tree locates it. Shown as
 /// `containers.container.web.Container.PublishPort[1]`, like [`Diagnostic::path`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TomlPath(Vec<Step>);
 
 impl TomlPath {

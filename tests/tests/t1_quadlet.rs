@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use atomix_config::Config;
@@ -88,8 +88,8 @@ fn place(quadlets: &Quadlets, mode: Mode, tree: &Path, dir: &str) -> BTreeSet<St
 }
 
 /// A copy of the qemu-virt root filesystem, unpacked into `scratch`.
-fn unpacked_rootfs(scratch: &Path) -> std::path::PathBuf {
-    let built = Artifacts::from_env().real_rootfs("qemu-virt").unwrap();
+fn unpacked_rootfs(artifacts: &Artifacts, scratch: &Path) -> PathBuf {
+    let built = artifacts.real_rootfs("qemu-virt").unwrap();
     let tree = scratch.join("tree");
     run_tool(
         Command::new("unsquashfs")
@@ -110,7 +110,7 @@ fn every_fixtures_units_pass_quadlets_dry_run_in_the_root_filesystem() {
     );
     let artifacts = Artifacts::from_env();
     let scratch = artifacts.scratch_dir("t1-quadlet-").unwrap();
-    let tree = unpacked_rootfs(scratch.path());
+    let tree = unpacked_rootfs(&artifacts, scratch.path());
 
     let fixtures_dir = artifacts.root.join("config/tests/fixtures");
     let mut fixtures: Vec<_> = fs::read_dir(&fixtures_dir)
