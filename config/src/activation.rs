@@ -1,7 +1,14 @@
 //! `[activation]`: which containers must come up, which are restarted or may be degraded, the
 //! timeouts and the strategy. Every name must be a declared container.
+//!
+//! Also the two files the config root keeps it in, as rendering writes them and activation
+//! reads them (spec 5.6 step 1): [`PolicyFile`] (`activation-policy.json`) and
+//! [`HealthRequired`] (`health-required.json`).
+
+use serde::Deserialize;
 
 use crate::check::{Checker, join};
+use crate::json::Json;
 use crate::tree::Node;
 
 /// What happens when activation fails. Only rollback exists in v1.
@@ -37,6 +44,78 @@ pub struct Activation {
     pub allow_degraded_configured: bool,
     /// The strategy.
     pub strategy: Strategy,
+}
+
+/// `activation-policy.json`: the strict policy. Read as written, except that the ranges, the
+/// strategy and the names are the reader's to check (a broken file is an activation failure,
+/// not a parse error).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// Containers that must be healthy.
+    pub required: Vec<String>,
+    /// The whole activation's deadline, 1..=3600.
+    pub timeout_seconds: u64,
+    /// How long each required unit must stay active, 0..=300.
+    pub settle_seconds: u64,
+    /// Containers restarted after the apply.
+    #[serde(default)]
+    pub restart: Vec<String>,
+    /// Containers that may fail without failing the activation.
+    #[serde(default)]
+    pub allow_degraded: Vec<String>,
+    /// Whether `allow_degraded` was given in config.toml.
+    #[serde(default)]
+    pub allow_degraded_configured: bool,
+    /// Only `rollback`.
+    pub strategy: String,
+}
+
+impl From<&Activation> for PolicyFile {
+    fn from(a: &Activation) -> Self {
+        Self {
+            required: a.required.clone(),
+            timeout_seconds: a.timeout_seconds.into(),
+            settle_seconds: a.settle_seconds.into(),
+            restart: a.restart.clone(),
+            allow_degraded: a.allow_degraded.clone(),
+            allow_degraded_configured: a.allow_degraded_configured,
+            strategy: a.strategy.as_str().to_owned(),
+        }
+    }
+}
+
+impl PolicyFile {
+    /// The file's JSON, keys in the original's order (the order of the fields).
+    pub fn to_json(&self) -> Json {
+        // Rendered values are at most 3600; only a hand-made file could saturate.
+        let int = |i: u64| Json::Int(i64::try_from(i).unwrap_or(i64::MAX));
+        Json::obj([
+            ("required", Json::strs(&self.required)),
+            ("timeout_seconds", int(self.timeout_seconds)),
+            ("settle_seconds", int(self.settle_seconds)),
+            ("restart", Json::strs(&self.restart)),
+            ("allow_degraded", Json::strs(&self.allow_degraded)),
+            (
+                "allow_degraded_configured",
+                Json::Bool(self.allow_degraded_configured),
+            ),
+            ("strategy", Json::str(&self.strategy)),
+        ])
+    }
+}
+
+/// `health-required.json`: the required containers alone, for readers older than the policy
+/// file (non-strict).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct HealthRequired(pub Vec<String>);
+
+impl HealthRequired {
+    /// The file's JSON.
+    pub fn to_json(&self) -> Json {
+        Json::strs(&self.0)
+    }
 }
 
 const KEYS: [&str; 6] = [

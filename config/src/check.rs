@@ -51,6 +51,12 @@ impl<'s> Checker<'s> {
             .push(&self.lines, Severity::Error, path, span.clone(), message);
     }
 
+    /// Records a warning.
+    pub fn warning(&mut self, path: &str, span: &Range<usize>, message: impl Into<String>) {
+        self.report
+            .push(&self.lines, Severity::Warning, path, span.clone(), message);
+    }
+
     fn expected(&mut self, node: &Node, path: &str, what: &str) {
         let got = node.type_name();
         self.error(path, &node.span, format!("expected {what}, found {got}"));

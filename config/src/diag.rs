@@ -1,10 +1,63 @@
 //! Diagnostics: one finding with its TOML path and `line:col`, and the report of all of them, as
 //! text (with the source line and a caret line) or as the JSON of `--json`.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::ops::Range;
 
 use serde::Serialize;
+
+use crate::check::{index, join};
+
+/// One step of a [`TomlPath`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// A table key.
+    Key(String),
+    /// An array element.
+    Index(usize),
+}
+
+/// A TOML path, step by step. Findings made on the model, which keeps no positions (Quadlet
+/// rendering's), carry one, and the parser's tree locates it. Shown as
+/// `containers.container.web.Container.PublishPort[1]`, like [`Diagnostic::path`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TomlPath(Vec<Step>);
+
+impl TomlPath {
+    /// The path of these keys.
+    pub fn keys<'a>(keys: impl IntoIterator<Item = &'a str>) -> Self {
+        Self(keys.into_iter().map(|k| Step::Key(k.to_owned())).collect())
+    }
+
+    /// This path, then `key`.
+    #[must_use]
+    pub fn key(mut self, key: &str) -> Self {
+        self.0.push(Step::Key(key.to_owned()));
+        self
+    }
+
+    /// This path, then element `i`.
+    #[must_use]
+    pub fn index(mut self, i: usize) -> Self {
+        self.0.push(Step::Index(i));
+        self
+    }
+
+    /// The steps, from the top.
+    pub fn steps(&self) -> &[Step] {
+        &self.0
+    }
+}
+
+impl fmt::Display for TomlPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.0.iter().fold(String::new(), |path, step| match step {
+            Step::Key(k) => join(&path, k),
+            Step::Index(i) => index(&path, *i),
+        });
+        f.write_str(&path)
+    }
+}
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -207,6 +260,19 @@ impl Serialize for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn toml_paths_show_as_diagnostic_paths() {
+        let p = TomlPath::keys(["containers", "container", "we.b"])
+            .key("PublishPort")
+            .index(1);
+        assert_eq!(
+            p.to_string(),
+            "containers.container.\"we.b\".PublishPort[1]"
+        );
+        assert_eq!(p.steps()[4], Step::Index(1));
+        assert_eq!(TomlPath::default().to_string(), "");
+    }
 
     #[test]
     fn offsets_become_one_based_lines_and_character_columns() {

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 
+use crate::activation::{HealthRequired, PolicyFile};
 use crate::files::{FileSet, RelPath};
 use crate::firewall::PortScope;
 use crate::model::Config;
@@ -27,11 +28,11 @@ pub enum Json {
 }
 
 impl Json {
-    fn str(s: impl ToString) -> Json {
+    pub(crate) fn str(s: impl ToString) -> Json {
         Json::Str(s.to_string())
     }
 
-    fn strs<T: ToString>(items: impl IntoIterator<Item = T>) -> Json {
+    pub(crate) fn strs<T: ToString>(items: impl IntoIterator<Item = T>) -> Json {
         Json::Array(items.into_iter().map(Json::str).collect())
     }
 
@@ -39,7 +40,7 @@ impl Json {
         Json::Array(items.into_iter().map(|ip| Json::Str(ip_text(ip))).collect())
     }
 
-    fn obj(pairs: impl IntoIterator<Item = (&'static str, Json)>) -> Json {
+    pub(crate) fn obj(pairs: impl IntoIterator<Item = (&'static str, Json)>) -> Json {
         Json::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
     }
 
@@ -254,26 +255,14 @@ impl Config {
         Some(Json::obj([("server_url", Json::str(&o.server_url))]))
     }
 
-    /// `health-required.json`: the required containers.
+    /// `health-required.json`: the required containers ([`HealthRequired`]).
     pub fn health_required_json(&self) -> Json {
-        Json::strs(&self.activation.required)
+        HealthRequired(self.activation.required.clone()).to_json()
     }
 
-    /// `activation-policy.json`.
+    /// `activation-policy.json` ([`PolicyFile`]).
     pub fn activation_policy_json(&self) -> Json {
-        let a = &self.activation;
-        Json::obj([
-            ("required", Json::strs(&a.required)),
-            ("timeout_seconds", Json::Int(a.timeout_seconds.into())),
-            ("settle_seconds", Json::Int(a.settle_seconds.into())),
-            ("restart", Json::strs(&a.restart)),
-            ("allow_degraded", Json::strs(&a.allow_degraded)),
-            (
-                "allow_degraded_configured",
-                Json::Bool(a.allow_degraded_configured),
-            ),
-            ("strategy", Json::str(a.strategy.as_str())),
-        ])
+        PolicyFile::from(&self.activation).to_json()
     }
 
     /// The JSON files of the config root, named as there, mode `0o600`, text as

@@ -4,9 +4,10 @@
 use crate::activation::{self, Activation};
 use crate::check::Checker;
 use crate::containers::{self, Containers};
-use crate::diag::Report;
+use crate::diag::{Report, TomlPath};
 use crate::net::https_url;
 use crate::network::{self, Network};
+use crate::quadlet::{self, QuadletError, QuadletWarning};
 use crate::tree::{self, Kind, Node};
 use crate::users::{self, Users};
 
@@ -47,8 +48,15 @@ pub struct Config {
 
 impl Config {
     /// Parses and validates `source`. On failure the report has every error found, sorted by
-    /// position; a TOML syntax error is one error at its position.
+    /// position; a TOML syntax error is one error at its position. Validation includes what
+    /// Quadlet rendering refuses (spec 4.2), so a parsed config renders.
     pub fn parse(source: &str) -> Result<Config, Report> {
+        Self::parse_with_warnings(source).map(|(config, _)| config)
+    }
+
+    /// [`Config::parse`], also giving the warnings of a valid config (what Quadlet rendering
+    /// changes), located like the errors. A report of errors has the warnings too.
+    pub fn parse_with_warnings(source: &str) -> Result<(Config, Report), Report> {
         let mut c = Checker::new(source);
         let root = match tree::parse(source) {
             Ok(root) => root,
@@ -61,9 +69,39 @@ impl Config {
         let mut report = c.report;
         report.sort();
         match config {
-            Some(config) if !report.has_errors() => Ok(config),
+            Some(config) if !report.has_errors() => Ok((config, report)),
             _ => Err(report),
         }
+    }
+}
+
+/// The report of Quadlet rendering's errors on a config parsed from `source`. Only a model changed
+/// after parsing has any: [`Config::parse`] refuses them.
+pub(crate) fn quadlet_report(source: &str, errors: &[QuadletError]) -> Report {
+    let mut c = Checker::new(source);
+    let root = tree::parse(source).unwrap_or(Node {
+        kind: Kind::Table(Vec::new()),
+        span: 0..0,
+    });
+    locate_quadlet(&mut c, &root, errors, &[]);
+    c.report.sort();
+    c.report
+}
+
+/// Records Quadlet rendering's errors and warnings at the values their paths name in `root`
+/// (at the top of the document for a path it does not have).
+pub(crate) fn locate_quadlet(
+    c: &mut Checker<'_>,
+    root: &Node,
+    errors: &[QuadletError],
+    warnings: &[QuadletWarning],
+) {
+    let span = |path: &TomlPath| root.at(path).map_or(0..0, |n| n.span.clone());
+    for e in errors {
+        c.error(&e.path.to_string(), &span(&e.path), e.kind.to_string());
+    }
+    for w in warnings {
+        c.warning(&w.path.to_string(), &span(&w.path), w.message.clone());
     }
 }
 
@@ -82,6 +120,10 @@ fn check(c: &mut Checker<'_>, root: &Node) -> Option<Config> {
         Some(n) => containers::check(c, n),
         None => (None, Vec::new()),
     };
+    if let Some(containers) = &containers {
+        let (errors, warnings) = quadlet::findings(containers);
+        locate_quadlet(c, root, &errors, &warnings);
+    }
     let activation = root
         .get("activation")
         .and_then(|n| activation::check(c, n, &names));

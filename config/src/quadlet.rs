@@ -15,7 +15,10 @@
 //!   candidate being written).
 //! - Two units that would be the same service in the same mode are refused.
 
+use std::fmt;
+
 use crate::containers::{Container, Containers, Directive, Resource, Scalar, Section, Value};
+use crate::diag::{Step, TomlPath};
 use crate::json::Json;
 
 /// The user rootless containers run as.
@@ -75,7 +78,7 @@ pub struct Quadlets {
     /// The runtime metadata, in the order of spec 4.1 (a volume or build once per mode).
     pub units: Vec<RuntimeUnit>,
     /// What was changed on the way (a `Network` overridden, a bind rewritten).
-    pub warnings: Vec<String>,
+    pub warnings: Vec<QuadletWarning>,
 }
 
 impl Quadlets {
@@ -105,28 +108,30 @@ impl Quadlets {
     }
 }
 
-/// Why the containers cannot be rendered.
+/// Why the containers cannot be rendered, and what in config.toml it is about.
+/// [`Config::parse`](crate::Config::parse) reports these, located, so a parsed config renders.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum QuadletError {
+#[error("{path}: {kind}")]
+pub struct QuadletError {
+    /// The offending `PublishPort` value, or the unit that collides with an earlier one
+    /// (`containers.<kind>.<name>`).
+    pub path: TomlPath,
+    /// What is wrong.
+    pub kind: QuadletErrorKind,
+}
+
+/// What is wrong, in the original's words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuadletErrorKind {
     /// A rootless `PublishPort` of the form `HOST:CONTAINER` whose host part is not a number.
-    #[error(
-        "containers.container.{container}.Container.PublishPort: {value:?} must include a \
-         numeric host port for rootless containers"
-    )]
+    #[error("{value:?} must include a numeric host port for rootless containers")]
     NonNumericHostPort {
-        /// The container.
-        container: String,
         /// The value.
         value: String,
     },
     /// A rootless `PublishPort` with only the container port.
-    #[error(
-        "containers.container.{container}.Container.PublishPort: {value:?} must include an \
-         explicit host port for rootless containers"
-    )]
+    #[error("{value:?} must include an explicit host port for rootless containers")]
     NoHostPort {
-        /// The container.
-        container: String,
         /// The value.
         value: String,
     },
@@ -135,7 +140,7 @@ pub enum QuadletError {
     ServiceCollision {
         /// The first unit file.
         first: String,
-        /// The second unit file.
+        /// The second unit file (the one [`QuadletError::path`] points at).
         second: String,
         /// The service both would be.
         service: String,
@@ -144,9 +149,49 @@ pub enum QuadletError {
     },
 }
 
+/// A change rendering made to what the config says (a `Network` overridden, a bind rewritten),
+/// and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuadletWarning {
+    /// The directive, or the list element, that was changed.
+    pub path: TomlPath,
+    /// What was done: `overridden to host for privileged container`.
+    pub message: String,
+}
+
+impl fmt::Display for QuadletWarning {
+    /// The original's text: the path without `containers` and list indexes, then the message
+    /// (`container.web.Container.Network overridden to host for privileged container`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys: Vec<&str> = (self.path.steps().iter().skip(1))
+            .filter_map(|step| match step {
+                Step::Key(key) => Some(key.as_str()),
+                Step::Index(_) => None,
+            })
+            .collect();
+        write!(f, "{} {}", keys.join("."), self.message)
+    }
+}
+
 /// Renders every unit. `config_root` is the runtime config root (`/data/config`) the tokens
 /// stand for. Every error is reported, not only the first.
 pub fn render(containers: &Containers, config_root: &str) -> Result<Quadlets, Vec<QuadletError>> {
+    let (quadlets, errors) = build(containers, config_root);
+    if errors.is_empty() {
+        Ok(quadlets)
+    } else {
+        Err(errors)
+    }
+}
+
+/// What rendering refuses and what it changes, for validation.
+pub(crate) fn findings(containers: &Containers) -> (Vec<QuadletError>, Vec<QuadletWarning>) {
+    let (quadlets, errors) = build(containers, "");
+    (errors, quadlets.warnings)
+}
+
+/// The units that render, and the errors of those that do not.
+fn build(containers: &Containers, config_root: &str) -> (Quadlets, Vec<QuadletError>) {
     let tokens = Tokens::new(config_root);
     let mut out = Quadlets {
         files: Vec::new(),
@@ -186,11 +231,7 @@ pub fn render(containers: &Containers, config_root: &str) -> Result<Quadlets, Ve
     }
 
     errors.extend(collisions(&out.units));
-    if errors.is_empty() {
-        Ok(out)
-    } else {
-        Err(errors)
-    }
+    (out, errors)
 }
 
 /// The modes of the containers `uses` selects, sorted; rootful when there are none.
@@ -253,8 +294,9 @@ fn push_resource(
 fn container_text(
     c: &Container,
     tokens: &Tokens,
-    warnings: &mut Vec<String>,
+    warnings: &mut Vec<QuadletWarning>,
 ) -> Result<String, Vec<QuadletError>> {
+    let section = TomlPath::keys(["containers", "container", c.name.as_str(), "Container"]);
     let mut directives = c.container.directives.clone();
     let network = directives.iter().position(|d| d.name == "Network");
     let forced = if c.privileged {
@@ -265,15 +307,15 @@ fn container_text(
     if let Some(i) = network {
         let was_host = matches!(directives[i].value.scalars(), [Scalar::Str(s)] if s == "host");
         if !c.privileged || !was_host {
-            warnings.push(format!(
-                "container.{}.Container.Network overridden to {forced} for {} container",
-                c.name,
-                if c.privileged {
-                    "privileged"
-                } else {
-                    "rootless"
-                }
-            ));
+            let kind = if c.privileged {
+                "privileged"
+            } else {
+                "rootless"
+            };
+            warnings.push(QuadletWarning {
+                path: section.clone().key("Network"),
+                message: format!("overridden to {forced} for {kind} container"),
+            });
         }
     }
     let value = Value::List(vec![Scalar::Str(forced.into())]);
@@ -289,33 +331,37 @@ fn container_text(
         let mut errors = Vec::new();
         for d in directives.iter_mut().filter(|d| d.name == "PublishPort") {
             let mut rewritten = Vec::new();
-            for s in d.value.scalars() {
-                match s {
-                    Scalar::Str(v) => match loopback_publish(v) {
-                        Ok(Publish::Kept) => rewritten.push(s.clone()),
-                        Ok(Publish::Rewritten { value, warn }) => {
-                            if warn {
-                                warnings.push(format!(
-                                    "container.{}.Container.PublishPort rewrote non-loopback \
-                                     bind {} to 127.0.0.1",
-                                    c.name,
+            for (i, s) in d.value.scalars().iter().enumerate() {
+                let Scalar::Str(v) = s else {
+                    rewritten.push(s.clone());
+                    continue;
+                };
+                let path = match d.value {
+                    Value::One(_) => section.clone().key("PublishPort"),
+                    Value::List(_) => section.clone().key("PublishPort").index(i),
+                };
+                match loopback_publish(v) {
+                    Ok(Publish::Kept) => rewritten.push(s.clone()),
+                    Ok(Publish::Rewritten { value, warn }) => {
+                        if warn {
+                            warnings.push(QuadletWarning {
+                                path,
+                                message: format!(
+                                    "rewrote non-loopback bind {} to 127.0.0.1",
                                     python_repr(v)
-                                ));
-                            }
-                            rewritten.push(Scalar::Str(value));
+                                ),
+                            });
                         }
-                        Err(PublishError::NonNumericHost) => {
-                            errors.push(QuadletError::NonNumericHostPort {
-                                container: c.name.to_string(),
-                                value: v.clone(),
-                            })
-                        }
-                        Err(PublishError::NoHost) => errors.push(QuadletError::NoHostPort {
-                            container: c.name.to_string(),
-                            value: v.clone(),
-                        }),
-                    },
-                    other => rewritten.push(other.clone()),
+                        rewritten.push(Scalar::Str(value));
+                    }
+                    Err(PublishError::NonNumericHost) => errors.push(QuadletError {
+                        path,
+                        kind: QuadletErrorKind::NonNumericHostPort { value: v.clone() },
+                    }),
+                    Err(PublishError::NoHost) => errors.push(QuadletError {
+                        path,
+                        kind: QuadletErrorKind::NoHostPort { value: v.clone() },
+                    }),
                 }
             }
             d.value = Value::List(rewritten);
@@ -458,7 +504,7 @@ impl Tokens {
     }
 }
 
-/// Every pair of units that share `(mode, service)`.
+/// Every pair of units that share `(mode, service)`, each reported at the later unit.
 fn collisions(units: &[RuntimeUnit]) -> Vec<QuadletError> {
     let mut seen: Vec<&RuntimeUnit> = Vec::new();
     let mut errors = Vec::new();
@@ -467,12 +513,19 @@ fn collisions(units: &[RuntimeUnit]) -> Vec<QuadletError> {
             .iter()
             .find(|s| s.mode == u.mode && s.service == u.service)
         {
-            Some(first) => errors.push(QuadletError::ServiceCollision {
-                first: first.filename.clone(),
-                second: u.filename.clone(),
-                service: u.service.clone(),
-                mode: u.mode.as_str(),
-            }),
+            Some(first) => {
+                // The file `<name>.<kind>` comes from `containers.<kind>.<name>`.
+                let kind = u.filename.rsplit_once('.').map_or("", |(_, kind)| kind);
+                errors.push(QuadletError {
+                    path: TomlPath::keys(["containers", kind, &u.name]),
+                    kind: QuadletErrorKind::ServiceCollision {
+                        first: first.filename.clone(),
+                        second: u.filename.clone(),
+                        service: u.service.clone(),
+                        mode: u.mode.as_str(),
+                    },
+                })
+            }
             None => seen.push(u),
         }
     }

@@ -4,9 +4,10 @@
 //! the set into a candidate; `managed-users.json` and the bundle's `files/` are not rendered
 //! here (the users step and the bundle own them).
 
+use crate::diag::Report;
 use crate::files::{FileSet, RelPath};
-use crate::model::Config;
-use crate::quadlet::{self, QuadletError};
+use crate::model::{self, Config};
+use crate::quadlet;
 
 /// Secrets and settings: readable by root only.
 const PRIVATE: u32 = 0o600;
@@ -52,19 +53,18 @@ pub const RENDERED_NAMES: &[&str] = &[
 pub struct RootFiles {
     /// The files, by path under the config root.
     pub files: FileSet,
-    /// From Quadlet rendering (a `Network` overridden, a bind rewritten).
+    /// From Quadlet rendering (a `Network` overridden, a bind rewritten), in the original's
+    /// words ([`Config::parse_with_warnings`] gives them located).
     pub warnings: Vec<String>,
 }
 
 /// Renders the config root for `config`, whose text was `source` (kept byte for byte as
 /// `config.toml`). `runtime_root` is where the root is read on the device (`/data/config`):
-/// the Quadlet path tokens stand for it.
-pub fn render(
-    config: &Config,
-    source: &[u8],
-    runtime_root: &str,
-) -> Result<RootFiles, Vec<QuadletError>> {
-    let quadlets = quadlet::render(&config.containers, runtime_root)?;
+/// the Quadlet path tokens stand for it. A config [`Config::parse`] gave always renders; one
+/// changed since gets the Quadlet errors located in `source`.
+pub fn render(config: &Config, source: &[u8], runtime_root: &str) -> Result<RootFiles, Report> {
+    let quadlets = quadlet::render(&config.containers, runtime_root)
+        .map_err(|errors| model::quadlet_report(&String::from_utf8_lossy(source), &errors))?;
     // The JSON settings files, then the rest.
     let mut files = config.json_files();
     let mut put = |path: &str, mode: u32, contents: Vec<u8>| {
@@ -93,7 +93,7 @@ pub fn render(
     );
     Ok(RootFiles {
         files,
-        warnings: quadlets.warnings,
+        warnings: quadlets.warnings.iter().map(ToString::to_string).collect(),
     })
 }
 
@@ -110,5 +110,24 @@ mod tests {
             let top = path.components().next().unwrap();
             assert!(RENDERED_NAMES.contains(&top), "{top}");
         }
+    }
+
+    #[test]
+    fn a_model_changed_after_parsing_gets_its_quadlet_errors_located() {
+        use crate::containers::{Scalar, Value};
+        let source = include_str!("../tests/fixtures/full.toml");
+        let mut config = Config::parse(source).unwrap();
+        let myapp = &mut config.containers.containers[1].container.directives;
+        let port = myapp.iter_mut().find(|d| d.name == "PublishPort").unwrap();
+        port.value = Value::List(vec![Scalar::Str("80".into())]);
+        let report = render(&config, source.as_bytes(), "/data/config").unwrap_err();
+        let errors: Vec<_> = report.errors().collect();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].path,
+            "containers.container.myapp.Container.PublishPort[0]"
+        );
+        let at = source.find("\"10080:80\"").unwrap();
+        assert_eq!(errors[0].span, at..at + "\"10080:80\"".len());
     }
 }

@@ -5,6 +5,8 @@ use std::ops::Range;
 
 use toml_edit::{Item, Table, Value};
 
+use crate::diag::{Step, TomlPath};
+
 /// A value's kind.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Kind {
@@ -63,6 +65,17 @@ impl Node {
     /// The value at `key` of this table.
     pub fn get(&self, key: &str) -> Option<&Node> {
         self.entry(key).map(|e| &e.node)
+    }
+
+    /// The value at `path` under this node.
+    pub fn at(&self, path: &TomlPath) -> Option<&Node> {
+        path.steps()
+            .iter()
+            .try_fold(self, |node, step| match (step, &node.kind) {
+                (Step::Key(key), _) => node.get(key),
+                (Step::Index(i), Kind::Array(items)) => items.get(*i),
+                (Step::Index(_), _) => None,
+            })
     }
 }
 
@@ -142,6 +155,22 @@ mod tests {
         let shell = users.get("b").unwrap().get("shell").unwrap();
         assert_eq!(&src[shell.span.clone()], "'sh'");
         assert_eq!(shell.kind, Kind::Str("sh".into()));
+    }
+
+    #[test]
+    fn paths_find_values_and_array_elements() {
+        let src = "[a.b]\nc = [1, \"two\"]\nd = { e = true }\n";
+        let root = parse(src).unwrap();
+        let span = |p: &TomlPath| root.at(p).map(|n| &src[n.span.clone()]);
+        assert_eq!(
+            span(&TomlPath::keys(["a", "b", "c"]).index(1)),
+            Some("\"two\"")
+        );
+        assert_eq!(span(&TomlPath::keys(["a", "b", "d", "e"])), Some("true"));
+        assert_eq!(span(&TomlPath::keys(["a", "b"])), Some("[a.b]"));
+        assert_eq!(span(&TomlPath::keys(["a", "b", "c"]).index(2)), None);
+        assert_eq!(span(&TomlPath::keys(["a", "b", "d"]).index(0)), None);
+        assert_eq!(span(&TomlPath::keys(["a", "x"])), None);
     }
 
     #[test]

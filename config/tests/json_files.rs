@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use atomix_config::Config;
+use atomix_config::activation::{HealthRequired, PolicyFile};
 
 fn fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -25,6 +26,11 @@ fn check(name: &str) {
     for (file, json) in files {
         assert_eq!(json.to_pretty(), expected(file), "{name}: {file}");
     }
+    // The reader's types take the writer's bytes back whole.
+    let policy: PolicyFile = serde_json::from_str(&expected("activation-policy.json")).unwrap();
+    assert_eq!(policy, PolicyFile::from(&config.activation), "{name}");
+    let health: HealthRequired = serde_json::from_str(&expected("health-required.json")).unwrap();
+    assert_eq!(health.0, config.activation.required, "{name}");
     let os = format!(
         "{}/tests/fixtures/{name}.expected/os-upgrade.json",
         env!("CARGO_MANIFEST_DIR")

@@ -103,11 +103,21 @@ fn the_report_renders_every_error_with_source_and_caret_and_as_json() {
     let text = report.render_text("config.toml", &src);
     let (l1, c1) = common::at(&src, "\"fish\"");
     let (l2, c2) = common::at(&src, "22, |8080");
+    // Quadlet rendering's warnings come with the errors, located too.
+    let (l3, c3) = common::at(&src, "\"10080:80\", |\"0.0.0.0:10081:81\"");
+    let (l4, c4) = common::at(&src, "Network = |\"appnet\"");
     let expected = format!(
         "config.toml:{l1}:{c1}: users.admin.shell: unknown shell \"fish\" (one of: bash, sh, zsh)\n\
          shell = \"fish\"\n        ^^^^^^\n\
          config.toml:{l2}:{c2}: network.firewall.inbound.wan.tcp[1]: WAN TCP port 8080 is \
-         reserved for the bootstrap console\ntcp = [22, 8080]\n           ^^^^\n"
+         reserved for the bootstrap console\ntcp = [22, 8080]\n           ^^^^\n\
+         config.toml:{l3}:{c3}: warning: containers.container.myapp.Container.PublishPort[1]: \
+         rewrote non-loopback bind '0.0.0.0:10081:81' to 127.0.0.1\n\
+         PublishPort = [\"10080:80\", \"0.0.0.0:10081:81\"]\n{}{}\n\
+         config.toml:{l4}:{c4}: warning: containers.container.myapp.Container.Network: \
+         overridden to pasta for rootless container\nNetwork = \"appnet\"\n          ^^^^^^^^\n",
+        " ".repeat(c3 - 1),
+        "^".repeat(18),
     );
     assert_eq!(text, expected);
     let json = report.to_json();
@@ -117,5 +127,7 @@ fn the_report_renders_every_error_with_source_and_caret_and_as_json() {
     assert_eq!(json["errors"][0]["line"], l1);
     assert_eq!(json["errors"][0]["col"], c1);
     assert_eq!(json["errors"][1]["severity"], "error");
-    assert_eq!(json["warnings"], serde_json::json!([]));
+    assert_eq!(json["warnings"].as_array().unwrap().len(), 2);
+    assert_eq!(json["warnings"][1]["line"], l4);
+    assert_eq!(json["warnings"][1]["severity"], "warning");
 }

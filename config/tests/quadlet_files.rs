@@ -37,7 +37,10 @@ fn the_full_fixture_renders_the_originals_quadlets() {
     }
     assert_eq!(q.runtime_json(), expected("quadlet-runtime.json"));
     assert_eq!(
-        q.warnings,
+        q.warnings
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
         [
             "container.myapp.Container.Network overridden to pasta for rootless container",
             "container.myapp.Container.PublishPort rewrote non-loopback bind '0.0.0.0:10081:81' \

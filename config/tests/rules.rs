@@ -4,6 +4,7 @@
 
 mod common;
 
+use atomix_config::Config;
 use common::*;
 
 #[test]
@@ -687,6 +688,109 @@ fn containers_sections_names_and_values() {
         "containers.network.-n",
         "-n",
     );
+}
+
+#[test]
+fn quadlet_refusals_are_located_like_the_other_errors() {
+    let image = "Image = \"docker.io/library/nginx:1\"\n";
+    let port = |ports: &str| with(image, &format!("{image}PublishPort = {ports}\n"));
+    // A rootless PublishPort without a host port, or with a name for one: at the value, or at
+    // the element of a list.
+    let src = port("\"80\"");
+    rejects(
+        &src,
+        "containers.container.web.Container.PublishPort",
+        "PublishPort = |\"80\"",
+    );
+    assert!(errors(&src)[0].3.contains("explicit host port"));
+    let src = port("[\"8080:80\", \"web:80\"]");
+    rejects(
+        &src,
+        "containers.container.web.Container.PublishPort[1]",
+        "\"web:80\"",
+    );
+    assert!(errors(&src)[0].3.contains("numeric host port"));
+    // Privileged containers publish as they like.
+    accepts(&port("\"80\"").replace("privileged = false", "privileged = true"));
+
+    // Two units of one service in one manager: at the later one (containers render before
+    // volumes), naming the earlier by its file.
+    let twins = "[containers.volume.api.Volume]\n\
+        [containers.container.api-volume]\nprivileged = true\n\
+        [containers.container.api-volume.Container]\nImage = \"i\"\n";
+    let src = plus(twins);
+    rejects(&src, "containers.volume.api", "volume.|api.Volume");
+    assert_eq!(
+        errors(&src)[0].3,
+        "quadlet service name collision: api-volume.container and api.volume both render \
+         api-volume.service (rootful)"
+    );
+    // A table with its own header is located at the header.
+    let src = plus(
+        "[containers.build.api]\nBuild = { ImageTag = \"t\" }\n\
+         [containers.container.api-build]\nprivileged = true\n\
+         [containers.container.api-build.Container]\nImage = \"i\"\n",
+    );
+    rejects(&src, "containers.build.api", "[containers.build.api]");
+}
+
+#[test]
+fn quadlet_refusals_come_with_every_other_error() {
+    let image = "Image = \"docker.io/library/nginx:1\"\n";
+    let src = with(image, &format!("{image}PublishPort = [\"1\", \"2\"]\n"))
+        .replace("isAdmin = true", "isAdmin = \"yes\"");
+    let errs: Vec<_> = errors(&src)
+        .into_iter()
+        .map(|(path, line, col, _)| (path, line, col))
+        .collect();
+    let (l1, c1) = at(&src, "\"yes\"");
+    let (l2, c2) = at(&src, "[|\"1\"");
+    let (l3, c3) = at(&src, "\"2\"");
+    let port = "containers.container.web.Container.PublishPort";
+    assert_eq!(
+        errs,
+        [
+            ("users.admin.isAdmin".to_owned(), l1, c1),
+            (format!("{port}[0]"), l2, c2),
+            (format!("{port}[1]"), l3, c3),
+        ]
+    );
+}
+
+#[test]
+fn quadlet_warnings_are_located() {
+    let image = "Image = \"docker.io/library/nginx:1\"\n";
+    let src = with(
+        image,
+        &format!("{image}Network = \"bridge\"\nPublishPort = [\"1:1\", \"0.0.0.0:2:2\"]\n"),
+    );
+    let (_, report) = Config::parse_with_warnings(&src).unwrap();
+    let found: Vec<_> = report
+        .warnings()
+        .map(|d| (d.path.as_str(), d.line, d.col, d.message.as_str()))
+        .collect();
+    let (l1, c1) = at(&src, "\"bridge\"");
+    let (l2, c2) = at(&src, "\"0.0.0.0:2:2\"");
+    assert_eq!(
+        found,
+        [
+            (
+                "containers.container.web.Container.Network",
+                l1,
+                c1,
+                "overridden to pasta for rootless container"
+            ),
+            (
+                "containers.container.web.Container.PublishPort[1]",
+                l2,
+                c2,
+                "rewrote non-loopback bind '0.0.0.0:2:2' to 127.0.0.1"
+            ),
+        ]
+    );
+    assert_eq!(report.errors().count(), 0);
+    let (_, report) = Config::parse_with_warnings(&base()).unwrap();
+    assert!(report.diagnostics().is_empty());
 }
 
 #[test]

@@ -20,7 +20,7 @@ use atomix_provision::activate::{
 use atomix_provision::firstboot::{self, DeviceSeeds, MountCommand, Settings};
 use atomix_provision::import::{self, Activation, Options};
 use atomix_provision::store::{self, ConfigRoot, Fs as _, RealFs, quadlet_sync};
-use atomix_provision::validate::{self, Invalid};
+use atomix_provision::validate;
 use atomix_provision::{source, store::root::DEFAULT_CONFIG_ROOT};
 use clap::{Parser, Subcommand};
 
@@ -164,25 +164,23 @@ fn validate_cmd(path: &Path, json: bool) -> ExitCode {
     match validate::validate(&source.toml, DEFAULT_CONFIG_ROOT) {
         Ok(valid) => {
             if json {
-                println!("{}", validate::valid_json(&valid));
+                println!("{}", valid.warnings.to_json());
             } else {
-                for w in &valid.root.warnings {
-                    eprintln!("warning: {w}");
-                }
+                eprint!("{}", valid.warnings.render_text(&name, &source.toml));
                 println!("Valid: {name}");
             }
             ExitCode::SUCCESS
         }
-        Err(invalid) => {
+        Err(report) => {
             if json {
-                println!("{}", invalid.json());
+                println!("{}", report.to_json());
             } else {
-                let count = invalid.count();
+                let count = report.errors().count();
                 eprintln!(
                     "Invalid: {name}: {count} error{}",
                     if count == 1 { "" } else { "s" }
                 );
-                eprint!("{}", invalid.text(&name, &source.toml));
+                eprint!("{}", report.render_text(&name, &source.toml));
             }
             ExitCode::FAILURE
         }
@@ -193,13 +191,9 @@ fn import_cmd(path: &Path, root: &Path) -> anyhow::Result<()> {
     let root = config_root(root)?;
     let source = source::read(path, &limits()?)?;
     let runtime_root = root.active().to_string_lossy().into_owned();
-    let valid = validate::validate(&source.toml, &runtime_root).map_err(|invalid: Invalid| {
-        anyhow::anyhow!(
-            "{}",
-            invalid
-                .text(&path.display().to_string(), &source.toml)
-                .trim_end()
-        )
+    let name = path.display().to_string();
+    let valid = validate::validate(&source.toml, &runtime_root).map_err(|report| {
+        anyhow::anyhow!("{}", report.render_text(&name, &source.toml).trim_end())
     })?;
     let options = Options {
         keep_pending: env(KEEP_PENDING_ENV).as_deref() == Some("1"),
@@ -222,9 +216,7 @@ fn import_cmd(path: &Path, root: &Path) -> anyhow::Result<()> {
     for action in &imported.recovery.actions {
         eprintln!("recover: {action}");
     }
-    for w in &valid.root.warnings {
-        eprintln!("warning: {w}");
-    }
+    eprint!("{}", valid.warnings.render_text(&name, &source.toml));
     match &imported.completion {
         Some(done) if done.committed.is_none() => Err(anyhow::anyhow!(
             "{}; rollback {}",

@@ -1,10 +1,6 @@
-//! Validation of a config as an import does it: parse (every error with its line:col), then
-//! render the whole config root, whose Quadlet step can refuse what parsing accepted (a
-//! rootless `PublishPort` without a host port, two units of one service).
+//! Validation of a config as an import does it: parse (every error with its line:col, the
+//! Quadlet rendering's refusals included), then render the whole config root.
 
-use std::fmt::Write as _;
-
-use atomix_config::quadlet::QuadletError;
 use atomix_config::root_files::{self, RootFiles};
 use atomix_config::{Config, Report};
 use serde_json::json;
@@ -16,82 +12,86 @@ pub struct Valid {
     pub config: Config,
     /// The rendered config root.
     pub root: RootFiles,
+    /// What rendering changed (a `Network` overridden, a bind rewritten), located.
+    pub warnings: Report,
 }
 
-/// Why a config is refused.
-#[derive(Debug)]
-pub enum Invalid {
-    /// Parsing found errors: every one, located.
-    Parse(Report),
-    /// Rendering the Quadlet units failed (the model does not keep their positions).
-    Render(Vec<QuadletError>),
-}
-
-impl Invalid {
-    /// The text report: `file:line:col: path: message` with the source line and a caret for
-    /// parse errors, `file: message` for rendering errors.
-    pub fn text(&self, file_name: &str, source: &str) -> String {
-        match self {
-            Invalid::Parse(report) => report.render_text(file_name, source),
-            Invalid::Render(errors) => {
-                let mut out = String::new();
-                for e in errors {
-                    let _ = writeln!(out, "{file_name}: {e}");
-                }
-                out
-            }
-        }
-    }
-
-    /// The `--json` report: `{"valid": false, "errors": [...], "warnings": [...]}`.
-    pub fn json(&self) -> serde_json::Value {
-        match self {
-            Invalid::Parse(report) => report.to_json(),
-            Invalid::Render(errors) => unlocated_json(errors.iter().map(ToString::to_string)),
-        }
-    }
-
-    /// How many errors.
-    pub fn count(&self) -> usize {
-        match self {
-            Invalid::Parse(report) => report.errors().count(),
-            Invalid::Render(errors) => errors.len(),
-        }
-    }
-}
-
-/// Parses and renders `toml` for a config root read at `runtime_root` on the device.
-pub fn validate(toml: &str, runtime_root: &str) -> Result<Valid, Invalid> {
-    let config = Config::parse(toml).map_err(Invalid::Parse)?;
-    let root =
-        root_files::render(&config, toml.as_bytes(), runtime_root).map_err(Invalid::Render)?;
-    Ok(Valid { config, root })
-}
-
-/// The `--json` report of a valid config (its warnings).
-pub fn valid_json(valid: &Valid) -> serde_json::Value {
-    json!({
-        "valid": true,
-        "errors": [],
-        "warnings": valid
-            .root
-            .warnings
-            .iter()
-            .map(|w| json!({"message": w, "severity": "warning"}))
-            .collect::<Vec<_>>(),
+/// Parses and renders `toml` for a config root read at `runtime_root` on the device. A refused
+/// config gives the report of every error, each located.
+pub fn validate(toml: &str, runtime_root: &str) -> Result<Valid, Report> {
+    let (config, warnings) = Config::parse_with_warnings(toml)?;
+    let root = root_files::render(&config, toml.as_bytes(), runtime_root)?;
+    Ok(Valid {
+        config,
+        root,
+        warnings,
     })
 }
 
 /// The `--json` report of a source that cannot be read (a missing file, a refused bundle).
 pub fn unreadable_json(message: &str) -> serde_json::Value {
-    unlocated_json([message.to_owned()])
+    json!({
+        "valid": false,
+        "errors": [{"message": message, "severity": "error"}],
+        "warnings": [],
+    })
 }
 
-/// A report of errors that have no position.
-fn unlocated_json(messages: impl IntoIterator<Item = String>) -> serde_json::Value {
-    let errors: Vec<_> = messages
-        .into_iter()
-        .map(|m| json!({"message": m, "severity": "error"}))
-        .collect();
-    json!({"valid": false, "errors": errors, "warnings": []})
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = include_str!("../../config/tests/fixtures/full.toml");
+
+    /// 1-based line and column of the first `needle`.
+    fn at(src: &str, needle: &str) -> (usize, usize) {
+        let i = src.find(needle).unwrap();
+        let line = src[..i].matches('\n').count() + 1;
+        (line, i - src[..i].rfind('\n').map_or(0, |n| n + 1) + 1)
+    }
+
+    #[test]
+    fn parse_and_quadlet_errors_are_one_located_report() {
+        let src = FULL
+            .replace("shell = \"bash\"", "shell = \"fish\"")
+            .replace("\"10080:80\"", "\"80\"");
+        let json = validate(&src, "/data/config").unwrap_err().to_json();
+        assert_eq!(json["valid"], false);
+        let errors = json["errors"].as_array().unwrap();
+        assert_eq!(errors.len(), 2, "{json}");
+        assert_eq!(errors[0]["path"], "users.admin.shell");
+        let port = &errors[1];
+        assert_eq!(
+            port["path"],
+            "containers.container.myapp.Container.PublishPort[0]"
+        );
+        let (line, col) = at(&src, "\"80\"");
+        assert_eq!(
+            (port["line"].as_u64(), port["col"].as_u64()),
+            (Some(line as u64), Some(col as u64))
+        );
+    }
+
+    #[test]
+    fn a_valid_config_has_its_warnings_located() {
+        let valid = validate(FULL, "/data/config").unwrap();
+        let json = valid.warnings.to_json();
+        assert_eq!(json["valid"], true);
+        let warnings = json["warnings"].as_array().unwrap();
+        assert_eq!(warnings.len(), 2, "{json}");
+        let (line, col) = at(FULL, "\"appnet\"");
+        assert_eq!(
+            warnings[1]["path"],
+            "containers.container.myapp.Container.Network"
+        );
+        assert_eq!(
+            (warnings[1]["line"].as_u64(), warnings[1]["col"].as_u64()),
+            (Some(line as u64), Some(col as u64))
+        );
+        // The original's words stay for the job results.
+        assert_eq!(
+            valid.root.warnings[0],
+            "container.myapp.Container.Network overridden to pasta for rootless container"
+        );
+    }
 }

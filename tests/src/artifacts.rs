@@ -73,15 +73,22 @@ impl Artifacts {
     /// [`HarnessError::MissingArtifact`] for the first one missing, naming the command that
     /// makes it.
     pub fn locate() -> Result<Self, HarnessError> {
+        let artifacts = Self::from_env();
+        artifacts.check()?;
+        Ok(artifacts)
+    }
+
+    /// The artifact paths the environment (`ATOMIX_CACHE`, `CARGO_TARGET_DIR`) gives, none
+    /// checked: for tests that need only some of them (such as [`Artifacts::real_rootfs`]),
+    /// which check those.
+    pub fn from_env() -> Self {
         let root = workspace_root();
         let cache = resolve_dir(
             &root,
             std::env::var_os("ATOMIX_CACHE").map(PathBuf::from),
             ".cache",
         );
-        let artifacts = Self::at(&root, &cache, &target_dir());
-        artifacts.check()?;
-        Ok(artifacts)
+        Self::at(&root, &cache, &target_dir())
     }
 
     /// The artifact paths for a given root, cache and target directory (nothing is checked).

@@ -3,7 +3,8 @@
 //! Owns: finding the build artifacts (kernel, modules, busybox, the aarch64 `/init`) and naming
 //! the command that makes a missing one ([`Artifacts`]); building the test rootfs tree with the
 //! probe init from `tests/rootfs/` ([`build_test_rootfs`]); parsing the probe's console markers
-//! ([`Probe`]); the QEMU configuration the tests boot with ([`qemu_config_for`]); and the
+//! ([`Probe`]); the QEMU configuration the tests boot with ([`qemu_config_for`]); power cycles
+//! of the real root filesystem and commands in it ([`appliance`], [`Guest`]); and the
 //! benchmark behind `atomix-bench` ([`bench`]: ours against a busybox initramfs, DESIGN
 //! section 8).
 //!
@@ -12,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod appliance;
 mod artifacts;
 pub mod bench;
 mod fixtures;

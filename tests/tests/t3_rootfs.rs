@@ -15,22 +15,17 @@
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use atomix_board::{Board, Slot};
-use atomix_image::bootenv;
 use atomix_image::slot::{self, SlotSpec};
-use atomix_qemu::{Ending, Forward, Outcome, Protocol};
-use atomix_systests::{Artifacts, Guest, Shell};
+use atomix_qemu::{Ending, Outcome};
+use atomix_systests::appliance::{self, banner, chosen_slot, free_ports, http_get, ok, run, tcp};
+use atomix_systests::{Artifacts, Guest};
 
 const BUILD_ID: &str = "t3-rootfs-1";
-/// Boot to a root shell: a minute or two under TCG, more on a loaded host.
-const TO_SHELL: Duration = Duration::from_secs(480);
-const COMMAND: Duration = Duration::from_secs(240);
 
 /// Host ports forwarded into the guest for one boot.
 struct Ports {
@@ -42,18 +37,14 @@ struct Ports {
 }
 
 impl Ports {
-    /// Five distinct free ports (held together while picked, so none repeats).
     fn pick() -> Self {
-        let held: Vec<TcpListener> = (0..5)
-            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-            .collect();
-        let port = |i: usize| held[i].local_addr().unwrap().port();
+        let [wan_8080, wan_22, wan_8081, lan_22, lan_8081] = free_ports();
         Self {
-            wan_8080: port(0),
-            wan_22: port(1),
-            wan_8081: port(2),
-            lan_22: port(3),
-            lan_8081: port(4),
+            wan_8080,
+            wan_22,
+            wan_8081,
+            lan_22,
+            lan_8081,
         }
     }
 }
@@ -94,46 +85,17 @@ fn fixture() -> Fixture {
 
 /// One power cycle with both NICs: U-Boot, boot.scr, /init, systemd, until a root shell.
 fn boot(f: &Fixture, name: &str, ports: &Ports) -> Guest {
-    let tcp = |host_port, guest_port| Forward {
-        protocol: Protocol::Tcp,
-        host_port,
-        guest_port,
-    };
-    let cfg = f
-        .artifacts
-        .appliance_config(
-            &f.disk,
-            Duration::from_secs(1500),
-            &format!("t3-rootfs-{name}"),
-            vec![
-                tcp(ports.wan_8080, 8080),
-                tcp(ports.wan_22, 22),
-                tcp(ports.wan_8081, 8081),
-            ],
-            vec![tcp(ports.lan_22, 22), tcp(ports.lan_8081, 8081)],
-        )
-        .unwrap();
-    let mut guest = Guest::boot(name, cfg);
-    guest.shell(TO_SHELL).unwrap();
-    guest
-}
-
-/// Runs `command` in the guest and expects exit status 0.
-fn ok(guest: &mut Guest, command: &str) -> String {
-    let out = guest.sh(command, COMMAND).unwrap();
-    assert_eq!(
-        out.status,
-        0,
-        "`{command}` exited {}: {} (console: {})",
-        out.status,
-        out.text(),
-        guest.log()
-    );
-    out.text()
-}
-
-fn run(guest: &mut Guest, command: &str) -> Shell {
-    guest.sh(command, COMMAND).unwrap()
+    appliance::boot(
+        &f.artifacts,
+        &[&f.disk],
+        &format!("t3-rootfs-{name}"),
+        vec![
+            tcp(ports.wan_8080, 8080),
+            tcp(ports.wan_22, 22),
+            tcp(ports.wan_8081, 8081),
+        ],
+        vec![tcp(ports.lan_22, 22), tcp(ports.lan_8081, 8081)],
+    )
 }
 
 /// The boot reached multi-user with every unit working: `running`, nothing failed.
@@ -149,60 +111,9 @@ fn assert_healthy(guest: &mut Guest) {
     ok(guest, "systemctl is-active multi-user.target");
 }
 
-/// The slot boot.scr said it boots, and the tries it said are left after this one
-/// (`AtomixOS: booting slot A from virtio 0:1, 2 tries left after this one (...)`).
-fn chosen_slot(guest: &Guest) -> (String, String) {
-    let line = guest
-        .console
-        .iter()
-        .find_map(|l| l.strip_prefix("AtomixOS: booting slot "))
-        .unwrap_or_else(|| panic!("boot.scr chose no slot (console: {})", guest.log()));
-    let slot = line
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let left = line
-        .split(", ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or_default()
-        .to_owned();
-    (slot, left)
-}
-
 /// `[BOOT_A_LEFT, BOOT_B_LEFT]` and the next slot, read from the disk by the host.
 fn counters(f: &Fixture) -> ([u32; 2], Option<Slot>) {
-    let state = bootenv::read(&f.disk, &f.board).unwrap();
-    ([state.ab.left[0].1, state.ab.left[1].1], state.ab.next)
-}
-
-/// What the guest sends first on `port` of 127.0.0.1, if anything, within `wait`.
-fn banner(port: u16, wait: Duration) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(wait)).ok()?;
-    let mut buf = [0u8; 256];
-    match stream.read(&mut buf) {
-        Ok(n) if n > 0 => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
-        _ => None,
-    }
-}
-
-/// The body of `GET /` on `port` of 127.0.0.1, if an answer comes within `wait`.
-fn http_get(port: u16, wait: Duration) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(wait)).ok()?;
-    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).ok()?;
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    answer.starts_with("HTTP/1.").then(|| {
-        answer
-            .split("\r\n\r\n")
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned()
-    })
+    appliance::counters(&f.disk, &f.board)
 }
 
 /// `ssh` to the guest's LAN port as root with the test key (or `extra` options).

@@ -1,22 +1,23 @@
 use super::*;
-use crate::Config;
+use crate::check::Checker;
 
-/// A valid config whose `[containers]` is `containers` (TOML text).
-fn parse(containers: &str) -> Config {
-    let source = format!(
-        "version = 1\n[users.admin]\nisAdmin = true\nssh_key = \"ssh-ed25519 \
-         AAAAC3NzaC1lZDI1NTE5AAAAIGWJTPQWixeXADe1Iu7qyvUW+Xrb1QRoB/IqOo3CBAE5\"\n\
-         [activation]\nrequired = [\"web\"]\n{containers}"
-    );
-    Config::parse(&source).unwrap_or_else(|r| panic!("{}", r.render_text("config.toml", &source)))
-}
-
+/// Renders `[containers]` (TOML text) as the containers checker models it, without the Quadlet
+/// checks of `Config::parse`.
 fn quadlets(containers: &str) -> Result<Quadlets, Vec<QuadletError>> {
-    render(&parse(containers).containers, "/data/config")
+    let root = crate::tree::parse(containers).unwrap();
+    let mut c = Checker::new(containers);
+    let (model, _) = crate::containers::check(&mut c, root.get("containers").unwrap());
+    let model = model.unwrap_or_else(|| panic!("{}", c.report.render_text("t.toml", containers)));
+    render(&model, "/data/config")
 }
 
 fn file<'a>(q: &'a Quadlets, name: &str) -> &'a str {
     &q.files.iter().find(|(n, _)| n == name).unwrap().1
+}
+
+/// The warnings in the original's words.
+fn warnings(q: &Quadlets) -> Vec<String> {
+    q.warnings.iter().map(ToString::to_string).collect()
 }
 
 #[test]
@@ -31,8 +32,12 @@ fn a_privileged_container_gets_host_networking_where_network_was() {
         "[Container]\nNetwork=host\nImage=img\n"
     );
     assert_eq!(
-        q.warnings,
+        warnings(&q),
         ["container.web.Container.Network overridden to host for privileged container"]
+    );
+    assert_eq!(
+        q.warnings[0].path.to_string(),
+        "containers.container.web.Container.Network"
     );
     // Already host: no warning; absent: appended last.
     let q = quadlets(
@@ -65,7 +70,7 @@ fn a_rootless_container_gets_pasta_with_a_warning_whenever_network_was_set() {
         "[Container]\nImage=img\nNetwork=pasta\n"
     );
     assert_eq!(
-        q.warnings,
+        warnings(&q),
         ["container.web.Container.Network overridden to pasta for rootless container"]
     );
     assert_eq!(q.units[0].mode, Mode::Rootless);
@@ -129,30 +134,40 @@ fn rootless_publish_ports_are_bound_to_loopback_as_the_table_says() {
 }
 
 #[test]
-fn every_bad_publish_port_is_reported() {
+fn every_bad_publish_port_is_reported_with_its_path() {
     let errors = quadlets(
         "[containers.container.web]\nprivileged = false\n[containers.container.web.Container]\n\
          Image = \"img\"\nPublishPort = [\"80\", \"x:80\", \"8080:80\"]\n",
     )
     .unwrap_err();
+    let port = TomlPath::keys(["containers", "container", "web", "Container", "PublishPort"]);
     assert_eq!(
         errors,
         [
-            QuadletError::NoHostPort {
-                container: "web".into(),
-                value: "80".into()
+            QuadletError {
+                path: port.clone().index(0),
+                kind: QuadletErrorKind::NoHostPort { value: "80".into() }
             },
-            QuadletError::NonNumericHostPort {
-                container: "web".into(),
-                value: "x:80".into()
+            QuadletError {
+                path: port.clone().index(1),
+                kind: QuadletErrorKind::NonNumericHostPort {
+                    value: "x:80".into()
+                }
             },
         ]
     );
     assert_eq!(
         errors[0].to_string(),
-        "containers.container.web.Container.PublishPort: \"80\" must include an explicit host \
-         port for rootless containers"
+        "containers.container.web.Container.PublishPort[0]: \"80\" must include an explicit \
+         host port for rootless containers"
     );
+    // A single value is the directive itself.
+    let errors = quadlets(
+        "[containers.container.web]\nprivileged = false\n[containers.container.web.Container]\n\
+         Image = \"img\"\nPublishPort = \"80\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(errors[0].path, port);
 }
 
 #[test]
@@ -218,8 +233,8 @@ fn two_units_of_one_service_in_one_mode_are_refused() {
     assert_eq!(
         errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
         [
-            "quadlet service name collision: api-volume.container and api.volume both render \
-          api-volume.service (rootful)"
+            "containers.volume.api: quadlet service name collision: api-volume.container and \
+             api.volume both render api-volume.service (rootful)"
         ]
     );
     // The same service in two managers is fine.

@@ -1,12 +1,12 @@
 //! The activation policy (spec 5.6 step 1): `activation-policy.json` (strict) or, if it is
 //! missing, `health-required.json` (non-strict), and how policy names resolve to runtime units.
 //!
-//! These files are written by `atomix-config`'s rendering; their serde types are defined here
-//! until that crate exports them (a deliberate, temporary duplication).
+//! Both files are `atomix-config`'s types ([`PolicyFile`], [`HealthRequired`]), the ones its
+//! rendering writes.
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use atomix_config::activation::{HealthRequired, PolicyFile};
 
 use crate::store::Fs;
 use crate::store::quadlet_sync::{Mode, RuntimeUnit, service_name};
@@ -15,29 +15,6 @@ use crate::store::quadlet_sync::{Mode, RuntimeUnit, service_name};
 pub use atomix_config::root_files::{ACTIVATION_POLICY, HEALTH_REQUIRED};
 /// The default `timeout_seconds`.
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 300;
-
-/// `activation-policy.json` as written.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyFile {
-    /// Containers that must be healthy.
-    pub required: Vec<String>,
-    /// The whole activation's deadline, 1..=3600.
-    pub timeout_seconds: u64,
-    /// How long each required unit must stay active, 0..=300.
-    pub settle_seconds: u64,
-    /// Containers restarted after the apply.
-    #[serde(default)]
-    pub restart: Vec<String>,
-    /// Containers that may fail without failing the activation.
-    #[serde(default)]
-    pub allow_degraded: Vec<String>,
-    /// Whether `allow_degraded` was given in config.toml.
-    #[serde(default)]
-    pub allow_degraded_configured: bool,
-    /// Only `rollback`.
-    pub strategy: String,
-}
 
 /// The policy the engine runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,7 +149,7 @@ pub fn load_policy(
         return Ok(Policy::default());
     }
     let bytes = fs.read(&loose)?;
-    let required: Vec<String> =
+    let HealthRequired(required) =
         serde_json::from_slice(&bytes).map_err(|source| PolicyError::Json {
             path: loose.clone(),
             source,

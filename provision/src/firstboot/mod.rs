@@ -144,7 +144,9 @@ impl Context<'_, '_> {
         let runtime = root.active().to_string_lossy().into_owned();
         Ok(match validate::validate(&text, &runtime) {
             Ok(_) => Existing::Valid,
-            Err(invalid) => Existing::Invalid(invalid.text(&config.display().to_string(), &text)),
+            Err(report) => {
+                Existing::Invalid(report.render_text(&config.display().to_string(), &text))
+            }
         })
     }
 
@@ -168,7 +170,7 @@ impl Context<'_, '_> {
         let root = self.settings.config_root.clone();
         let runtime = root.active().to_string_lossy().into_owned();
         let valid = validate::validate(&source.toml, &runtime)
-            .map_err(|invalid| problem(invalid.text(&seed.origin, &source.toml)))?;
+            .map_err(|report| problem(report.render_text(&seed.origin, &source.toml)))?;
         self.say(&format!("{}: valid, importing", seed.origin));
         let options = Options {
             keep_pending: false,
