@@ -8,6 +8,7 @@
 //! [`DbusSystemd::with_job_timeout`]) so that a lost signal cannot hang an activation. The
 //! signals are read on a helper thread that ends at the first signal after the wait is over.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -64,6 +65,8 @@ pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(300);
 pub struct DbusSystemd {
     conn: Connection,
     job_timeout: Duration,
+    /// `Subscribe` was called on this connection (systemd refuses a second one).
+    subscribed: AtomicBool,
 }
 
 impl DbusSystemd {
@@ -83,6 +86,7 @@ impl DbusSystemd {
         Self {
             conn,
             job_timeout: DEFAULT_JOB_TIMEOUT,
+            subscribed: AtomicBool::new(false),
         }
     }
 
@@ -105,7 +109,11 @@ impl DbusSystemd {
     ) -> Result<JobResult, SystemdError> {
         let err = |e: zbus::Error| SystemdError::new(op, unit, e.to_string());
         let manager = self.manager(op, unit)?;
-        manager.subscribe().map_err(err)?;
+        // Job signals are sent to subscribed clients only; once per connection is enough.
+        if !self.subscribed.load(Ordering::Relaxed) {
+            manager.subscribe().map_err(err)?;
+            self.subscribed.store(true, Ordering::Relaxed);
+        }
         let signals = manager.receive_job_removed().map_err(err)?;
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
