@@ -9,36 +9,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use atomix_config::Config;
 use atomix_config::net::Mac;
 use atomix_config::system::{self, NetworkFiles, RenderError, Service};
-use common::{accepts, plus};
+use common::{
+    accepts, fixture_network_files as fixture, network_files as render, plus, workspace_file,
+};
 
-const MAC: &str = "02:00:0A:2c:00:01";
 const WAN_DROP_IN: &str = "systemd/network/10-wan.network.d/50-atomixos.conf";
 const LAN_DROP_IN: &str = "systemd/network/20-lan.network.d/50-atomixos.conf";
-
-fn workspace_file(path: &str) -> String {
-    let path = format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// The image's `/etc/hosts`.
-fn image_hosts() -> String {
-    workspace_file("rootfs/tree/etc/hosts")
-}
-
-fn render(config: &Config) -> NetworkFiles {
-    let mac: Mac = MAC.parse().unwrap();
-    system::render(&config.network, Some(&mac), &image_hosts()).unwrap()
-}
-
-fn fixture(name: &str) -> NetworkFiles {
-    let path = format!("{}/tests/fixtures/{name}.toml", env!("CARGO_MANIFEST_DIR"));
-    let src = std::fs::read_to_string(&path).unwrap();
-    let config = Config::parse(&src).unwrap_or_else(|r| panic!("{}", r.render_text(name, &src)));
-    render(&config)
-}
 
 /// The text of every rendered file, by path.
 fn texts(files: &NetworkFiles) -> BTreeMap<String, String> {

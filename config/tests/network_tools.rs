@@ -10,12 +10,13 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use atomix_config::Config;
-use atomix_config::net::Mac;
-use atomix_config::system::{self, NetworkFiles, chrony, dnsmasq};
+use atomix_config::system::{NetworkFiles, chrony, dnsmasq};
+use common::{fixture_network_files as render, workspace_file};
 
 const FIXTURES: [&str; 3] = ["minimal", "full", "eth1-lan"];
 
@@ -24,16 +25,7 @@ fn workspace() -> PathBuf {
 }
 
 fn image_etc(path: &str) -> String {
-    let path = workspace().join("rootfs/tree/etc").join(path);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn render(name: &str) -> NetworkFiles {
-    let path = workspace().join(format!("config/tests/fixtures/{name}.toml"));
-    let src = std::fs::read_to_string(path).unwrap();
-    let config = Config::parse(&src).unwrap_or_else(|r| panic!("{}", r.render_text(name, &src)));
-    let mac: Mac = "02:00:0a:2c:00:01".parse().unwrap();
-    system::render(&config.network, Some(&mac), &image_etc("hosts")).unwrap()
+    workspace_file(&format!("rootfs/tree/etc/{path}"))
 }
 
 fn text(files: &NetworkFiles, path: &str) -> String {

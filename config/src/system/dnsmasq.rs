@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::RenderError;
-use crate::lan::LanSettings;
+use crate::lan::{LanSettings, MAC_TOKEN};
 use crate::net::{DnsName, Mac};
 
 /// The LAN's DHCP and DNS settings, relative to `/etc`.
@@ -15,8 +15,6 @@ pub const CONF: &str = "dnsmasq.d/atomixos-lan.conf";
 pub const HOSTS: &str = "atomixos/dnsmasq-hosts";
 /// The lease time of every DHCP lease.
 pub const LEASE: &str = "24h";
-/// What `{mac}` in the host name pattern stands for.
-pub const MAC_TOKEN: &str = "{mac}";
 
 /// The names the gateway answers to: the host name pattern with [`MAC_TOKEN`] replaced by the
 /// MAC's twelve hex digits (when a pattern is set), then the aliases, each once, in that

@@ -129,7 +129,7 @@ pub enum RenderError {
         source: DnsNameError,
     },
     /// An interface name does not make a file name.
-    #[error("bad file name")]
+    #[error(transparent)]
     Path(#[from] RelPathError),
 }
 
