@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent host set-up for building and testing the AtomixOS boot toolkit on Debian 12 x86_64.
 # Installs apt packages (amd64 and arm64 multiarch), the Rust target for the static /init, and
-# unpacks the test kernel and busybox (Debian arm64 packages) into the cache directory.
+# unpacks the test kernel and busybox (Debian arm64 packages), and chronyd (for checking the
+# rendered chrony files), into the cache directory.
 #
 # Usage: scripts/setup.sh            (as root; safe to run again: it skips what is already there)
 # Env:   ATOMIX_CACHE  cache directory (default: <repo>/.cache, ignored by git)
@@ -23,6 +24,7 @@ host_pkgs=(
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross libclang-dev clang pkg-config
   f2fs-tools libf2fs-format-dev libf2fs-dev uuid-dev libselinux1-dev openssh-client
   python3-venv nftables dbus-daemon time
+  dnsmasq-base libcap2 libgnutls30 libnettle8 libseccomp2
 )
 arm64_pkgs=(libf2fs-format-dev:arm64 libf2fs-dev:arm64 uuid-dev:arm64 libselinux1-dev:arm64)
 
@@ -71,18 +73,21 @@ if command -v rustup >/dev/null 2>&1; then
   rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 fi
 
-# Download an arm64 package (resolving a metapackage to its versioned dependency) and unpack it.
-# $1: package name, $2: unpack directory under the cache.
-fetch_arm64() {
+# Download a package and unpack it (without installing it).
+# $1: package name with its architecture (name:arch), $2: unpack directory under the cache.
+fetch_deb() {
   local pkg=$1 dir=$2
   if [ -f "$cache/$dir/.done" ]; then return; fi
   rm -rf "$cache/$dir" "$cache/dl-$dir"
   mkdir -p "$cache/dl-$dir"
-  (cd "$cache/dl-$dir" && apt-get download -qq -o APT::Sandbox::User=root "$pkg:arm64")
+  (cd "$cache/dl-$dir" && apt-get download -qq -o APT::Sandbox::User=root "$pkg")
   dpkg-deb -x "$cache"/dl-"$dir"/*.deb "$cache/$dir"
   rm -rf "$cache/dl-$dir"
   touch "$cache/$dir/.done"
 }
+
+# An arm64 package (for a metapackage, resolve its versioned dependency first), unpacked.
+fetch_arm64() { fetch_deb "$1:arm64" "$2"; }
 
 # The test kernel: linux-image-arm64 is a metapackage; its first dependency names the ABI version.
 kpkg=$(apt-cache depends linux-image-arm64:arm64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
@@ -101,6 +106,17 @@ fetch_arm64 busybox-static busybox
 # The Rock64 loader files (idbloader.img, u-boot.itb): the package exists only for arm64 and
 # `apt-get install` cannot take it on amd64 (research P1), so it is unpacked like the kernel.
 fetch_arm64 u-boot-rockchip u-boot-rockchip
+
+# chronyd for the T1 check of the rendered chrony files (config/tests/network_tools.rs), for
+# this host's architecture: unpacked, not installed, so that no time daemon starts here (its
+# libraries are in host_pkgs). dnsmasq for the same tests is dnsmasq-base, which has no service.
+chrony_pkg="chrony:$(dpkg --print-architecture)"
+if [ "$(cat "$cache/chrony/.pkg" 2>/dev/null)" != "$chrony_pkg" ]; then
+  log "unpacking $chrony_pkg"
+  rm -f "$cache/chrony/.done"
+  fetch_deb "$chrony_pkg" chrony
+  echo "$chrony_pkg" > "$cache/chrony/.pkg"
+fi
 
 # The original AtomixOS provisioner (../shared/anchors), the oracle of the differential tests
 # and the benchmark's anchor, in a venv of Debian's python3 (its dependencies from PyPI).

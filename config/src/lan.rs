@@ -21,7 +21,9 @@ pub const DEFAULT_DOMAIN: &str = "local";
 pub const DEFAULT_GATEWAY_ALIAS: &str = "atomixos";
 /// The NTP server when none is configured.
 pub const DEFAULT_NTP_SERVER: &str = "time.cloudflare.com";
-/// What `{mac}` is replaced with to check a host name pattern.
+/// What the host name pattern must contain: it stands for the LAN NIC's MAC address.
+pub const MAC_TOKEN: &str = "{mac}";
+/// What [`MAC_TOKEN`] is replaced with to check a host name pattern.
 const MAC_PROBE: &str = "001122334455";
 
 /// The LAN gateway settings, defaults filled in.
@@ -240,9 +242,9 @@ pub(crate) fn check(
                 "must not be blank (leave it empty for no pattern)",
             );
         } else if !s.is_empty() {
-            if !s.contains("{mac}") {
-                c.error(p, &n.span, "must contain {mac}");
-            } else if let Err(e) = DnsName::new(&s.replace("{mac}", MAC_PROBE)) {
+            if !s.contains(MAC_TOKEN) {
+                c.error(p, &n.span, format!("must contain {MAC_TOKEN}"));
+            } else if let Err(e) = DnsName::new(&s.replace(MAC_TOKEN, MAC_PROBE)) {
                 c.error(p, &n.span, format!("does not give a DNS name: {e}"));
             } else {
                 hostname_pattern = s.to_owned();

@@ -3,17 +3,20 @@
 //!
 //! Owns: parsing a config (or a bundle that carries one) once into validated types, the report
 //! of every error with its TOML path and `line:col`, and the pure rendering of a validated
-//! config into the files of a config root and the system files the apply steps write
-//! ([`files::FileSet`]).
+//! config into the files of a config root ([`files::FileSet`]) and into the system files the
+//! network apply step writes under `/etc` ([`system`]: dnsmasq, chrony, `/etc/hosts`,
+//! systemd-networkd).
 //!
-//! Must not: do I/O beyond the bytes it is given (no file system, no processes, no clock), or
-//! know about systemd, the config root on disk or activation: those belong to
+//! Must not: do I/O beyond the bytes it is given (no file system, no processes, no clock: the
+//! network files take the LAN NIC's MAC address and the current `/etc/hosts` as values), or
+//! talk to systemd or know the config root on disk or activation: those belong to
 //! `atomix-provision`.
 //!
 //! Entry points: [`Config::parse`] (a config.toml text to a [`Config`] or a [`Report`]),
 //! [`bundle::Bundle::read`] and [`bundle::Input::detect`] (bundles), and the `*_json` methods
 //! and [`Config::json_files`] for the config root's JSON files ([`json`]), [`quadlet::render`]
-//! for the Quadlet units, and [`root_files::render`] for the whole config root.
+//! for the Quadlet units, [`root_files::render`] for the whole config root, and
+//! [`system::render`] for the network files under `/etc`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -32,6 +35,7 @@ pub mod net;
 pub mod network;
 pub mod quadlet;
 pub mod root_files;
+pub mod system;
 mod tree;
 pub mod users;
 

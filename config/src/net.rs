@@ -1,5 +1,5 @@
 //! Network values, validated when parsed: IPv4 CIDRs (an address with its prefix), DNS names,
-//! IP literals in their normal form and the OS upgrade server's https URL.
+//! IP literals in their normal form, MAC addresses and the OS upgrade server's https URL.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -143,6 +143,45 @@ impl DnsName {
 impl fmt::Display for DnsName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A MAC address, as the kernel shows it (`/sys/class/net/<if>/address`: six hex octets
+/// separated by `:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Mac([u8; 6]);
+
+/// Why a string is not a [`Mac`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a MAC address (six hex octets separated by ':')")]
+pub struct MacError(pub String);
+
+impl Mac {
+    /// The twelve lowercase hex digits, no separators (`0200aabbccdd`).
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl FromStr for Mac {
+    type Err = MacError;
+
+    /// Parses `aa:bb:cc:dd:ee:ff` (either case), blanks around it ignored.
+    fn from_str(s: &str) -> Result<Self, MacError> {
+        let bad = || MacError(s.to_owned());
+        let mut octets = [0u8; 6];
+        let mut parts = s.trim().split(':');
+        for octet in &mut octets {
+            let part = parts.next().ok_or_else(bad)?;
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(bad());
+            }
+            *octet = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+        }
+        match parts.next() {
+            Some(_) => Err(bad()),
+            None => Ok(Self(octets)),
+        }
     }
 }
 
@@ -294,6 +333,24 @@ mod tests {
             "x",
         ] {
             assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn macs_are_six_hex_octets_and_print_as_twelve_lowercase_digits() {
+        let mac: Mac = "02:00:AA:bb:0c:Fd\n".parse().unwrap();
+        assert_eq!(mac.hex(), "0200aabb0cfd");
+        for bad in [
+            "",
+            "02:00:aa:bb:0c",
+            "02:00:aa:bb:0c:fd:00",
+            "02-00-aa-bb-0c-fd",
+            "2:00:aa:bb:0c:fd",
+            "02:00:aa:bb:0c:fg",
+            "0200aabb0cfd",
+            "+2:00:aa:bb:0c:fd",
+        ] {
+            assert_eq!(bad.parse::<Mac>(), Err(MacError(bad.to_owned())), "{bad:?}");
         }
     }
 

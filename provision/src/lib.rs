@@ -3,14 +3,15 @@
 //!
 //! Owns: the config root under `/data/config` (candidate, promotion, rollback, recovery, the
 //! lock, fsync of every file and directory), the activation engine behind narrow traits
-//! (systemd, RAUC, accounts, nftables), first boot, and the `atomix-provision` binary.
+//! (systemd, RAUC, accounts, the network files, nftables), first boot, and the
+//! `atomix-provision` binary.
 //!
 //! Built so far: [`store`] (the config root, its promotion and recovery, and the Quadlet sync
-//! into the systemd search paths), [`activate`] (the activation engine: users, Quadlets,
-//! network, firewall, the health window, commit or rollback, and the RAUC mark-good gate),
-//! [`source`] (a config.toml or bundle from a file), [`validate`] (parse and render, every
-//! error), [`import`] (the initial import), and the `atomix-provision` binary over them. The
-//! re-apply through the engine, first boot and the API are still to come.
+//! into the systemd search paths), [`activate`] (the activation engine: users, Quadlets, the
+//! network files under `/etc`, firewall, the health window, commit or rollback, and the RAUC
+//! mark-good gate), [`source`] (a config.toml or bundle from a file), [`validate`] (parse and
+//! render, every error), [`import`] (the initial import), and the `atomix-provision` binary
+//! over them. The re-apply through the engine, first boot and the API are still to come.
 //!
 //! Must not: parse or render config.toml itself (that is `atomix-config`), or be needed by
 //! `/init` or the host tools.

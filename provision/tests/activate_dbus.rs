@@ -116,7 +116,9 @@ impl Manager {
     fn subscribe(&self) -> zbus::fdo::Result<()> {
         let mut state = self.0.lock().unwrap();
         if state.calls.iter().any(|c| c == "Subscribe") {
-            return Err(zbus::fdo::Error::Failed("Client is already subscribed.".into()));
+            return Err(zbus::fdo::Error::Failed(
+                "Client is already subscribed.".into(),
+            ));
         }
         state.calls.push("Subscribe".into());
         Ok(())

@@ -1,5 +1,7 @@
 //! The provisioned inbound rules: T0 tests of the pure rule function, and real `nft` runs in a
-//! private network namespace (`unshare -n`; needs root, and `nft` from scripts/setup.sh).
+//! private network namespace (`unshare -n`; needs root, and `nft` from scripts/setup.sh),
+//! among them the image's `nftables.conf` with the full fixture's rules, whose input chain
+//! must list as the golden.
 
 #![allow(clippy::unwrap_used)]
 
@@ -158,13 +160,12 @@ fn nft_in(ns: &Namespace, dir: &Path) -> Nft {
     }
 }
 
-#[test]
-fn nft_checks_and_applies_the_rules_in_a_private_namespace() {
+/// A new network namespace (needs root and nft).
+fn namespace() -> Namespace {
     assert!(
         nft_and_root(),
         "this test needs root and nft (Debian's nftables): run it as root after scripts/setup.sh"
     );
-    let dir = tempfile::tempdir().unwrap();
     let ns = Namespace(
         Command::new("unshare")
             .args(["-n", "sleep", "120"])
@@ -181,6 +182,13 @@ fn nft_checks_and_applies_the_rules_in_a_private_namespace() {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    ns
+}
+
+#[test]
+fn nft_checks_and_applies_the_rules_in_a_private_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = namespace();
     let mut nft = nft_in(&ns, dir.path());
     nft.apply(BASE).unwrap();
 
@@ -221,4 +229,44 @@ fn nft_checks_and_applies_the_rules_in_a_private_namespace() {
     assert!(nft.check(bad).is_err());
     assert!(nft.apply(bad).is_err());
     assert_eq!(nft.list_input().unwrap(), again);
+}
+
+/// The image's input chain once the full fixture's rules are in, as `nft list` prints it.
+const FULL_INPUT: &str = r#"table inet filter {
+	chain input {
+		type filter hook input priority filter; policy drop;
+		iif "lo" accept
+		ct state established,related accept
+		ct state invalid drop
+		icmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept
+		iifname "eth0" tcp dport { 22, 443 } accept comment "ATOMIXOS_PROVISIONED_INBOUND"
+		iifname "eth1" tcp dport { 22, 53, 80, 443, 8080 } accept comment "ATOMIXOS_PROVISIONED_INBOUND"
+		iifname "eth1" udp dport { 53, 67, 68, 123 } accept comment "ATOMIXOS_PROVISIONED_INBOUND"
+	}
+}
+"#;
+
+#[test]
+fn the_images_ruleset_with_the_full_fixtures_rules_lists_as_the_golden() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = namespace();
+    let mut nft = nft_in(&ns, dir.path());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let base = fs::read_to_string(workspace.join("rootfs/tree/etc/nftables.conf")).unwrap();
+    nft.apply(&base).unwrap();
+    // The rules of the firewall-inbound.json the full fixture's import writes, as the engine
+    // makes them.
+    let src = fs::read_to_string(workspace.join("config/tests/fixtures/full.toml")).unwrap();
+    let config = atomix_config::Config::parse(&src).unwrap();
+    let inbound = inbound(&config.firewall_inbound_json().to_pretty());
+    let rules = inbound_rules(&inbound, &Interfaces::default());
+    let text = script(&tagged_handles(&nft.list_input().unwrap()), &rules);
+    nft.check(&text).unwrap();
+    nft.apply(&text).unwrap();
+    let listing = Command::new(dir.path().join("nft-in-ns"))
+        .args(["list", "chain", "inet", "filter", "input"])
+        .output()
+        .unwrap();
+    assert!(listing.status.success());
+    assert_eq!(String::from_utf8(listing.stdout).unwrap(), FULL_INPUT);
 }

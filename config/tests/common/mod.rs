@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
 use atomix_config::Config;
+use atomix_config::net::Mac;
+use atomix_config::system::{self, NetworkFiles};
 
 /// An ed25519 key.
 pub const ED25519: &str =
@@ -85,3 +87,26 @@ pub const P521: &str = "ecdsa-sha2-nistp521 AAAAE2VjZHNhLXNoYTItbmlzdHA1MjEAAAAI
 pub const SK_ED25519: &str = "sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fAAAABHNzaDo= fido";
 /// A FIDO P-256 key (built by hand: the curve's generator point, application `ssh:`).
 pub const SK_P256: &str = "sk-ecdsa-sha2-nistp256@openssh.com AAAAInNrLWVjZHNhLXNoYTItbmlzdHAyNTZAb3BlbnNzaC5jb20AAAAIbmlzdHAyNTYAAABBBGsX0fLhLEJH+Lzm5WOkQPJ3A32BLeszoPShOUXYmMKWT+NC4v4af5uO5+tKfA+eFivOM1drMV7Oy7ZAaDe/UfUAAAAEc3NoOg== fido";
+
+/// The LAN NIC's address the network files are rendered with.
+pub const MAC: &str = "02:00:0A:2c:00:01";
+
+/// A file of the workspace (`rootfs/tree/etc/hosts`, ...).
+pub fn workspace_file(path: &str) -> String {
+    let path = format!("{}/../{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The network files of `config`, with [`MAC`] and the image's `/etc/hosts`.
+pub fn network_files(config: &Config) -> NetworkFiles {
+    let mac: Mac = MAC.parse().unwrap();
+    let hosts = workspace_file("rootfs/tree/etc/hosts");
+    system::render(&config.network, Some(&mac), &hosts).unwrap()
+}
+
+/// The network files of the fixture `fixtures/<name>.toml`.
+pub fn fixture_network_files(name: &str) -> NetworkFiles {
+    let src = workspace_file(&format!("config/tests/fixtures/{name}.toml"));
+    let config = Config::parse(&src).unwrap_or_else(|r| panic!("{}", r.render_text(name, &src)));
+    network_files(&config)
+}

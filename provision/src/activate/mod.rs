@@ -7,7 +7,8 @@
 //! - [`accounts`]: the user apply as a pure [`accounts::plan`] and the [`Accounts`] executor.
 //! - [`firewall`]: the inbound rules as a pure function to one nft script, the [`Firewall`]
 //!   trait, [`Nft`].
-//! - [`network`]: the network step's trait and restart rules.
+//! - [`network`]: the network step's trait and restart rules; [`etc_network`]: the step itself
+//!   ([`EtcNetwork`]: the files of spec 5.2 written into `/etc`, `networkctl reload`).
 //! - [`bootstrap`]: the bootstrap WAN toggle (tcp/8080 on the WAN while unprovisioned).
 //! - [`policy`]: `activation-policy.json` / `health-required.json`.
 //! - [`clock`]: [`Clock`], real and fake; [`timesync`]: the clock check before image pulls.
@@ -20,6 +21,7 @@ pub mod accounts;
 pub mod bootstrap;
 pub mod clock;
 pub mod engine;
+pub mod etc_network;
 pub mod firewall;
 pub mod gate;
 pub mod health;
@@ -38,6 +40,7 @@ pub use clock::{Clock, FakeClock, RealClock};
 pub use engine::{
     Deps, Rootless, activate, check_health, complete, reactivate, restart_order, run,
 };
+pub use etc_network::{EtcNetwork, FakeRunner, ProcessRunner, Runner};
 pub use firewall::{FakeFirewall, Firewall, FirewallError, Inbound, Interfaces, Nft, Ports};
 pub use gate::{Gate, mark_good, mark_good_gate};
 pub use network::{FakeNetwork, Network, NetworkChanges, NetworkError, NoNetwork};

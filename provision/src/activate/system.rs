@@ -9,8 +9,9 @@ use atomix_config::quadlet::APP_USER;
 use super::accounts::{self, RealAccounts, Shells};
 use super::clock::RealClock;
 use super::engine::{Deps, Rootless};
+use super::etc_network::{EtcNetwork, ProcessRunner};
 use super::firewall::{Interfaces, Nft};
-use super::network::{Network, NoNetwork};
+use super::network::Network;
 use super::systemctl_user::SystemctlUser;
 use super::systemd::SystemdError;
 use super::systemd_dbus::DbusSystemd;
@@ -26,7 +27,7 @@ pub struct RealSystem {
     system: DbusSystemd,
     user: SystemctlUser,
     accounts: RealAccounts,
-    network: NoNetwork,
+    network: EtcNetwork<ProcessRunner>,
     firewall: Nft,
     clock: RealClock,
     time_sync: Chronyc,
@@ -48,7 +49,7 @@ impl RealSystem {
             system: DbusSystemd::system()?,
             user: SystemctlUser::machine(APP_USER),
             accounts: RealAccounts::default(),
-            network: NoNetwork,
+            network: EtcNetwork::default(),
             firewall: Nft::default(),
             clock: RealClock::new(),
             time_sync: Chronyc,
