@@ -3,17 +3,21 @@
 # same input, the largest config of the corpus (config/tests/fixtures/full.toml): `validate`
 # and an initial `import` into an empty /data, each run N times as its own process; median wall
 # time and median peak RSS (GNU time's %M) of each, and ours as a fraction of theirs.
+# With --boots B, also in the guest (QEMU, the real root filesystem, about 5 minutes a boot):
+# systemd start -> provisioned and marked good for a boot-partition seed, and the container's
+# start alone, median of B first boots (atomix-bench-rootfs --provision).
 #
-# Usage: scripts/bench-provision.sh [--runs N] [--json]     (as root; installs what it needs)
+# Usage: scripts/bench-provision.sh [--runs N] [--boots B] [--json]   (as root; installs what it needs)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-runs=30 json=0
+runs=30 json=0 boots=0
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) runs=${2:?--runs needs a number}; shift 2 ;;
+    --boots) boots=${2:?--boots needs a number}; shift 2 ;;
     --json) json=1; shift ;;
-    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-provision.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -25,7 +29,7 @@ ours=$target/release/atomix-provision
 theirs=${ATOMIX_CACHE:-$repo/.cache}/orig-venv/bin/atomixos-provision
 export ATOMIXOS_CONFIG_SCHEMA=$repo/../shared/anchors/atomixos-provision/config.schema.json
 export ATOMIXOS_ALLOW_UNSAFE_CONFIG_ROOT=1
-exec python3 - "$ours" "$theirs" "$repo/config/tests/fixtures/full.toml" "$runs" "$json" <<'PY'
+host=$(python3 - "$ours" "$theirs" "$repo/config/tests/fixtures/full.toml" "$runs" "$json" <<'PY'
 import json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 ours, theirs, config, runs, as_json = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
@@ -70,3 +74,19 @@ else:
         print(f"{command + ' (ms)':24}{r['ours_s']*1e3:12.2f}{r['original_s']*1e3:12.1f}{r['ours_s']/r['original_s']:11.3f}")
         print(f"{command + ' peak RSS (MiB)':24}{r['ours_rss_kib']/1024:12.1f}{r['original_rss_kib']/1024:12.1f}{r['ours_rss_kib']/r['original_rss_kib']:11.3f}")
 PY
+)
+if [ "$boots" -eq 0 ]; then
+  printf '%s\n' "$host"
+  [ "$json" = 1 ] || echo "(in the guest: --boots N)"
+  exit 0
+fi
+cargo build --profile init --target aarch64-unknown-linux-gnu -p atomix-initrd --locked -q
+cargo build --release --locked -q -p atomix-systests --bin atomix-bench-rootfs
+scripts/rootfs.sh --board qemu-virt --quiet >/dev/null
+if [ "$json" = 1 ]; then
+  guest=$("$target/release/atomix-bench-rootfs" --provision --boots "$boots" --json)
+  python3 -c 'import json,sys; print(json.dumps({"host": json.loads(sys.argv[1]), "guest": json.loads(sys.argv[2])}, indent=2))' "$host" "$guest"
+else
+  printf '%s\n\n' "$host"
+  "$target/release/atomix-bench-rootfs" --provision --boots "$boots"
+fi

@@ -6,12 +6,14 @@
 //! (systemd, RAUC, accounts, the network files, nftables), first boot, and the
 //! `atomix-provision` binary.
 //!
-//! Built so far: [`store`] (the config root, its promotion and recovery, and the Quadlet sync
-//! into the systemd search paths), [`activate`] (the activation engine: users, Quadlets, the
-//! network files under `/etc`, firewall, the health window, commit or rollback, and the RAUC
+//! Modules: [`store`] (the config root, its promotion and recovery, and the Quadlet sync into
+//! the systemd search paths), [`activate`] (the activation engine: users, Quadlets, network,
+//! firewall, the health window, commit or rollback, the bootstrap WAN toggle, and the RAUC
 //! mark-good gate), [`source`] (a config.toml or bundle from a file), [`validate`] (parse and
-//! render, every error), [`import`] (the initial import), and the `atomix-provision` binary
-//! over them. The re-apply through the engine, first boot and the API are still to come.
+//! render, every error located), [`import`] (the one mutation path: initial import or re-apply,
+//! activating through the engine), [`firstboot`] (seed discovery and the first provisioning),
+//! and the `atomix-provision` binary over them. The HTTP API and the web console are still to
+//! come.
 //!
 //! Must not: parse or render config.toml itself (that is `atomix-config`), or be needed by
 //! `/init` or the host tools.

@@ -157,3 +157,75 @@ pub fn http_get(port: u16, wait: Duration) -> Option<String> {
             .to_owned()
     })
 }
+
+/// Guest-clock marks of a first boot that provisioned the device, in seconds since the kernel
+/// started.
+#[derive(Debug, Clone, Copy)]
+pub struct ProvisionMarks {
+    /// systemd started (`UserspaceTimestampMonotonic`).
+    pub systemd_start: f64,
+    /// First boot logged that the booted slot is marked good (the journal's monotonic time).
+    pub marked_good: f64,
+    /// The container's image build started (the build unit left `inactive`).
+    pub build_start: f64,
+    /// The container became active.
+    pub container_active: f64,
+}
+
+impl ProvisionMarks {
+    /// systemd start → provisioned and marked good.
+    pub fn to_marked_good(&self) -> f64 {
+        self.marked_good - self.systemd_start
+    }
+
+    /// The container's start alone: its image build, then the container until active.
+    pub fn container_start(&self) -> f64 {
+        self.container_active - self.build_start
+    }
+}
+
+/// One `systemctl show -P` property in microseconds, as seconds.
+fn monotonic(guest: &mut Guest, property: &str, unit: &str) -> anyhow::Result<f64> {
+    let out = guest.sh(&format!("systemctl show -P {property} {unit}"), COMMAND)?;
+    let micros: f64 = out
+        .text()
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{unit} {property}: {:?}", out.text()))?;
+    anyhow::ensure!(micros > 0.0, "{unit} {property} is not set");
+    Ok(micros / 1e6)
+}
+
+/// Reads the [`ProvisionMarks`] of the boot `guest` is in, whose container is `container`
+/// (`probe`: units `probe-build.service` and `probe.service`).
+///
+/// # Errors
+/// A mark is missing: first boot did not mark the slot good, or the units never ran.
+pub fn provision_marks(guest: &mut Guest, container: &str) -> anyhow::Result<ProvisionMarks> {
+    let marked = guest.sh(
+        "journalctl -b -u atomix-first-boot -o short-monotonic --grep 'marked the booted slot' \
+         | tail -n 1",
+        COMMAND,
+    )?;
+    let text = marked.text();
+    let marked_good = text
+        .trim()
+        .strip_prefix('[')
+        .and_then(|t| t.split(']').next())
+        .and_then(|t| t.trim().parse::<f64>().ok())
+        .ok_or_else(|| anyhow::anyhow!("no mark-good line in first boot's journal: {text:?}"))?;
+    Ok(ProvisionMarks {
+        systemd_start: monotonic(guest, "UserspaceTimestampMonotonic", "")?,
+        marked_good,
+        build_start: monotonic(
+            guest,
+            "InactiveExitTimestampMonotonic",
+            &format!("{container}-build.service"),
+        )?,
+        container_active: monotonic(
+            guest,
+            "ActiveEnterTimestampMonotonic",
+            &format!("{container}.service"),
+        )?,
+    })
+}

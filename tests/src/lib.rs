@@ -4,7 +4,8 @@
 //! the command that makes a missing one ([`Artifacts`]); building the test rootfs tree with the
 //! probe init from `tests/rootfs/` ([`build_test_rootfs`]); parsing the probe's console markers
 //! ([`Probe`]); the QEMU configuration the tests boot with ([`qemu_config_for`]); power cycles
-//! of the real root filesystem and commands in it ([`appliance`], [`Guest`]); and the
+//! of the real root filesystem and commands in it ([`appliance`], [`Guest`]); provisioning seeds
+//! ([`seed`]); and the
 //! benchmark behind `atomix-bench` ([`bench`]: ours against a busybox initramfs, DESIGN
 //! section 8).
 //!
@@ -20,6 +21,7 @@ mod fixtures;
 mod guest;
 mod probe;
 mod rootfs;
+pub mod seed;
 mod tools;
 
 use std::path::{Path, PathBuf};

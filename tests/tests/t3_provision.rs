@@ -28,62 +28,11 @@ use std::time::Duration;
 use atomix_board::{Board, Slot};
 use atomix_qemu::Ending;
 use atomix_systests::appliance::{self, chosen_slot, counters, free_ports, http_get, ok, run, tcp};
+use atomix_systests::seed::{self, probe_config};
 use atomix_systests::{Artifacts, Guest, run_checked};
 
 /// First boot to provisioned, container build included: minutes under TCG.
 const PROVISIONING: Duration = Duration::from_secs(1200);
-
-/// A valid config: the admin `admin`, the settings checked below, the `probe` container built
-/// from the bundle's files.
-fn config(admin: &str, key: &str, page: &str) -> String {
-    format!(
-        r#"version = 1
-
-[users.{admin}]
-isAdmin = true
-ssh_key = "{key}"
-shell = "bash"
-
-[users.viewer]
-ssh_key = ""
-
-[network]
-dns_servers = ["9.9.9.9"]
-dns_search_domains = ["example.lab"]
-
-[network.dnsmasq]
-dhcp_start = "172.20.30.50"
-dhcp_end = "172.20.30.99"
-domain = "lab"
-hostname_pattern = "atomix-{{mac}}"
-gateway_aliases = ["gw", "atomixos"]
-
-[network.ntp]
-servers = ["172.20.30.254"]
-
-[network.firewall.inbound.wan]
-tcp = [8081]
-
-[activation]
-required = ["probe"]
-timeout_seconds = 900
-settle_seconds = 5
-
-[containers.build.probe.Build]
-ImageTag = "localhost/probe:latest"
-File = "${{FILES_DIR}}/probe/Containerfile"
-SetWorkingDirectory = "${{FILES_DIR}}/probe"
-
-[containers.container.probe]
-privileged = true
-
-[containers.container.probe.Container]
-Image = "probe.build"
-Exec = "/bin/busybox httpd -f -p 8081 -h /www"
-Environment = "PAGE={page}"
-"#
-    )
-}
 
 /// A config whose required container cannot start (its image is nowhere: no registry).
 fn failing_config(key: &str) -> String {
@@ -157,66 +106,17 @@ impl Fixture {
             .disk
     }
 
-    /// A bundle (`tar --zstd` or `--gzip`) of `config` and the probe image's build files.
+    /// A bundle of `config` and the probe image's files (`tar` with `compress`).
     fn bundle(&self, name: &str, config: &str, compress: &str) -> PathBuf {
-        let src = self.dir.join(format!("{name}.d"));
-        let probe = src.join("files/probe");
-        fs::create_dir_all(probe.join("www")).unwrap();
-        fs::write(src.join("config.toml"), config).unwrap();
-        fs::copy(&self.artifacts.busybox_aarch64, probe.join("busybox")).unwrap();
-        fs::write(probe.join("www/index.html"), format!("{name}-ok\n")).unwrap();
-        fs::write(
-            probe.join("Containerfile"),
-            "FROM scratch\nCOPY busybox /bin/busybox\nCOPY www /www\n",
-        )
-        .unwrap();
-        let out = self.dir.join(name);
-        run_checked(
-            Command::new("tar")
-                .arg(compress)
-                .arg("-cf")
-                .arg(&out)
-                .arg("-C")
-                .arg(&src)
-                .args(["config.toml", "files"]),
-        )
-        .unwrap();
-        out
+        seed::probe_bundle(&self.artifacts, &self.dir, name, config, compress).unwrap()
     }
 
-    /// A USB stick: a whole-disk vfat labelled ATOMIX-SEED holding `file` as `name`.
+    /// A USB stick holding `file` as `name`.
     fn usb(&self, stick: &str, file: &Path, name: &str) -> PathBuf {
         let image = self.dir.join(stick);
-        let _ = fs::remove_file(&image);
-        run_checked(
-            Command::new("mkfs.vfat")
-                .args(["-n", "ATOMIX-SEED", "-C"])
-                .arg(&image)
-                .arg("65536"),
-        )
-        .unwrap();
-        mcopy(&image, file, name);
+        seed::usb_stick(&image, file, name).unwrap();
         image
     }
-}
-
-/// Copies `file` into the vfat at `image` (an `mtools` image spec) as `name`.
-fn mcopy(image: &Path, file: &Path, name: &str) {
-    run_checked(
-        Command::new("mcopy")
-            .arg("-o")
-            .arg("-i")
-            .arg(image)
-            .arg(file)
-            .arg(format!("::{name}")),
-    )
-    .unwrap();
-}
-
-/// Puts a seed on the boot partition (boot-a at 16 MiB) of a flashed disk.
-fn boot_seed(disk: &Path, file: &Path, name: &str) {
-    let spec = format!("{}@@{}", disk.display(), 16u64 << 20);
-    mcopy(Path::new(&spec), file, name);
 }
 
 fn boot(f: &Fixture, disks: &[&Path], name: &str, wan: &[(u16, u16)]) -> Guest {
@@ -318,8 +218,8 @@ fn seeds_provision_the_device_and_only_a_committed_activation_marks_the_slot_goo
 
     // --- Disk 1, boot 1: a fresh flash with a bundle on its boot partition. -----------------
     let disk = f.disk("one");
-    let boot_bundle = f.bundle("boot", &config("admin", &f.key, "boot-ok"), "--zstd");
-    boot_seed(&disk, &boot_bundle, "config.tar.zst");
+    let boot_bundle = f.bundle("boot", &probe_config("admin", &f.key, "boot-ok"), "--zstd");
+    seed::put_boot_seed(&disk, &boot_bundle, "config.tar.zst").unwrap();
     let [wan_8080, wan_8081] = free_ports();
     let wan = [(wan_8080, 8080), (wan_8081, 8081)];
     let mut g = boot(&f, &[&disk], "1-boot-seed", &wan);
@@ -334,8 +234,21 @@ fn seeds_provision_the_device_and_only_a_committed_activation_marks_the_slot_goo
     ok(&mut g, "systemctl is-active atomix-first-boot.service");
     assert_provisioned(&mut g, "admin", "boot-ok", wan_8081);
     let seed = ok(&mut g, "cat /data/config/config.toml");
-    assert_eq!(seed.trim(), config("admin", &f.key, "boot-ok").trim());
+    assert_eq!(seed.trim(), probe_config("admin", &f.key, "boot-ok").trim());
     ok(&mut g, "test ! -e /data/.atomixos-boot-seed-pending");
+    let marks = appliance::provision_marks(&mut g, "probe").unwrap();
+    assert!(
+        marks.systemd_start < marks.build_start
+            && marks.build_start < marks.container_active
+            && marks.container_active < marks.marked_good,
+        "{marks:?}"
+    );
+    eprintln!(
+        "t3-provision: systemd start -> provisioned and marked good {:.1} s (guest clock), \
+         of which the container's build and start {:.1} s",
+        marks.to_marked_good(),
+        marks.container_start()
+    );
     let out = g.power_off(Duration::from_secs(180)).unwrap();
     assert_eq!(out.ending, Ending::PowerOff);
     assert_eq!(
@@ -371,7 +284,7 @@ fn seeds_provision_the_device_and_only_a_committed_activation_marks_the_slot_goo
     assert_eq!(counters(&disk, &f.board), ([3, 3], Some(Slot::A)));
 
     // --- Disk 1, boot 3: the USB seed reprovisions; the boot seed is not replayed. -----------
-    let usb_bundle = f.bundle("usb", &config("operator", &f.key, "usb-ok"), "--gzip");
+    let usb_bundle = f.bundle("usb", &probe_config("operator", &f.key, "usb-ok"), "--gzip");
     let usb = f.usb("usb-one.img", &usb_bundle, "config.tar.gz");
     let mut g = boot(&f, &[&disk, &usb], "3-usb-seed", &wan);
     wait_until(&mut g, "test -e /data/.completed_first_boot", PROVISIONING);
@@ -382,7 +295,7 @@ fn seeds_provision_the_device_and_only_a_committed_activation_marks_the_slot_goo
     assert_provisioned(&mut g, "operator", "usb-ok", wan_8081);
     assert_eq!(
         ok(&mut g, "cat /data/config/config.toml").trim(),
-        config("operator", &f.key, "usb-ok").trim()
+        probe_config("operator", &f.key, "usb-ok").trim()
     );
     let out = g.power_off(Duration::from_secs(180)).unwrap();
     assert_eq!(out.ending, Ending::PowerOff);
@@ -392,7 +305,7 @@ fn seeds_provision_the_device_and_only_a_committed_activation_marks_the_slot_goo
     let disk = f.disk("two");
     let invalid = f.dir.join("invalid.toml");
     fs::write(&invalid, INVALID).unwrap();
-    boot_seed(&disk, &invalid, "config.toml");
+    seed::put_boot_seed(&disk, &invalid, "config.toml").unwrap();
     let failing = f.dir.join("failing.toml");
     fs::write(&failing, failing_config(&f.key)).unwrap();
     let usb = f.usb("usb-two.img", &failing, "config.toml");
