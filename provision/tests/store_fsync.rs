@@ -88,7 +88,7 @@ impl Fs for Recorder<'_> {
 }
 
 /// Runs `op` and checks the order; the candidate's own creation is exempt (it is not
-/// visible to recovery until promoted, and promotion fsyncs before using it).
+/// visible to recovery until promoted, and `write_candidate` fsyncs it all).
 fn check(setup: &dyn Fn(&ConfigRoot), op: &dyn Fn(&dyn Fs, &ConfigRoot) -> Result<(), StoreError>) {
     let dir = tempfile::tempdir().unwrap();
     let root = root_in(dir.path());

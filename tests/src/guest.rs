@@ -228,7 +228,11 @@ impl Guest {
                 }
                 return Ok(Shell { status, lines });
             }
-            lines.push(line);
+            // A service's output forwarded to the console (StandardOutput=journal+console)
+            // lands between a command's lines; it is the console's, not the command's.
+            if !is_forwarded_console_line(&line) {
+                lines.push(line);
+            }
         }
     }
 
@@ -272,12 +276,62 @@ impl Guest {
     }
 }
 
+/// Whether `line` is journald's console forwarding of a service's output:
+/// `[   34.236966] atomix-activate[268]: …` (the kernel's clock, the identifier, the pid). A
+/// `journalctl -o short-monotonic` line differs: the host name comes before the identifier.
+fn is_forwarded_console_line(line: &str) -> bool {
+    let Some(rest) = line.strip_prefix('[') else {
+        return false;
+    };
+    let Some((stamp, rest)) = rest.split_once("] ") else {
+        return false;
+    };
+    let stamp_ok = stamp.trim_start().split_once('.').is_some_and(|(s, us)| {
+        !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && us.len() == 6
+            && us.bytes().all(|b| b.is_ascii_digit())
+    });
+    let Some((ident, rest)) = rest.split_once('[') else {
+        return false;
+    };
+    let ident_ok = !ident.is_empty() && !ident.contains(' ');
+    let pid_ok = rest
+        .split_once("]: ")
+        .is_some_and(|(pid, _)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+    stamp_ok && ident_ok && pid_ok
+}
+
 impl Drop for Guest {
     fn drop(&mut self) {
         // Hanging up stops QEMU; the join waits until it is gone.
         self.keys = None;
         if let Some(runner) = self.runner.take() {
             let _ = runner.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_service_output_is_told_from_command_output() {
+        for forwarded in [
+            "[   34.236966] atomix-activate[268]: service-restart: probe.service (rootful) done",
+            "[ 1234.000001] atomix-first-boot[1]: x",
+        ] {
+            assert!(is_forwarded_console_line(forwarded), "{forwarded}");
+        }
+        for output in [
+            "running",
+            "[   51.222579] atomixos atomix-first-boot[276]: marked the booted slot boot.0 good",
+            "[   34.2369] atomix-activate[268]: short stamp",
+            "[x] a[1]: y",
+            "[   34.236966] atomix-activate: no pid",
+        ] {
+            assert!(!is_forwarded_console_line(output), "{output}");
         }
     }
 }

@@ -22,7 +22,7 @@ use super::error::StoreError;
 use super::fs::Fs;
 use super::managed::merge_into;
 use super::root::{CONFIG_TOML, ConfigRoot, MARKER_CONTENTS};
-use super::tree::{fsync_tree, remove_tree};
+use super::tree::remove_tree;
 
 /// The marker's mode.
 const MARKER_MODE: u32 = 0o644;
@@ -40,10 +40,12 @@ pub enum Promotion {
 /// Promotes the candidate (which must hold `config.toml`) and leaves the marker and the
 /// rollback in place until [`cleanup`], [`restore`] or [`discard_initial`].
 ///
-/// Re-apply: delete a stale rollback, fsync the candidate, write the marker (fsync), rename
-/// the active root to the rollback (fsync), rename the candidate to the active root (fsync).
-/// Initial: the same, but the active root, if any, is renamed to the rollback before the marker
-/// is written.
+/// The candidate must be durable already: [`super::write_candidate`], its only writer, fsyncs
+/// every file and directory it makes (syncing the tree again here doubled an import's fsyncs).
+///
+/// Re-apply: delete a stale rollback, write the marker (fsync), rename the active root to the
+/// rollback (fsync), rename the candidate to the active root (fsync). Initial: the same, but the
+/// active root, if any, is renamed to the rollback before the marker is written.
 pub fn promote(fs: &dyn Fs, root: &ConfigRoot, kind: Promotion) -> Result<(), StoreError> {
     let candidate = root.candidate();
     if !fs.exists(&candidate.join(CONFIG_TOML))? {
@@ -55,7 +57,6 @@ pub fn promote(fs: &dyn Fs, root: &ConfigRoot, kind: Promotion) -> Result<(), St
     }
     let parent = root.parent();
     remove_tree(fs, root, &root.rollback())?;
-    fsync_tree(fs, &candidate)?;
     if kind == Promotion::Initial && active_exists {
         fs.rename(root.active(), &root.rollback())?;
         fs.fsync_dir(parent)?;

@@ -1,24 +1,10 @@
-//! Whole-tree operations on top of [`Fs`]: fsync a tree, copy one keeping modes and owners,
-//! compare two, delete one in a single visible step, and replace a file atomically.
+//! Whole-tree operations on top of [`Fs`]: copy one keeping modes and owners, compare two,
+//! delete one in a single visible step, and replace a file atomically.
 
 use std::path::{Path, PathBuf};
 
 use super::fs::{Fs, FsError, Kind};
 use super::root::ConfigRoot;
-
-/// fsyncs every file and directory below and including `path`, each directory after its
-/// entries. Symlinks are left alone (their parent's fsync covers them).
-pub fn fsync_tree(fs: &dyn Fs, path: &Path) -> Result<(), FsError> {
-    for name in fs.read_dir(path)? {
-        let child = path.join(name);
-        match fs.metadata(&child)?.map(|m| m.kind) {
-            Some(Kind::Dir) => fsync_tree(fs, &child)?,
-            Some(Kind::File) => fs.fsync_file(&child)?,
-            _ => {}
-        }
-    }
-    fs.fsync_dir(path)
-}
 
 /// The directory that holds `path` (for the fsync after a change to `path`'s entry).
 pub fn parent_of(path: &Path) -> &Path {
@@ -168,7 +154,6 @@ mod tests {
         assert_eq!(fs.metadata(&b.join("sub/f")).unwrap().unwrap().mode, 0o640);
         assert_eq!(fs.read(&b.join("l")).unwrap(), b"hello");
         assert_eq!(fs.read_link(&b.join("l")).unwrap(), Path::new("sub/f"));
-        fsync_tree(&fs, &b).unwrap();
     }
 
     #[test]
