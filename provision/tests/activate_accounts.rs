@@ -40,10 +40,11 @@ fn new_users_are_created_by_kind_with_shells_and_locked() {
             "svc": {"isAdmin": false},
             "bea": {"isAdmin": true, "shell": "bash"}}"#,
     );
+    // Debian has groups named like some users (`operator`): such a user joins the default group.
     let p = plan(
         &u,
         &set(&[]),
-        &existing(&[], &[]),
+        &existing(&[], &[("svc", &[])]),
         &shells(),
         Path::new(KEYS),
     )
@@ -53,7 +54,8 @@ fn new_users_are_created_by_kind_with_shells_and_locked() {
         [
             AccountOp::CreateAdmin {
                 name: "ann".into(),
-                shell: "/usr/bin/zsh".into()
+                shell: "/usr/bin/zsh".into(),
+                no_user_group: false,
             },
             AccountOp::Lock("ann".into()),
             AccountOp::ChownKey {
@@ -62,12 +64,14 @@ fn new_users_are_created_by_kind_with_shells_and_locked() {
             },
             AccountOp::CreateAdmin {
                 name: "bea".into(),
-                shell: "/usr/bin/bash".into()
+                shell: "/usr/bin/bash".into(),
+                no_user_group: false,
             },
             AccountOp::Lock("bea".into()),
             AccountOp::CreateSystem {
                 name: "svc".into(),
-                shell: "/usr/bin/bash".into()
+                shell: "/usr/bin/bash".into(),
+                no_user_group: true,
             },
             AccountOp::Lock("svc".into()),
         ]
@@ -180,16 +184,26 @@ fn steps_map_to_the_commands_of_the_original() {
     assert_eq!(
         line(AccountOp::CreateAdmin {
             name: "ann".into(),
-            shell: shell.clone()
+            shell: shell.clone(),
+            no_user_group: false,
         }),
         ["useradd --create-home --shell /usr/bin/zsh ann"]
     );
     assert_eq!(
         line(AccountOp::CreateSystem {
             name: "svc".into(),
-            shell
+            shell: shell.clone(),
+            no_user_group: false,
         }),
         ["useradd --system --shell /usr/bin/zsh svc"]
+    );
+    assert_eq!(
+        line(AccountOp::CreateAdmin {
+            name: "operator".into(),
+            shell,
+            no_user_group: true,
+        }),
+        ["useradd --create-home --shell /usr/bin/zsh --no-user-group operator"]
     );
     assert_eq!(
         line(AccountOp::UnexpireLock("a".into())),

@@ -632,7 +632,8 @@ fn users_network_and_firewall_are_applied_and_stale_units_stopped() {
         [
             AccountOp::CreateAdmin {
                 name: "ann".into(),
-                shell: "/usr/bin/bash".into()
+                shell: "/usr/bin/bash".into(),
+                no_user_group: false,
             },
             AccountOp::Lock("ann".into())
         ]

@@ -82,19 +82,24 @@ impl Shells {
 /// One step of an account plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccountOp {
-    /// `useradd --create-home --shell <shell> <name>`.
+    /// `useradd --create-home --shell <shell> [--no-user-group] <name>`.
     CreateAdmin {
         /// The user.
         name: String,
         /// Its shell.
         shell: PathBuf,
+        /// A group of the user's name exists already (Debian has `operator`, `staff`, …):
+        /// useradd would refuse to make it, so the user gets the default group instead.
+        no_user_group: bool,
     },
-    /// `useradd --system --shell <shell> <name>`.
+    /// `useradd --system --shell <shell> [--no-user-group] <name>`.
     CreateSystem {
         /// The user.
         name: String,
         /// Its shell.
         shell: PathBuf,
+        /// As for [`AccountOp::CreateAdmin`].
+        no_user_group: bool,
     },
     /// `usermod --lock <name>` (no passwords) after a creation.
     Lock(String),
@@ -233,15 +238,18 @@ fn plan_user(
             None if spec.is_admin => shells.admin.clone(),
             None => shells.system.clone(),
         };
+        let no_user_group = existing.groups.contains_key(name);
         ops.push(if spec.is_admin {
             AccountOp::CreateAdmin {
                 name: user.clone(),
                 shell,
+                no_user_group,
             }
         } else {
             AccountOp::CreateSystem {
                 name: user.clone(),
                 shell,
+                no_user_group,
             }
         });
         ops.push(AccountOp::Lock(user.clone()));
@@ -328,13 +336,19 @@ pub fn command_of(op: &AccountOp) -> Vec<(&'static str, Vec<String>)> {
     let s = |v: &[&str]| v.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
     let path = |p: &Path| p.display().to_string();
     match op {
-        AccountOp::CreateAdmin { name, shell } => vec![(
+        AccountOp::CreateAdmin {
+            name,
+            shell,
+            no_user_group,
+        } => vec![(
             "useradd",
-            s(&["--create-home", "--shell", &path(shell), name]),
+            useradd("--create-home", shell, *no_user_group, name),
         )],
-        AccountOp::CreateSystem { name, shell } => {
-            vec![("useradd", s(&["--system", "--shell", &path(shell), name]))]
-        }
+        AccountOp::CreateSystem {
+            name,
+            shell,
+            no_user_group,
+        } => vec![("useradd", useradd("--system", shell, *no_user_group, name))],
         AccountOp::Lock(name) => vec![("usermod", s(&["--lock", name]))],
         AccountOp::UnexpireLock(name) => vec![("usermod", s(&["--expiredate=", "--lock", name]))],
         AccountOp::AddToGroup { name, group } => vec![("gpasswd", s(&["--add", name, group]))],
@@ -370,6 +384,19 @@ fn user_of(op: &AccountOp) -> &str {
         | AccountOp::LockRemoved(name)
         | AccountOp::EnableLinger(name) => name,
     }
+}
+
+fn useradd(kind: &str, shell: &Path, no_user_group: bool, name: &str) -> Vec<String> {
+    let mut args = vec![
+        kind.to_owned(),
+        "--shell".to_owned(),
+        shell.display().to_string(),
+    ];
+    if no_user_group {
+        args.push("--no-user-group".to_owned());
+    }
+    args.push(name.to_owned());
+    args
 }
 
 /// A user's entry in a passwd file: its ids and home.
