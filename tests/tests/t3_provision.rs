@@ -129,7 +129,7 @@ fn boot(f: &Fixture, disks: &[&Path], name: &str, wan: &[(u16, u16)]) -> Guest {
     )
 }
 
-/// Waits (in the guest) until `command` succeeds, for at most `limit`.
+/// Waits (in the guest) until `command` (no single quotes) succeeds, for at most `limit`.
 fn wait_until(g: &mut Guest, command: &str, limit: Duration) {
     let secs = limit.as_secs();
     let out = g
@@ -312,7 +312,7 @@ fn seeds_provision_the_device_and_only_a_committed_activation_marks_the_slot_goo
     let mut g = boot(&f, &[&disk, &usb], "4-fall-through", &wan);
     wait_until(
         &mut g,
-        "journalctl -b -u atomix-first-boot -o cat | grep -q 'Waiting for provisioning'",
+        "journalctl -b -u atomix-first-boot -o cat | grep -q \"Waiting for provisioning\"",
         PROVISIONING,
     );
     let log = journal(&mut g, "atomix-first-boot");

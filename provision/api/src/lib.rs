@@ -1,0 +1,59 @@
+//! The provisioning API's wire protocol, shared by the device's server (`atomix-provision
+//! serve`) and the operator's client (`atomix device`): the routes, the headers, the message an
+//! admin signs (SSHSIG, namespace `atomixos-reapply`) and the JSON bodies. They are the
+//! original AtomixOS service's (spec section 6), so clients made for it keep working.
+//!
+//! Owns: these facts, once. Must not: do I/O, sign or verify (the server verifies with
+//! `ssh-key`, the client signs with a key file or an agent), or know about the config model.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod body;
+pub mod message;
+
+pub use body::{
+    ApiError, Finding, FrameworkError, JobEvent, JobResponse, JobState, NonceResponse,
+    ProvisionResult, SubmitResponse, ValidationResponse,
+};
+pub use message::{NAMESPACE, VERSION_LINE, signed_message};
+
+/// The nonce header.
+pub const HEADER_NONCE: &str = "X-AtomixOS-Nonce";
+/// The signature header: the strict base64 of the whole armored SSHSIG.
+pub const HEADER_SIGNATURE: &str = "X-AtomixOS-Signature";
+/// The optional file name of an upload (bundle detection).
+pub const HEADER_FILENAME: &str = "X-Config-Filename";
+
+/// The routes (spec 6.2); `{…}` are path parameters.
+pub mod routes {
+    /// `GET`: `{"status":"ok"}`.
+    pub const HEALTH: &str = "/api/health";
+    /// `GET`: a fresh nonce.
+    pub const NONCE: &str = "/api/nonce";
+    /// `POST`: submit a config or bundle; 202 and a job.
+    pub const CONFIG: &str = "/api/config";
+    /// `POST`: validate a config or bundle (signed).
+    pub const VALIDATE: &str = "/api/validate";
+    /// `GET`: the active config.toml (signed).
+    pub const EXPORT: &str = "/api/config/export";
+    /// `GET`: a job.
+    pub const JOB: &str = "/api/jobs/{job_id}";
+    /// `PUT`/`DELETE`: one user.
+    pub const USER: &str = "/api/config/users/{name}";
+    /// `PATCH`: the network section.
+    pub const NETWORK: &str = "/api/config/network";
+    /// `PUT`/`DELETE`: one container.
+    pub const CONTAINER: &str = "/api/config/containers/{name}";
+    /// `PUT`/`DELETE`: one container network.
+    pub const CONTAINER_NETWORK: &str = "/api/config/container-networks/{name}";
+    /// `PUT`/`DELETE`: one container volume.
+    pub const CONTAINER_VOLUME: &str = "/api/config/container-volumes/{name}";
+    /// The OpenAPI document.
+    pub const OPENAPI: &str = "/schema/openapi.json";
+
+    /// A job's path.
+    pub fn job(id: &str) -> String {
+        JOB.replace("{job_id}", id)
+    }
+}
