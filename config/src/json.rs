@@ -10,7 +10,9 @@ use crate::files::{FileSet, RelPath};
 use crate::firewall::PortScope;
 use crate::model::Config;
 use crate::net::ip_text;
-use crate::root_files::{ACTIVATION_POLICY, FIREWALL_INBOUND, HEALTH_REQUIRED, USERS_JSON};
+use crate::root_files::{
+    ACTIVATION_POLICY, FIREWALL_INBOUND, HEALTH_REQUIRED, LAN_SETTINGS, USERS_JSON,
+};
 
 /// A JSON value whose objects keep their key order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,7 +278,7 @@ impl Config {
         };
         add(USERS_JSON, self.users_json());
         add(FIREWALL_INBOUND, self.firewall_inbound_json());
-        add("lan-settings.json", self.lan_settings_json());
+        add(LAN_SETTINGS, self.lan_settings_json());
         add("host-network.json", self.host_network_json());
         if let Some(json) = self.os_upgrade_json() {
             add("os-upgrade.json", json);

@@ -30,6 +30,8 @@ pub const SSH_AUTHORIZED_KEYS: &str = "ssh-authorized-keys";
 pub const FIREWALL_INBOUND: &str = "firewall-inbound.json";
 /// The admins' public keys, one per line: who may sign API requests.
 pub const ADMIN_SIGNERS: &str = "admin-signers";
+/// The LAN settings (`gateway_ip`: where the provisioning service listens once provisioned).
+pub const LAN_SETTINGS: &str = "lan-settings.json";
 
 /// The top-level names of a config root that rendering owns: an apply writes each afresh (or
 /// leaves it out, which deletes it), and keeps every other entry of the active root.
@@ -39,7 +41,7 @@ pub const RENDERED_NAMES: &[&str] = &[
     USERS_JSON,
     SSH_AUTHORIZED_KEYS,
     FIREWALL_INBOUND,
-    "lan-settings.json",
+    LAN_SETTINGS,
     "host-network.json",
     "os-upgrade.json",
     HEALTH_REQUIRED,

@@ -5,7 +5,8 @@
 //! once (or leave the promotion pending for first boot).
 //!
 //! A re-apply over a provisioned root always activates: without the engine it is refused
-//! before anything is written.
+//! before anything is written, unless [`Options::unactivated_reapply`] says to commit it as
+//! written (the API's `--activation none`, for a host without systemd).
 
 use atomix_config::quadlet::APP_USER;
 
@@ -25,6 +26,23 @@ pub struct Options {
     pub keep_pending: bool,
     /// The owner of the bundle payload (`appsvc`); needed when there is one.
     pub payload_owner: Option<Owner>,
+    /// Refuse a re-apply: only an initial import may run (the API's unauthenticated import
+    /// before provisioning, checked again under the lock).
+    pub initial_only: bool,
+    /// Commit a re-apply without activation when none is given, instead of refusing it (the
+    /// API's `--activation none`: a host without systemd).
+    pub unactivated_reapply: bool,
+}
+
+/// A step of an import, reported as it starts (the API's job events).
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// Recovery ran, under the lock; what it did.
+    Recovered(&'a Recovery),
+    /// The candidate is being written: an initial import or a re-apply.
+    WriteCandidate(Promotion),
+    /// The candidate is written and is being promoted.
+    Promote(Promotion),
 }
 
 /// The engine and where its events go, for an import that activates.
@@ -89,6 +107,9 @@ pub enum ImportError {
     /// The bundle has `files/` and the user that owns them does not exist.
     #[error("the bundle's files/ belong to the {APP_USER} user, which does not exist")]
     NoAppUser,
+    /// [`Options::initial_only`] and the root is provisioned.
+    #[error("config already provisioned; reapply requires authenticated API access")]
+    AlreadyProvisioned,
 }
 
 /// Imports `source` (validated as `valid`) into `root`, activating it when `activation` is
@@ -101,6 +122,19 @@ pub fn import(
     options: Options,
     activation: Option<Activation<'_, '_>>,
 ) -> Result<Imported, ImportError> {
+    import_reporting(fs, root, source, valid, options, activation, &mut |_| {})
+}
+
+/// [`import`], telling `progress` each step as it starts.
+pub fn import_reporting(
+    fs: &dyn Fs,
+    root: &ConfigRoot,
+    source: &Source,
+    valid: &Valid,
+    options: Options,
+    activation: Option<Activation<'_, '_>>,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Imported, ImportError> {
     let payload = match &source.payload {
         Some(files) => {
             if options.payload_owner.is_none() {
@@ -112,14 +146,21 @@ pub fn import(
     };
     let _lock = root.lock()?;
     let recovery = store::recover(fs, root)?;
+    progress(Progress::Recovered(&recovery));
     let kind = if fs.exists(&root.active_config()).map_err(StoreError::from)? {
         Promotion::Reapply
     } else {
         Promotion::Initial
     };
-    if kind == Promotion::Reapply && activation.is_none() {
-        return Err(ImportError::Provisioned(root.active().to_owned()));
+    if kind == Promotion::Reapply {
+        if options.initial_only {
+            return Err(ImportError::AlreadyProvisioned);
+        }
+        if activation.is_none() && !options.unactivated_reapply {
+            return Err(ImportError::Provisioned(root.active().to_owned()));
+        }
     }
+    progress(Progress::WriteCandidate(kind));
     let report = store::write_candidate(
         fs,
         root,
@@ -130,6 +171,7 @@ pub fn import(
             payload_owner: options.payload_owner,
         },
     )?;
+    progress(Progress::Promote(kind));
     store::promote(fs, root, kind)?;
     let mut imported = Imported {
         recovery,
@@ -140,7 +182,7 @@ pub fn import(
     };
     match activation {
         Some(a) => imported.completion = Some(complete(root, kind, a.deps, a.events)),
-        None if options.keep_pending => imported.pending = true,
+        None if options.keep_pending && kind == Promotion::Initial => imported.pending = true,
         None => store::cleanup(fs, root)?,
     }
     Ok(imported)

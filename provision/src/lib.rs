@@ -12,8 +12,8 @@
 //! mark-good gate), [`source`] (a config.toml or bundle from a file), [`validate`] (parse and
 //! render, every error located), [`import`] (the one mutation path: initial import or re-apply,
 //! activating through the engine), [`firstboot`] (seed discovery and the first provisioning),
-//! and the `atomix-provision` binary over them. The HTTP API and the web console are still to
-//! come.
+//! [`api`] (the HTTP API), and the `atomix-provision` binary over them. The web console is
+//! still to come.
 //!
 //! Must not: parse or render config.toml itself (that is `atomix-config`), or be needed by
 //! `/init` or the host tools.
@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod activate;
+pub mod api;
 pub mod firstboot;
 pub mod import;
 pub mod source;

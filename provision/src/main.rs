@@ -198,6 +198,7 @@ fn import_cmd(path: &Path, root: &Path) -> anyhow::Result<()> {
     let options = Options {
         keep_pending: env(KEEP_PENDING_ENV).as_deref() == Some("1"),
         payload_owner: accounts::app_user(Path::new("/")).map(|u| u.owner),
+        ..Options::default()
     };
     // A re-apply activates through systemd (checked again under the lock); an initial import
     // only writes the root, as the original's does.

@@ -1,5 +1,6 @@
 //! Reading what an import or a validation is given: a `config.toml` or a bundle (spec 2.4),
-//! from a file, within the upload limit, into the config text and the `files/` payload.
+//! from a file or an upload's bytes, within the upload limit, into the config text and the
+//! `files/` payload.
 
 use std::fs;
 use std::io::Read;
@@ -59,11 +60,23 @@ pub fn read(path: &Path, limits: &Limits) -> Result<Source, SourceError> {
         .read_to_end(&mut bytes)
         .map_err(read_err)?;
     let name = path.file_name().and_then(|n| n.to_str());
+    from_bytes(bytes, path, name, Caller::Cli, limits)
+}
+
+/// Reads a source from its bytes, as `caller` tells a config.toml from a bundle (the API: a
+/// bundle by magic or by `name`, anything else plain TOML). `path` names the source in errors.
+pub fn from_bytes(
+    bytes: Vec<u8>,
+    path: &Path,
+    name: Option<&str>,
+    caller: Caller,
+    limits: &Limits,
+) -> Result<Source, SourceError> {
     let bundle_err = |source| SourceError::Bundle {
         path: path.to_owned(),
         source,
     };
-    match Input::detect(&bytes, name, Caller::Cli, limits).map_err(bundle_err)? {
+    match Input::detect(&bytes, name, caller, limits).map_err(bundle_err)? {
         Input::Toml => {
             let toml = String::from_utf8(bytes).map_err(|_| SourceError::NotUtf8 {
                 path: path.to_owned(),

@@ -175,6 +175,7 @@ impl Context<'_, '_> {
         let options = Options {
             keep_pending: false,
             payload_owner: self.settings.payload_owner,
+            ..Options::default()
         };
         let origin = seed.origin.clone();
         let log = &mut *self.log;

@@ -1,0 +1,225 @@
+//! One submission, from the upload to the job's end, through the one mutation path
+//! ([`crate::import`]): [`prepare`] reads and validates the upload before any job exists (a
+//! refused config is a 400 with the whole report), [`submit`] starts the single job and runs
+//! the import on a blocking thread under the config root's lock, its steps and the engine's
+//! events appended to the job (and persisted) as they happen.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use atomix_api::{Finding, ProvisionResult, SubmitResponse, ValidationResponse, routes};
+use atomix_config::Severity;
+use atomix_config::bundle::Caller as InputCaller;
+
+use super::auth::Caller;
+use super::engine::{Engine, System};
+use super::error::Reject;
+use super::events::{engine_event, progress, written};
+use super::jobs::{JobHandle, event};
+use super::router::Api;
+use crate::activate::Event;
+use crate::activate::bootstrap::{self, BOOTSTRAP_PORT};
+use crate::import::{self, Activation, Options, Progress};
+use crate::source::{self, Source};
+use crate::store::{Promotion, RealFs};
+use crate::validate::{self, Valid};
+
+/// An upload read and validated, ready to import.
+#[derive(Debug)]
+pub struct Submission {
+    /// The upload's file name (`X-Config-Filename`, else `config.toml`).
+    pub name: String,
+    /// The config and its payload.
+    pub source: Source,
+    /// The validated config and its rendered root.
+    pub valid: Valid,
+    /// Who submitted it: an unauthenticated caller may only make the initial import.
+    pub caller: Caller,
+}
+
+fn refused(error: String, errors: Vec<Finding>) -> Reject {
+    Reject::Invalid(ValidationResponse {
+        ok: false,
+        error: Some(error),
+        warnings: None,
+        errors: Some(errors),
+    })
+}
+
+/// Reads `bytes` (a config.toml or a bundle, told apart by magic or `name`) and validates it
+/// for this device's config root. Blocking (decompression, parsing): call it on a blocking
+/// thread. A refusal is the 400 of spec 6.7 with every error located.
+pub fn prepare(
+    api: &Api,
+    bytes: Vec<u8>,
+    name: &str,
+    caller: Caller,
+) -> Result<Submission, Reject> {
+    let source = source::from_bytes(
+        bytes,
+        Path::new(name),
+        Some(name),
+        InputCaller::Api,
+        &api.limits,
+    )
+    .map_err(|e| {
+        let message = format!("{:#}", anyhow::Error::new(e));
+        let finding = Finding {
+            path: None,
+            line: None,
+            col: None,
+            message: message.clone(),
+            severity: "error".to_owned(),
+        };
+        refused(message, vec![finding])
+    })?;
+    let runtime_root = api.root.active().to_string_lossy().into_owned();
+    let valid = validate::validate(&source.toml, &runtime_root).map_err(|report| {
+        let errors: Vec<Finding> = report
+            .errors()
+            .map(|d| Finding {
+                path: (!d.path.is_empty()).then(|| d.path.clone()),
+                line: Some(d.line as u64),
+                col: Some(d.col as u64),
+                message: d.message.clone(),
+                severity: match d.severity {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                }
+                .to_owned(),
+            })
+            .collect();
+        let count = errors.len();
+        let text = format!(
+            "{name}: {count} error{}\n{}",
+            if count == 1 { "" } else { "s" },
+            report.render_text(name, &source.toml).trim_end()
+        );
+        refused(text, errors)
+    })?;
+    Ok(Submission {
+        name: name.to_owned(),
+        source,
+        valid,
+        caller,
+    })
+}
+
+/// Starts the job of `submission` (409 while another job holds the slot) and runs it on a
+/// blocking thread; the 202 body.
+pub fn submit(api: &Arc<Api>, submission: Submission) -> Result<SubmitResponse, Reject> {
+    let first = vec![
+        event("prepare", format!("unpacking {}", submission.name)),
+        event("validate", "parsing config: valid"),
+    ];
+    let job = api.jobs.start(first).map_err(|_| Reject::Busy)?;
+    let id = job.id().to_owned();
+    let api = Arc::clone(api);
+    tokio::task::spawn_blocking(move || run(&api, job, submission));
+    Ok(SubmitResponse {
+        job_url: routes::job(&id),
+        job_id: id,
+        state: "submitted".to_owned(),
+    })
+}
+
+/// The job: connect the engine, import, then report the outcome.
+fn run(api: &Api, job: JobHandle, s: Submission) {
+    job.running();
+    let mut system: Option<Box<dyn System>> = match &api.engine {
+        Engine::None => None,
+        Engine::Systemd(connect) => match connect() {
+            Ok(system) => Some(system),
+            Err(e) => return job.fail(&format!("cannot reach systemd: {e}"), None),
+        },
+    };
+    let mut deps = system.as_mut().map(|s| s.deps());
+    let options = Options {
+        keep_pending: false,
+        payload_owner: api.payload_owner,
+        initial_only: s.caller == Caller::Bootstrap,
+        unactivated_reapply: deps.is_none(),
+    };
+    let result = {
+        let mut said_activate = false;
+        let mut events = |e: Event| {
+            if !said_activate {
+                said_activate = true;
+                job.event(event(
+                    "activate",
+                    "activating the new config: users, Quadlet units, network, firewall, health",
+                ));
+            }
+            job.event(engine_event(&e));
+        };
+        let mut on_step = |p: Progress<'_>| {
+            if let Progress::Promote(_) = p {
+                for ev in written(&s.valid.root.files, s.source.payload.is_some()) {
+                    job.event(ev);
+                }
+            }
+            for ev in progress(&p) {
+                job.event(ev);
+            }
+        };
+        let activation = deps.as_mut().map(|deps| Activation {
+            deps,
+            events: &mut events,
+        });
+        import::import_reporting(
+            &RealFs,
+            &api.root,
+            &s.source,
+            &s.valid,
+            options,
+            activation,
+            &mut on_step,
+        )
+    };
+    let imported = match result {
+        Ok(imported) => imported,
+        Err(e) => return job.fail(&format!("{:#}", anyhow::Error::new(e)), None),
+    };
+    match &imported.completion {
+        Some(done) if done.committed.is_none() => {
+            let error = format!("activation failed: {}", done.failures().join(", "));
+            return job.fail(&error, Some(done.rollback.to_string()));
+        }
+        Some(_) => {}
+        None => job.event(event(
+            "activate",
+            "skipped: --activation none, the engine is not run; committed without activation",
+        )),
+    }
+    let reapply = imported.kind == Promotion::Reapply;
+    if !reapply {
+        let said = match deps.as_mut() {
+            Some(deps) => {
+                let ifaces = deps.interfaces.clone();
+                match bootstrap::toggle(&RealFs, &api.root, deps.firewall, &ifaces) {
+                    Ok(open) => format!(
+                        "initial provisioning complete; bootstrap WAN tcp/{BOOTSTRAP_PORT} {}",
+                        if open { "open" } else { "closed" }
+                    ),
+                    Err(e) => format!(
+                        "initial provisioning complete; warning: bootstrap WAN toggle: {:#}",
+                        anyhow::Error::new(e)
+                    ),
+                }
+            }
+            None => "initial provisioning complete (no bootstrap WAN toggle without activation)"
+                .to_owned(),
+        };
+        job.event(event("complete", said));
+    }
+    job.succeed(ProvisionResult {
+        warnings: s.valid.root.warnings.clone(),
+        reapply: Some(reapply),
+        rolled_back: reapply.then_some(false),
+        forwarding_url: Some(format!(
+            "http://{}:{BOOTSTRAP_PORT}",
+            s.valid.config.network.lan.gateway_ip()
+        )),
+    });
+    api.provisioning_changed();
+}

@@ -1,0 +1,160 @@
+//! The service's shared state ([`Api`]) and its routes ([`routes`], [`router`]).
+//!
+//! To add a route: write the handler (it takes `State<Arc<Api>>`, guards itself with
+//! [`super::auth::admin`], and submits work with [`super::apply::submit`]), add it to
+//! [`routes`] with its path from `atomix_api::routes`, and its operation to
+//! [`super::openapi::document`]; the tests check that every documented operation is routed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use atomix_api::routes;
+use atomix_config::bundle::Limits;
+use axum::Router;
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tokio::sync::Notify;
+
+use super::engine::Engine;
+use super::error;
+use super::handlers;
+use super::jobs::{JOBS_DIR, Jobs, JobsError};
+use super::nonces::{NonceLimits, Nonces, RandomError};
+use super::openapi;
+use crate::store::{ConfigRoot, Owner};
+
+/// What the service is made with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The config root (`/data/config`).
+    pub root: ConfigRoot,
+    /// The upload and bundle limits (`ATOMIXOS_MAX_*`); the body limit is the upload's.
+    pub limits: Limits,
+    /// The nonce TTL and limits (`ATOMIXOS_NONCE_TTL`, …).
+    pub nonces: NonceLimits,
+    /// How jobs activate.
+    pub engine: Engine,
+    /// The owner of a bundle's payload (`appsvc`), if that user exists.
+    pub payload_owner: Option<Owner>,
+    /// Where jobs are kept; `None`: `<root's parent>/provision-jobs`.
+    pub jobs_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// The defaults for `root`: the default limits, no engine, no payload owner.
+    pub fn new(root: ConfigRoot) -> Self {
+        Self {
+            root,
+            limits: Limits::default(),
+            nonces: NonceLimits::default(),
+            engine: Engine::None,
+            payload_owner: None,
+            jobs_dir: None,
+        }
+    }
+}
+
+/// Why the service cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The job store.
+    #[error("the job store")]
+    Jobs(#[from] JobsError),
+    /// No random bytes for the form token.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+}
+
+/// The state every handler shares.
+#[derive(Debug)]
+pub struct Api {
+    /// The config root.
+    pub root: ConfigRoot,
+    /// The upload and bundle limits.
+    pub limits: Limits,
+    /// The outstanding nonces.
+    pub nonces: Nonces,
+    /// The jobs.
+    pub jobs: Arc<Jobs>,
+    /// How jobs activate.
+    pub engine: Engine,
+    /// The owner of a bundle's payload.
+    pub payload_owner: Option<Owner>,
+    /// The web console's per-process form token (compare with
+    /// [`super::auth::token_matches`]).
+    pub bootstrap_token: String,
+    /// Admin signers were seen in this process (or existed at its start).
+    signers_seen: AtomicBool,
+    /// Signalled when a job committed a config (the listening address may change).
+    provisioned: Notify,
+}
+
+impl Api {
+    /// Opens the job store and makes the state.
+    pub fn new(settings: Settings) -> Result<Arc<Self>, StartError> {
+        let jobs_dir = settings
+            .jobs_dir
+            .unwrap_or_else(|| settings.root.parent().join(JOBS_DIR));
+        let jobs = Jobs::open(&jobs_dir)?;
+        let mut token = [0u8; 32];
+        getrandom::fill(&mut token).map_err(|e| RandomError(e.to_string()))?;
+        let seen = settings
+            .root
+            .active()
+            .join(atomix_config::root_files::ADMIN_SIGNERS)
+            .exists();
+        Ok(Arc::new(Self {
+            nonces: Nonces::new(settings.nonces),
+            root: settings.root,
+            limits: settings.limits,
+            jobs,
+            engine: settings.engine,
+            payload_owner: settings.payload_owner,
+            bootstrap_token: URL_SAFE_NO_PAD.encode(token),
+            signers_seen: AtomicBool::new(seen),
+            provisioned: Notify::new(),
+        }))
+    }
+
+    /// Records that admin signers were seen: from now on, missing ones fail closed.
+    pub fn saw_signers(&self) {
+        self.signers_seen.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the device is provisioned (a `config.toml`) or had admin signers in this
+    /// process: then nothing is unauthenticated.
+    pub fn provisioned(&self) -> bool {
+        self.signers_seen.load(Ordering::SeqCst) || self.root.active_config().exists()
+    }
+
+    /// Tells the listener that a job committed a config.
+    pub fn provisioning_changed(&self) {
+        self.provisioned.notify_one();
+    }
+
+    /// Waits until a job commits a config.
+    pub async fn provisioning_changes(&self) {
+        self.provisioned.notified().await;
+    }
+}
+
+/// The routes of this service, without their state: add more, then `.with_state(api)`.
+pub fn routes() -> Router<Arc<Api>> {
+    Router::new()
+        .route(routes::HEALTH, get(handlers::health))
+        .route(routes::NONCE, get(handlers::nonce))
+        .route(routes::CONFIG, post(handlers::submit))
+        .route(routes::VALIDATE, post(handlers::validate))
+        .route(routes::EXPORT, get(handlers::export))
+        .route(routes::JOB, get(handlers::job))
+        .route(routes::OPENAPI, get(openapi::serve))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+}
+
+/// The service's router over `api`.
+pub fn router(api: Arc<Api>) -> Router {
+    routes().with_state(api)
+}
