@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -17,15 +18,36 @@ use atomix_provision::activate::{
     DbusRauc, Event, Failure, Interfaces, Nft, RealSystem, accounts, bootstrap, check_health,
     mark_good, reactivate,
 };
+use atomix_provision::api::nonces::NonceLimits;
+use atomix_provision::api::{self, Api, Engine, listen};
 use atomix_provision::firstboot::{self, DeviceSeeds, MountCommand, Settings};
 use atomix_provision::import::{self, Activation, Options};
 use atomix_provision::store::{self, ConfigRoot, Fs as _, RealFs, quadlet_sync};
 use atomix_provision::validate;
 use atomix_provision::{source, store::root::DEFAULT_CONFIG_ROOT};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Keeps an initial promotion pending (first boot completes it after its checks).
 const KEEP_PENDING_ENV: &str = "ATOMIXOS_KEEP_INITIAL_PROMOTION_PENDING";
+/// `serve`'s config root when none is given.
+const CONFIG_ROOT_ENV: &str = "ATOMIXOS_CONFIG_ROOT";
+/// `serve`'s address before provisioning when `--host` is not given.
+const HOST_ENV: &str = "ATOMIXOS_BOOTSTRAP_HOST";
+/// `serve`'s port when `--port` is not given.
+const PORT_ENV: &str = "ATOMIXOS_BOOTSTRAP_PORT";
+/// The original's default address (the LAN gateway's default).
+const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::new(172, 20, 30, 1));
+/// The original's default port.
+const DEFAULT_PORT: u16 = 8080;
+
+/// How `serve`'s jobs activate what they import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ActivationArg {
+    /// The activation engine through systemd (the device).
+    Systemd,
+    /// No activation (a host without systemd, tests): imports and re-applies commit as written.
+    None,
+}
 
 #[derive(Parser)]
 #[command(
@@ -100,6 +122,22 @@ enum Command {
         /// The config root.
         config_root: PathBuf,
     },
+    /// Serve the provisioning API. Before provisioning it listens on HOST:PORT; once
+    /// provisioned on the LAN gateway's address (a loopback HOST is kept), or on the socket
+    /// systemd passes.
+    Serve {
+        /// The config root (ATOMIXOS_CONFIG_ROOT, else /data/config).
+        config_root: Option<PathBuf>,
+        /// The address before provisioning (ATOMIXOS_BOOTSTRAP_HOST, else 172.20.30.1).
+        #[arg(long)]
+        host: Option<IpAddr>,
+        /// The port (ATOMIXOS_BOOTSTRAP_PORT, else 8080).
+        #[arg(long)]
+        port: Option<u16>,
+        /// How jobs activate what they import.
+        #[arg(long, value_enum, default_value = "systemd")]
+        activation: ActivationArg,
+    },
 }
 
 fn main() -> ExitCode {
@@ -124,6 +162,12 @@ fn main() -> ExitCode {
         } => activate_cmd(&config_root, mark_good),
         Command::FirstBoot => first_boot_cmd(),
         Command::BootstrapWan { config_root } => bootstrap_wan_cmd(&config_root),
+        Command::Serve {
+            config_root,
+            host,
+            port,
+            activation,
+        } => serve_cmd(config_root, host, port, activation),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -338,5 +382,58 @@ fn bootstrap_wan_cmd(root: &Path) -> anyhow::Result<()> {
         bootstrap::BOOTSTRAP_PORT,
         if open { "open" } else { "closed" }
     );
+    Ok(())
+}
+
+fn serve_cmd(
+    root: Option<PathBuf>,
+    host: Option<IpAddr>,
+    port: Option<u16>,
+    activation: ActivationArg,
+) -> anyhow::Result<()> {
+    // Before any thread starts: it clears the LISTEN_* variables.
+    let inherited = listen::inherited()?;
+    let root = root
+        .or_else(|| env(CONFIG_ROOT_ENV).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_ROOT));
+    let root = config_root(&root)?;
+    let host = match host {
+        Some(h) => h,
+        None => match env(HOST_ENV) {
+            Some(h) => h
+                .trim()
+                .parse()
+                .with_context(|| format!("{HOST_ENV}={h:?} is not an IP address"))?,
+            None => DEFAULT_HOST,
+        },
+    };
+    let port = match port {
+        Some(p) => p,
+        None => match env(PORT_ENV) {
+            Some(p) => p
+                .trim()
+                .parse()
+                .with_context(|| format!("{PORT_ENV}={p:?} is not a port"))?,
+            None => DEFAULT_PORT,
+        },
+    };
+    let engine = match activation {
+        ActivationArg::Systemd => Engine::real(),
+        ActivationArg::None => Engine::None,
+    };
+    let settings = api::Settings {
+        limits: limits()?,
+        nonces: NonceLimits::from_env(env)?,
+        engine,
+        payload_owner: accounts::app_user(Path::new("/")).map(|u| u.owner),
+        ..api::Settings::new(root)
+    };
+    let api = Api::new(settings)?;
+    let app = api::router(api.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("the async runtime")?;
+    runtime.block_on(listen::serve(api, app, inherited, host, port))?;
     Ok(())
 }

@@ -57,9 +57,13 @@ impl Reject {
     }
 }
 
-/// The framework's shape for `status` with its standard reason as the detail.
+/// The framework's shape for `status` with its standard reason as the detail (413's as the
+/// original words it).
 pub fn framework(status: StatusCode) -> Response {
-    let detail = status.canonical_reason().unwrap_or("Error");
+    let detail = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "Request Entity Too Large",
+        _ => status.canonical_reason().unwrap_or("Error"),
+    };
     framework_detail(status, detail)
 }
 

@@ -85,8 +85,9 @@ pub struct Api {
     /// The web console's per-process form token (compare with
     /// [`super::auth::token_matches`]).
     pub bootstrap_token: String,
-    /// Admin signers were seen in this process (or existed at its start).
-    signers_seen: AtomicBool,
+    /// The device is or was provisioned in this process: admin signers were seen, a job
+    /// committed a config, or the root had either at the start.
+    was_provisioned: AtomicBool,
     /// Signalled when a job committed a config (the listening address may change).
     provisioned: Notify,
 }
@@ -100,11 +101,12 @@ impl Api {
         let jobs = Jobs::open(&jobs_dir)?;
         let mut token = [0u8; 32];
         getrandom::fill(&mut token).map_err(|e| RandomError(e.to_string()))?;
-        let seen = settings
+        let was_provisioned = settings
             .root
             .active()
             .join(atomix_config::root_files::ADMIN_SIGNERS)
-            .exists();
+            .exists()
+            || settings.root.active_config().exists();
         Ok(Arc::new(Self {
             nonces: Nonces::new(settings.nonces),
             root: settings.root,
@@ -113,24 +115,27 @@ impl Api {
             engine: settings.engine,
             payload_owner: settings.payload_owner,
             bootstrap_token: URL_SAFE_NO_PAD.encode(token),
-            signers_seen: AtomicBool::new(seen),
+            was_provisioned: AtomicBool::new(was_provisioned),
             provisioned: Notify::new(),
         }))
     }
 
-    /// Records that admin signers were seen: from now on, missing ones fail closed.
+    /// Records that the device is provisioned (admin signers were seen): from now on,
+    /// missing signers fail closed.
     pub fn saw_signers(&self) {
-        self.signers_seen.store(true, Ordering::SeqCst);
+        self.was_provisioned.store(true, Ordering::SeqCst);
     }
 
-    /// Whether the device is provisioned (a `config.toml`) or had admin signers in this
-    /// process: then nothing is unauthenticated.
+    /// Whether the device is provisioned (a `config.toml`) or was in this process: then
+    /// nothing is unauthenticated.
     pub fn provisioned(&self) -> bool {
-        self.signers_seen.load(Ordering::SeqCst) || self.root.active_config().exists()
+        self.was_provisioned.load(Ordering::SeqCst) || self.root.active_config().exists()
     }
 
-    /// Tells the listener that a job committed a config.
+    /// Records that a job committed a config, and tells the listener (its address may
+    /// change).
     pub fn provisioning_changed(&self) {
+        self.was_provisioned.store(true, Ordering::SeqCst);
         self.provisioned.notify_one();
     }
 
