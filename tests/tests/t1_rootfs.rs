@@ -197,6 +197,7 @@ fn the_root_filesystem_holds_our_files_units_and_binaries_with_their_owners() {
         ("multi-user.target", "atomix-config-recover.service"),
         ("multi-user.target", "atomix-first-boot.service"),
         ("multi-user.target", "atomix-activate.service"),
+        ("multi-user.target", "atomix-provision-api.service"),
         ("sysinit.target", "nftables.service"),
         ("sysinit.target", "systemd-resolved.service"),
         (

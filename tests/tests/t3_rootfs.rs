@@ -409,7 +409,8 @@ fn the_real_root_filesystem_boots_to_multi_user_and_falls_back_to_b_after_mark_b
         &mut g,
         "cd /etc/systemd/system && systemd-analyze verify --man=no data.mount atomix-data-failed.service \
          atomix-ssh-hostkeys.service atomix-bootstrap-wan.service atomix-config-recover.service \
-         atomix-first-boot.service atomix-activate.service rauc.service ssh.service \
+         atomix-first-boot.service atomix-activate.service atomix-provision-api.service \
+         rauc.service ssh.service \
          systemd-networkd-wait-online.service",
     );
     for ours in ["data.mount", "atomix-", "rauc.service", "atomixos.conf"] {
