@@ -6,17 +6,17 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use atomix_api::{
-    HEADER_FILENAME, HEADER_NONCE, HEADER_SIGNATURE, JobResponse, JobState, NAMESPACE, routes,
-    signed_message,
+    HEADER_FILENAME, HEADER_NONCE, HEADER_SIGNATURE, JobResponse, JobState, routes, signed_message,
 };
 use atomix_provision::activate::accounts::Shells;
 use atomix_provision::activate::{
@@ -36,72 +36,9 @@ use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use common::sshkeys::{Key, MINIMAL, config, keygen, sign, sign_ns};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
-
-const MINIMAL: &str = include_str!("../../config/tests/fixtures/minimal.toml");
-const FIXTURE_KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGWJTPQWixeXADe1Iu7qyvUW+Xrb1QRoB/IqOo3CBAE5 admin@laptop";
-
-/// A key made by `ssh-keygen`.
-struct Key {
-    path: PathBuf,
-    public: String,
-}
-
-fn keygen(dir: &Path, name: &str, args: &[&str]) -> Key {
-    let path = dir.join(name);
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-N", "", "-C", name, "-f"])
-        .arg(&path)
-        .args(args)
-        .status()
-        .unwrap();
-    assert!(status.success(), "ssh-keygen {args:?}");
-    let public = std::fs::read_to_string(path.with_extension("pub"))
-        .unwrap()
-        .trim()
-        .to_owned();
-    Key { path, public }
-}
-
-/// `ssh-keygen -Y sign -n <namespace>` of `message`, as the header carries it.
-fn sign_ns(key: &Key, message: &str, namespace: &str) -> String {
-    let mut child = Command::new("ssh-keygen")
-        .args(["-Y", "sign", "-n", namespace, "-f"])
-        .arg(&key.path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(message.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    STANDARD.encode(out.stdout)
-}
-
-fn sign(key: &Key, message: &str) -> String {
-    sign_ns(key, message, NAMESPACE)
-}
-
-/// The minimal fixture with `admin`'s key replaced and `extra` users added.
-fn config(admin: &str, extra: &str) -> String {
-    assert!(MINIMAL.contains(FIXTURE_KEY));
-    MINIMAL
-        .replace(FIXTURE_KEY, admin)
-        .replace("[activation]", &format!("{extra}\n[activation]"))
-}
 
 /// One device: a temporary `/data`, the state and the router.
 struct Device {

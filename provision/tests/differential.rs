@@ -8,42 +8,22 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
+use common::oracle::{original, schema, workspace};
+
 const OURS: &str = env!("CARGO_BIN_EXE_atomix-provision");
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
-fn original() -> PathBuf {
-    let cache = std::env::var_os("ATOMIX_CACHE")
-        .map(PathBuf::from)
-        .filter(|p| !p.as_os_str().is_empty())
-        .map_or_else(|| workspace().join(".cache"), |p| workspace().join(p));
-    let bin = cache.join("orig-venv/bin/atomixos-provision");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run scripts/setup.sh",
-        bin.display()
-    );
-    bin
-}
 
 fn run(bin: &Path, args: &[&Path]) -> Output {
     Command::new(bin)
         .args(args)
         .env("ATOMIXOS_ALLOW_UNSAFE_CONFIG_ROOT", "1")
-        .env(
-            "ATOMIXOS_CONFIG_SCHEMA",
-            workspace().join("../shared/anchors/atomixos-provision/config.schema.json"),
-        )
+        .env("ATOMIXOS_CONFIG_SCHEMA", schema())
         .output()
         .unwrap()
 }

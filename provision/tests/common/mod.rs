@@ -1,6 +1,10 @@
-//! Shared helpers of the store tests: whole-tree snapshots and sample roots.
+//! Shared helpers of the tests: whole-tree snapshots and sample roots (store), where the
+//! original is ([`oracle`]), and keys and signatures made by `ssh-keygen` ([`sshkeys`]).
 
 #![allow(clippy::unwrap_used, dead_code)]
+
+pub mod oracle;
+pub mod sshkeys;
 
 use std::collections::BTreeMap;
 use std::fs;
