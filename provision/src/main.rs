@@ -35,10 +35,9 @@ const CONFIG_ROOT_ENV: &str = "ATOMIXOS_CONFIG_ROOT";
 const HOST_ENV: &str = "ATOMIXOS_BOOTSTRAP_HOST";
 /// `serve`'s port when `--port` is not given.
 const PORT_ENV: &str = "ATOMIXOS_BOOTSTRAP_PORT";
-/// The original's default address (the LAN gateway's default).
+/// The original's default address: the default LAN gateway
+/// (`atomix_config::lan::DEFAULT_GATEWAY_CIDR`).
 const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::new(172, 20, 30, 1));
-/// The original's default port.
-const DEFAULT_PORT: u16 = 8080;
 
 /// How `serve`'s jobs activate what they import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -414,7 +413,7 @@ fn serve_cmd(
                 .trim()
                 .parse()
                 .with_context(|| format!("{PORT_ENV}={p:?} is not a port"))?,
-            None => DEFAULT_PORT,
+            None => bootstrap::BOOTSTRAP_PORT,
         },
     };
     let engine = match activation {

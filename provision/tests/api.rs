@@ -28,7 +28,7 @@ use atomix_provision::api::error::{
 };
 use atomix_provision::api::jobs::{FAILED_STEP, INTERRUPTED};
 use atomix_provision::api::origin::{HOST_NOT_ALLOWED, ORIGIN_NOT_ALLOWED};
-use atomix_provision::api::{Api, Engine, Settings, System, router};
+use atomix_provision::api::{Api, Engine, Settings, System, router, router_with};
 use atomix_provision::store::{ConfigRoot, Owner, RealFs};
 use axum::Router;
 use axum::body::Body;
@@ -215,6 +215,16 @@ async fn health_nonce_openapi_and_unknown_routes() {
     assert_eq!(
         (status, body),
         (StatusCode::NOT_FOUND, json!({"error": JOB_NOT_FOUND}))
+    );
+    // Routes added on top get the same shapes.
+    let more = Router::new().route("/api/more", axum::routing::get(|| async { "more" }));
+    let app = router_with(Arc::clone(&d.api), more);
+    assert_eq!(call(&app, get("/api/more")).await.0, StatusCode::OK);
+    let (status, _, body) = call(&app, post("/api/more", b"")).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        detail(status, &body),
+        (405, "Method Not Allowed".to_owned())
     );
 }
 

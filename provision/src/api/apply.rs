@@ -8,7 +8,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use atomix_api::{Finding, ProvisionResult, SubmitResponse, ValidationResponse, routes};
-use atomix_config::Severity;
 use atomix_config::bundle::Caller as InputCaller;
 
 use super::auth::Caller;
@@ -82,11 +81,7 @@ pub fn prepare(
                 line: Some(d.line as u64),
                 col: Some(d.col as u64),
                 message: d.message.clone(),
-                severity: match d.severity {
-                    Severity::Error => "error",
-                    Severity::Warning => "warning",
-                }
-                .to_owned(),
+                severity: "error".to_owned(),
             })
             .collect();
         let count = errors.len();

@@ -188,11 +188,6 @@ impl Jobs {
         Ok(jobs)
     }
 
-    /// The store's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Starts a job if none is submitted or running: it holds the single-flight slot until
     /// its handle ends it. `first` are events that happened before the job existed (the
     /// upload read and validated).

@@ -30,4 +30,4 @@ pub mod router;
 pub mod sshsig;
 
 pub use engine::{Engine, System};
-pub use router::{Api, Settings, router, routes};
+pub use router::{Api, Settings, router, router_with, routes};

@@ -1,9 +1,10 @@
 //! The service's shared state ([`Api`]) and its routes ([`routes`], [`router`]).
 //!
-//! To add a route: write the handler (it takes `State<Arc<Api>>`, guards itself with
-//! [`super::auth::admin`], and submits work with [`super::apply::submit`]), add it to
-//! [`routes`] with its path from `atomix_api::routes`, and its operation to
-//! [`super::openapi::document`]; the tests check that every documented operation is routed.
+//! To add routes: write the handlers (they take `State<Arc<Api>>`, guard themselves with
+//! [`super::auth::admin`], and submit work with [`super::apply::prepare`] and
+//! [`super::apply::submit`]), pass them to [`router_with`] with their paths from
+//! `atomix_api::routes`, and add their operations to [`super::openapi::document`]; the tests
+//! check that every documented operation is routed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -145,7 +146,7 @@ impl Api {
     }
 }
 
-/// The routes of this service, without their state: add more, then `.with_state(api)`.
+/// The routes of this service, without their state and fallbacks.
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
         .route(routes::HEALTH, get(handlers::health))
@@ -155,11 +156,20 @@ pub fn routes() -> Router<Arc<Api>> {
         .route(routes::EXPORT, get(handlers::export))
         .route(routes::JOB, get(handlers::job))
         .route(routes::OPENAPI, get(openapi::serve))
+}
+
+/// The service's router over `api`, with `more` routes (the partial routes, the console)
+/// merged in; unknown routes and methods answer in the framework's shape (after the merge, so
+/// `more` gets them too).
+pub fn router_with(api: Arc<Api>, more: Router<Arc<Api>>) -> Router {
+    routes()
+        .merge(more)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(api)
 }
 
 /// The service's router over `api`.
 pub fn router(api: Arc<Api>) -> Router {
-    routes().with_state(api)
+    router_with(api, Router::new())
 }
