@@ -4,7 +4,9 @@
 //! formatting (human and `--json`) and exit codes.
 //!
 //! Must not: hold logic the libraries should own — every subcommand is a thin call into
-//! `atomix-image`, `atomix-qemu`, `atomix-flash` or `atomix-board`.
+//! `atomix-image`, `atomix-qemu`, `atomix-flash` or `atomix-board`; `atomix device` is the
+//! operator's HTTP client of a device (the protocol is `atomix-api`'s, validation
+//! `atomix-config`'s).
 //!
 //! Exit codes: 0 success; 1 the operation failed (the error chain is printed); 2 bad usage;
 //! `atomix qemu` also: 3 the guest reset (rebooted), 4 kernel panic, 5 timeout, 6 QEMU exited
@@ -21,6 +23,11 @@
 //! 1 the target or a loader file cannot be read; 2 bad usage or the board cannot be told from
 //! the target. `atomix image write-slot`: 0 written; 1 a check or a write failed; 2 bad usage.
 //!
+//! `atomix device`: 0 the job succeeded (export written, `--no-wait` accepted); 1 the job failed,
+//! the config was refused offline (nothing sent) or a request failed; 2 bad usage; 3 the device
+//! cannot be reached; 4 authentication refused (401); 5 busy with another job (409); 6 the job
+//! failed and was rolled back.
+//!
 //! `atomix flash`: 0 flashed and verified; 1 failed (I/O) — the message says what state the
 //! target is in; 2 bad usage or a missing image/target; 3 refused by a safety check or declined
 //! at the prompt (nothing written); 4 verification mismatch; 130 interrupted (SIGINT/SIGTERM),
@@ -28,6 +35,7 @@
 
 #![forbid(unsafe_code)]
 
+mod device;
 mod env;
 mod flash;
 mod image;
@@ -45,7 +53,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "atomix", version, about = "Build, boot and inspect AtomixOS images", long_about = None)]
+#[command(name = "atomix", version, about = "Build, boot and inspect AtomixOS images; provision devices", long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -82,6 +90,11 @@ enum Command {
     /// (scripts/rootfs.sh runs both around mkosi).
     #[command(subcommand)]
     Rootfs(rootfs::RootfsCmd),
+    /// The operator's client of a device's provisioning API: validate offline, push a config
+    /// and follow its job, export, show a job (0 succeeded, 1 failed/refused, 2 usage,
+    /// 3 unreachable, 4 authentication refused, 5 busy, 6 rolled back).
+    #[command(subcommand, long_about = device::ABOUT)]
+    Device(device::DeviceCmd),
     /// List the board profiles.
     Boards,
 }
@@ -97,6 +110,7 @@ fn main() -> ExitCode {
         Command::Env(args) => env::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Rootfs(cmd) => rootfs::run(cmd).map(|()| 0),
+        Command::Device(cmd) => Ok(device::run(cmd)),
         Command::Boards => boards().map(|()| 0),
     };
     match result {

@@ -16,7 +16,9 @@
 //! [`bundle::Bundle::read`] and [`bundle::Input::detect`] (bundles), and the `*_json` methods
 //! and [`Config::json_files`] for the config root's JSON files ([`json`]), [`quadlet::render`]
 //! for the Quadlet units, [`root_files::render`] for the whole config root, and
-//! [`system::render`] for the network files under `/etc`.
+//! [`system::render`] for the network files under `/etc`; [`source::Source::from_bytes`] (a
+//! config or bundle as handed in) and [`validate::validate`] (parse and render, as an import
+//! does) for the device and the operator's client alike.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -35,9 +37,11 @@ pub mod net;
 pub mod network;
 pub mod quadlet;
 pub mod root_files;
+pub mod source;
 pub mod system;
 mod tree;
 pub mod users;
+pub mod validate;
 
 pub use diag::{Diagnostic, Report, Severity};
 pub use model::Config;

@@ -34,8 +34,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use base64ct::{Base64, Encoding as _};
 use common::sshkeys::{Key, MINIMAL, config, keygen, sign, sign_ns};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -582,7 +581,7 @@ async fn refused_signatures() {
             .await,
     );
     let nonce = d.nonce().await;
-    let junk = STANDARD.encode(b"junk");
+    let junk = Base64::encode_string(b"junk");
     refused(BAD_SIGNATURE)(
         d.json(with_auth(post(routes::VALIDATE, body), &nonce, &junk))
             .await,

@@ -159,6 +159,21 @@ pub struct FrameworkError {
     pub detail: String,
 }
 
+/// The message of an error body in any of the service's shapes ([`ApiError`],
+/// [`FrameworkError`], or a refused [`ValidationResponse`]); `None` for anything else.
+pub fn error_detail(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Shape {
+        Api { error: String },
+        Framework { detail: String },
+    }
+    match serde_json::from_slice(body).ok()? {
+        Shape::Api { error } => Some(error),
+        Shape::Framework { detail } => Some(detail),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,5 +199,23 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back.state, JobState::Failed);
         assert!(back.state.is_terminal());
+    }
+
+    #[test]
+    fn error_details_of_every_shape() {
+        assert_eq!(
+            error_detail(br#"{"error":"job not found"}"#).as_deref(),
+            Some("job not found")
+        );
+        assert_eq!(
+            error_detail(br#"{"status_code":401,"detail":"invalid or expired nonce"}"#).as_deref(),
+            Some("invalid or expired nonce")
+        );
+        assert_eq!(
+            error_detail(br#"{"ok":false,"error":"bad toml"}"#).as_deref(),
+            Some("bad toml")
+        );
+        assert_eq!(error_detail(b"<html>502</html>"), None);
+        assert_eq!(error_detail(br#"{"status":"ok"}"#), None);
     }
 }

@@ -14,7 +14,7 @@ pub mod message;
 
 pub use body::{
     ApiError, Finding, FrameworkError, JobEvent, JobResponse, JobState, NonceResponse,
-    ProvisionResult, SubmitResponse, ValidationResponse,
+    ProvisionResult, SubmitResponse, ValidationResponse, error_detail,
 };
 pub use message::{NAMESPACE, VERSION_LINE, signed_message};
 
@@ -39,6 +39,11 @@ pub mod routes {
     pub const EXPORT: &str = "/api/config/export";
     /// `GET`: a job.
     pub const JOB: &str = "/api/jobs/{job_id}";
+    /// Ours (confirm-or-revert), `POST`, signed over an empty body: keep the config of a job in
+    /// [`JobState::AwaitingConfirmation`](crate::JobState::AwaitingConfirmation); the job then
+    /// commits and ends `succeeded`. Answered 200 with the job; 404 for an unknown job, 409 for
+    /// one that is not awaiting confirmation.
+    pub const JOB_CONFIRM: &str = "/api/jobs/{job_id}/confirm";
     /// `PUT`/`DELETE`: one user.
     pub const USER: &str = "/api/config/users/{name}";
     /// `PATCH`: the network section.
@@ -55,5 +60,28 @@ pub mod routes {
     /// A job's path.
     pub fn job(id: &str) -> String {
         JOB.replace("{job_id}", id)
+    }
+
+    /// A job's confirmation path.
+    pub fn job_confirm(id: &str) -> String {
+        JOB_CONFIRM.replace("{job_id}", id)
+    }
+}
+
+/// Ours (confirm-or-revert): the query parameter of `POST /api/config?confirm=SECONDS` that
+/// asks for the new config to be reverted unless confirmed ([`routes::JOB_CONFIRM`]) within
+/// SECONDS of its activation. The query is not part of the signed path.
+pub const CONFIRM_QUERY: &str = "confirm";
+/// The confirmation window when none is given, in seconds.
+pub const DEFAULT_CONFIRM_SECONDS: u64 = 120;
+
+#[cfg(test)]
+mod tests {
+    use super::routes;
+
+    #[test]
+    fn job_paths() {
+        assert_eq!(routes::job("j1"), "/api/jobs/j1");
+        assert_eq!(routes::job_confirm("j1"), "/api/jobs/j1/confirm");
     }
 }

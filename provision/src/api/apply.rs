@@ -4,7 +4,6 @@
 //! the import on a blocking thread under the config root's lock, its steps and the engine's
 //! events appended to the job (and persisted) as they happen.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use atomix_api::{Finding, ProvisionResult, SubmitResponse, ValidationResponse, routes};
@@ -19,7 +18,7 @@ use super::router::Api;
 use crate::activate::Event;
 use crate::activate::bootstrap::{self, BOOTSTRAP_PORT};
 use crate::import::{self, Activation, Options, Progress};
-use crate::source::{self, Source};
+use crate::source::Source;
 use crate::store::{Promotion, RealFs};
 use crate::validate::{self, Valid};
 
@@ -54,24 +53,18 @@ pub fn prepare(
     name: &str,
     caller: Caller,
 ) -> Result<Submission, Reject> {
-    let source = source::from_bytes(
-        bytes,
-        Path::new(name),
-        Some(name),
-        InputCaller::Api,
-        &api.limits,
-    )
-    .map_err(|e| {
-        let message = format!("{:#}", anyhow::Error::new(e));
-        let finding = Finding {
-            path: None,
-            line: None,
-            col: None,
-            message: message.clone(),
-            severity: "error".to_owned(),
-        };
-        refused(message, vec![finding])
-    })?;
+    let source =
+        Source::from_bytes(&bytes, Some(name), InputCaller::Api, &api.limits).map_err(|e| {
+            let message = format!("{:#}", anyhow::Error::new(e));
+            let finding = Finding {
+                path: None,
+                line: None,
+                col: None,
+                message: message.clone(),
+                severity: "error".to_owned(),
+            };
+            refused(message, vec![finding])
+        })?;
     let runtime_root = api.root.active().to_string_lossy().into_owned();
     let valid = validate::validate(&source.toml, &runtime_root).map_err(|report| {
         let errors: Vec<Finding> = report

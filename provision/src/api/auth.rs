@@ -9,8 +9,7 @@
 use atomix_api::{HEADER_NONCE, HEADER_SIGNATURE, signed_message};
 use axum::body::{Body, Bytes};
 use axum::http::HeaderMap;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use base64ct::{Base64, Encoding as _};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use subtle::ConstantTimeEq as _;
 
@@ -118,9 +117,8 @@ async fn verify(
         return Err(Reject::Unauthorized(BAD_NONCE));
     }
     let body = read_body(body, api.limits.max_upload_bytes).await?;
-    let armored = STANDARD
-        .decode(signature)
-        .map_err(|_| Reject::Unauthorized(BAD_ENCODING))?;
+    // Strict: base64ct refuses non-canonical padding and characters outside the alphabet.
+    let armored = Base64::decode_vec(signature).map_err(|_| Reject::Unauthorized(BAD_ENCODING))?;
     let message = signed_message(nonce, path, &body);
     signers.verify(&armored, message.as_bytes()).map_err(|e| {
         eprintln!(

@@ -7,8 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64ct::{Base64UrlUnpadded, Encoding as _};
 
 /// `ATOMIXOS_NONCE_TTL`: seconds a nonce stays valid (300).
 pub const TTL_ENV: &str = "ATOMIXOS_NONCE_TTL";
@@ -110,7 +109,7 @@ impl Nonces {
     pub fn issue(&self, client: &str) -> Result<String, RandomError> {
         let mut bytes = [0u8; NONCE_BYTES];
         getrandom::fill(&mut bytes).map_err(|e| RandomError(e.to_string()))?;
-        let nonce = URL_SAFE_NO_PAD.encode(bytes);
+        let nonce = Base64UrlUnpadded::encode_string(&bytes);
         let max = self.limits.max.max(1);
         let per_client = self.limits.per_client.min(max).max(1);
         let now = Instant::now();

@@ -14,8 +14,7 @@ use atomix_api::routes;
 use atomix_config::bundle::Limits;
 use axum::Router;
 use axum::routing::{get, post};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64ct::{Base64UrlUnpadded, Encoding as _};
 use tokio::sync::Notify;
 
 use super::engine::Engine;
@@ -115,7 +114,7 @@ impl Api {
             jobs,
             engine: settings.engine,
             payload_owner: settings.payload_owner,
-            bootstrap_token: URL_SAFE_NO_PAD.encode(token),
+            bootstrap_token: Base64UrlUnpadded::encode_string(&token),
             was_provisioned: AtomicBool::new(was_provisioned),
             provisioned: Notify::new(),
         }))

@@ -7,7 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 /// The production config root.
-pub const DEFAULT_CONFIG_ROOT: &str = "/data/config";
+pub const DEFAULT_CONFIG_ROOT: &str = atomix_config::validate::DEVICE_CONFIG_ROOT;
 
 /// The variable that, set to `1`, allows a config root other than [`DEFAULT_CONFIG_ROOT`].
 pub const ALLOW_UNSAFE_ENV: &str = "ATOMIXOS_ALLOW_UNSAFE_CONFIG_ROOT";

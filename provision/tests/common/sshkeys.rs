@@ -5,8 +5,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use base64ct::{Base64, Encoding as _};
 
 /// The smallest valid fixture.
 pub const MINIMAL: &str = include_str!("../../../config/tests/fixtures/minimal.toml");
@@ -62,7 +61,7 @@ pub fn sign_ns(key: &Key, message: &str, namespace: &str) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    STANDARD.encode(out.stdout)
+    Base64::encode_string(&out.stdout)
 }
 
 /// [`sign_ns`] in the API's namespace.
