@@ -229,3 +229,39 @@ pub fn provision_marks(guest: &mut Guest, container: &str) -> anyhow::Result<Pro
         )?,
     })
 }
+
+/// Waits in the guest until `command` (POSIX shell, no single quotes) succeeds, for at most
+/// `limit`; on a timeout, fails with provisioning's journal.
+///
+/// # Panics
+/// `command` never succeeded in time.
+pub fn wait_until(guest: &mut Guest, command: &str, limit: Duration) {
+    let secs = limit.as_secs();
+    let out = match guest.sh(
+        &format!("timeout {secs} sh -c 'until {command}; do sleep 2; done'"),
+        limit + Duration::from_secs(30),
+    ) {
+        Ok(out) => out,
+        Err(e) => panic!("{e}"),
+    };
+    if out.status != 0 {
+        let journal = run(
+            guest,
+            "journalctl -b -u atomix-first-boot -u atomix-activate -u atomix-provision-api -o cat",
+        );
+        panic!(
+            "`{command}` never held in {secs} s: {}\n{}\n(console: {})",
+            out.text(),
+            journal.text(),
+            guest.log()
+        );
+    }
+}
+
+/// The journal of `unit` in this boot, messages only.
+///
+/// # Panics
+/// journalctl fails.
+pub fn journal(guest: &mut Guest, unit: &str) -> String {
+    ok(guest, &format!("journalctl -b -u {unit} -o cat"))
+}

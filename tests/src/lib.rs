@@ -34,7 +34,7 @@ pub use fixtures::{FlashedImage, TEST_IMAGE_VERSION};
 pub use guest::{Guest, GuestError, Shell};
 pub use probe::{DataProbe, MountLine, Probe};
 pub use rootfs::{PROBE_APPLETS, build_test_rootfs, rootfs_overlay};
-pub use tools::{median, require_root, run_checked, run_tool};
+pub use tools::{atomix_binary, median, require_root, run_checked, run_tool};
 
 /// Kernel arguments every test boot needs: the PL011 console and an immediate reset on panic
 /// (which `-no-reboot` turns into QEMU exiting).

@@ -21,39 +21,14 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use atomix_systests::{require_root, run_tool};
 
 const MIB: u64 = 1 << 20;
 
-/// The `atomix` binary of this workspace, built (or found up to date) by cargo once per run,
-/// in the profile this test was built in.
 fn atomix() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(atomix_systests::workspace_root()).args([
-            "build",
-            "--locked",
-            "-p",
-            "atomix",
-            "--bin",
-            "atomix",
-            "--message-format=json-render-diagnostics",
-        ]);
-        if !cfg!(debug_assertions) {
-            cmd.arg("--release");
-        }
-        let out = run_tool(&mut cmd);
-        out.lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "atomix")
-            .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-            .unwrap_or_else(|| panic!("cargo build -p atomix named no executable:\n{out}"))
-    })
+    atomix_systests::atomix_binary()
 }
 
 fn text(o: &Output) -> String {

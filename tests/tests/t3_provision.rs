@@ -27,7 +27,9 @@ use std::time::Duration;
 
 use atomix_board::{Board, Slot};
 use atomix_qemu::Ending;
-use atomix_systests::appliance::{self, chosen_slot, counters, free_ports, http_get, ok, run, tcp};
+use atomix_systests::appliance::{
+    self, chosen_slot, counters, free_ports, http_get, journal, ok, run, tcp, wait_until,
+};
 use atomix_systests::seed::{self, probe_config};
 use atomix_systests::{Artifacts, Guest, run_checked};
 
@@ -127,33 +129,6 @@ fn boot(f: &Fixture, disks: &[&Path], name: &str, wan: &[(u16, u16)]) -> Guest {
         wan.iter().map(|&(h, g)| tcp(h, g)).collect(),
         Vec::new(),
     )
-}
-
-/// Waits (in the guest) until `command` (no single quotes) succeeds, for at most `limit`.
-fn wait_until(g: &mut Guest, command: &str, limit: Duration) {
-    let secs = limit.as_secs();
-    let out = g
-        .sh(
-            &format!("timeout {secs} sh -c 'until {command}; do sleep 2; done'"),
-            limit + Duration::from_secs(30),
-        )
-        .unwrap();
-    let journal = run(
-        g,
-        "journalctl -b -u atomix-first-boot -u atomix-activate -o cat",
-    );
-    assert_eq!(
-        out.status,
-        0,
-        "`{command}` never held: {}\n{}\n(console: {})",
-        out.text(),
-        journal.text(),
-        g.log()
-    );
-}
-
-fn journal(g: &mut Guest, unit: &str) -> String {
-    ok(g, &format!("journalctl -b -u {unit} -o cat"))
 }
 
 /// The device runs what the config says: users, the container, network, firewall.
