@@ -22,10 +22,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 scripts/setup.sh >/dev/null 2>&1 || scripts/setup.sh
-cargo build --release --locked -q -p atomix-provision
+# The binary as the device gets it (scripts/rootfs.sh): the device profile, static musl.
+cargo build --profile device --target x86_64-unknown-linux-musl --locked -q -p atomix-provision
 target=$(cargo metadata --format-version 1 --no-deps \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-ours=$target/release/atomix-provision
+ours=$target/x86_64-unknown-linux-musl/device/atomix-provision
 theirs=${ATOMIX_CACHE:-$repo/.cache}/orig-venv/bin/atomixos-provision
 export ATOMIXOS_CONFIG_SCHEMA=$repo/../shared/anchors/atomixos-provision/config.schema.json
 export ATOMIXOS_ALLOW_UNSAFE_CONFIG_ROOT=1

@@ -140,11 +140,17 @@ base_key=$( { echo "mkosi $mkosi_version"; sha "$repo/mkosi.conf" "$repo/rootfs/
               tree_hash "$repo/rootfs/sandbox"; echo "$resolved"; } | sha256sum | cut -c1-16)
 
 # Our aarch64 binaries.
-log "building atomix and atomix-provision for aarch64"
+# atomix links Debian's glibc-built f2fs archives; atomix-provision is pure Rust, static musl
+# (no shared libc mapped: a smaller footprint, docs/provisioning.md "Benchmark").
+log "building atomix (gnu) and atomix-provision (musl) for aarch64"
 (cd "$repo" && cargo build --profile device --target aarch64-unknown-linux-gnu -p atomix \
+   --locked -q && cargo build --profile device --target aarch64-unknown-linux-musl \
    -p atomix-provision --locked -q) || die "cargo build of the aarch64 binaries failed"
 target_dir=$(cd "$repo" && realpath -m "${CARGO_TARGET_DIR:-target}")
-device_bin=$target_dir/aarch64-unknown-linux-gnu/device
+declare -A device_bin=(
+  [atomix]=$target_dir/aarch64-unknown-linux-gnu/device/atomix
+  [atomix-provision]=$target_dir/aarch64-unknown-linux-musl/device/atomix-provision
+)
 (cd "$repo" && cargo build --release -p atomix --locked -q) || die "cargo build of atomix failed"
 atomix_host=$target_dir/release/atomix
 
@@ -159,7 +165,7 @@ trap 'rm -rf "$work"' EXIT
 stage=$work/stage
 mkdir -p "$stage/board" "$stage/bin/usr/bin"
 "$atomix_host" rootfs files --board "$board" --out "$stage/board" >/dev/null
-for bin in atomix atomix-provision; do install -m 0755 "$device_bin/$bin" "$stage/bin/usr/bin/$bin"; done
+for bin in atomix atomix-provision; do install -m 0755 "${device_bin[$bin]}" "$stage/bin/usr/bin/$bin"; done
 
 key=$( { echo "$base_key $board $kver"; sha "$repo/rootfs/mkosi.finalize"; tree_hash "$repo/rootfs/tree";
          tree_hash "$stage"; tree_hash "$kdir"; } | sha256sum | cut -c1-16)

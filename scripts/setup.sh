@@ -65,10 +65,14 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] \
 fi
 
 if command -v rustup >/dev/null 2>&1; then
-  if ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
-    log "rustup target add aarch64-unknown-linux-gnu"
-    rustup target add aarch64-unknown-linux-gnu
-  fi
+  # gnu: the static /init and the device's atomix (they link Debian's glibc-built f2fs
+  # archives); musl: the device's atomix-provision, and its host build for the benchmark.
+  for t in aarch64-unknown-linux-gnu aarch64-unknown-linux-musl x86_64-unknown-linux-musl; do
+    if ! rustup target list --installed | grep -qx "$t"; then
+      log "rustup target add $t"
+      rustup target add "$t"
+    fi
+  done
   rustup component list --installed | grep -q '^clippy' || rustup component add clippy
   rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 fi

@@ -162,8 +162,12 @@ fn the_root_filesystem_holds_our_files_units_and_binaries_with_their_owners() {
             }
         }
     }
-    // Our aarch64 binaries, the ones the rootfs build made.
-    for bin in ["atomix", "atomix-provision"] {
+    // Our aarch64 binaries, the ones the rootfs build made: atomix for glibc (it links the f2fs
+    // archives), atomix-provision static musl.
+    for (bin, target) in [
+        ("atomix", "aarch64-unknown-linux-gnu"),
+        ("atomix-provision", "aarch64-unknown-linux-musl"),
+    ] {
         let built = fs::read(x.join("usr/bin").join(bin)).unwrap();
         assert_eq!(&built[..4], b"\x7fELF", "{bin}");
         assert_eq!(
@@ -173,7 +177,8 @@ fn the_root_filesystem_holds_our_files_units_and_binaries_with_their_owners() {
         );
         let device_build = artifacts
             .target_dir
-            .join("aarch64-unknown-linux-gnu/device")
+            .join(target)
+            .join("device")
             .join(bin);
         assert_eq!(
             built,
