@@ -428,7 +428,11 @@ fn serve_cmd(
         ..api::Settings::new(root)
     };
     let api = Api::new(settings)?;
-    let app = api::router(api.clone());
+    let console = api::console::Settings {
+        status_file: env(firstboot::settings::STATUS_ENV)
+            .map_or_else(|| firstboot::settings::STATUS_FILE.into(), PathBuf::from),
+    };
+    let app = api::router_with(api.clone(), api::console::routes(console));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
