@@ -63,6 +63,11 @@
     button.textContent = 'Applied';
     button.disabled = true;
     hint.textContent = 'The device is provisioned.';
+    const pill = $('.pill');
+    if (pill) {
+      pill.className = 'pill pill-ok';
+      pill.lastChild.textContent = 'Provisioned';
+    }
   }
 
   // Replaces the panel with a fragment from the device; returns the new panel.
@@ -184,10 +189,15 @@
       return idle();
     }
     const type = res.headers.get('content-type') || '';
-    if (type.startsWith('text/html')) follow(show(body));
+    let panel;
+    if (type.startsWith('text/html')) follow((panel = show(body)));
     else {
-      notice(`Refused (HTTP ${res.status})`, detail(res.status, body));
+      panel = notice(`Refused (HTTP ${res.status})`, detail(res.status, body));
       idle();
+    }
+    // On a phone the panel is below the form: bring the answer into view.
+    if (panel.getBoundingClientRect().top > window.innerHeight * 0.6) {
+      panel.scrollIntoView({ block: 'start', behavior: 'smooth' });
     }
   });
 
