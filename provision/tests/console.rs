@@ -38,10 +38,16 @@ struct Device {
 
 impl Device {
     fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    fn with(tweak: impl FnOnce(&mut Settings)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("data")).unwrap();
         let root = ConfigRoot::unchecked(&dir.path().join("data/config")).unwrap();
-        let api = Api::new(Settings::new(root)).unwrap();
+        let mut settings = Settings::new(root);
+        tweak(&mut settings);
+        let api = Api::new(settings).unwrap();
         let settings = console::Settings {
             status_file: dir.path().join("run/provisioning-status.json"),
         };
@@ -94,7 +100,14 @@ impl Device {
                 Body::from(body),
             ))
             .await;
-        if status != StatusCode::UNAUTHORIZED && status != StatusCode::NOT_FOUND {
+        // The framework's refusals (401, 404, 413) are JSON; the console's answers are HTML.
+        if ![
+            StatusCode::UNAUTHORIZED,
+            StatusCode::NOT_FOUND,
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ]
+        .contains(&status)
+        {
             assert_eq!(h["content-type"], "text/html; charset=utf-8", "{body}");
         }
         (status, body)
@@ -322,7 +335,34 @@ async fn the_form_token_and_a_missing_config() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.contains("The form could not be read"), "{body}");
+    let (content_type, _) = multipart(&[]);
+    let (status, _, body) = d
+        .call(request(
+            Method::POST,
+            console::APPLY,
+            &[("content-type", &content_type)],
+            Body::from("------atomix-console-test\r\nbroken"),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("The form could not be read"), "{body}");
     assert!(!d.api.jobs.busy());
+}
+
+#[tokio::test]
+async fn a_form_over_the_upload_limit_is_413() {
+    let d = Device::with(|s| s.limits.max_upload_bytes = 1024);
+    let token = d.api.bootstrap_token.clone();
+    let big = "# padding\n".repeat(200);
+    let (status, body) = d
+        .apply(
+            &[],
+            &[("bootstrap_token", None, &token), ("config", None, &big)],
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["status_code"], 413);
 }
 
 #[tokio::test]
@@ -339,9 +379,11 @@ async fn a_refused_upload_shows_every_error_with_its_line_escaped() {
                     Some("<img src=x onerror=alert(1)>.toml"),
                     INVALID,
                 ),
+                ("config", None, MINIMAL),
             ],
         )
         .await;
+    // The file wins over the pasted text.
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body.starts_with(r#"<section id="job-status""#), "{body}");
     assert!(body.contains(r#"data-state="refused""#));

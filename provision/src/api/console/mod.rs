@@ -146,18 +146,17 @@ impl Console {
         }
     }
 
-    /// First boot's status: `None` when it has not written one (not running here).
+    /// First boot's report (`Unknown` when it wrote none: it is not running here).
     fn status(&self) -> view::SeedStatus {
+        let unreadable = |e: &dyn std::fmt::Display| {
+            view::SeedStatus::Unreadable(format!("{}: {e}", self.status_file.display()))
+        };
         // A few hundred bytes on a tmpfs: read in place.
         match std::fs::read(&self.status_file) {
-            Ok(bytes) => match serde_json::from_slice::<Status>(&bytes) {
-                Ok(status) => view::SeedStatus::Known(status),
-                Err(e) => {
-                    view::SeedStatus::Unreadable(format!("{}: {e}", self.status_file.display()))
-                }
-            },
+            Ok(bytes) => serde_json::from_slice::<Status>(&bytes)
+                .map_or_else(|e| unreadable(&e), view::SeedStatus::Known),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => view::SeedStatus::Unknown,
-            Err(e) => view::SeedStatus::Unreadable(format!("{}: {e}", self.status_file.display())),
+            Err(e) => unreadable(&e),
         }
     }
 }

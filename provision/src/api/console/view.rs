@@ -222,7 +222,7 @@ fn badge(ev: &JobEvent, current: bool) -> (&'static str, &str) {
         Some(other) => ("info", other),
         None => match ev.step.as_str() {
             FAILED_STEP => ("fail", "failed"),
-            "warning" | "rollback" => ("warn", "warning"),
+            s @ ("warning" | "rollback") => ("warn", s),
             COMPLETED_STEP => ("ok", "done"),
             _ if current => ("run", "now"),
             _ => ("ok", "done"),
