@@ -11,12 +11,10 @@
 //!
 //! A PNG screenshot of each view is kept in `<target>/test-artefacts/console/`. chromedriver
 //! and the browsers it starts run in their own process group, killed by its id on every path
-//! ([`Browser`]'s `Drop`), with a fresh `--user-data-dir`. Missing `chromium` or `chromedriver`
+//! ([`Driver`]'s `Drop`), with a fresh `--user-data-dir`. Missing `chromium` or `chromedriver`
 //! fail the test (`scripts/setup.sh` installs them); it never skips.
 
 #![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::io::{BufRead as _, BufReader};
 use std::net::TcpStream;
@@ -91,7 +89,7 @@ impl Server {
             std::fs::create_dir_all(status_file.parent().unwrap()).unwrap();
             std::fs::write(&status_file, status.to_string()).unwrap();
         }
-        let mut child = Command::new(OURS)
+        let child = Command::new(OURS)
             .arg("serve")
             .arg(dir.path().join("data/config"))
             .args(["--host", "127.0.0.1", "--port", "0", "--activation", "none"])
@@ -101,18 +99,24 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        // From here on, a panic drops the server and so kills it.
+        let mut server = Self {
+            child,
+            port: 0,
+            dir,
+        };
+        let mut stderr = BufReader::new(server.child.stderr.take().unwrap());
         let mut line = String::new();
         stderr.read_line(&mut line).unwrap();
         // Keep reading what it logs: a closed pipe would fail its writes.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        let port = line
+        server.port = line
             .trim()
             .strip_prefix("listening on 127.0.0.1:")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .parse()
             .unwrap();
-        Self { child, port, dir }
+        server
     }
 
     fn url(&self, path: &str) -> String {
@@ -124,25 +128,29 @@ impl Server {
     }
 }
 
-/// chromedriver (and the chromium it starts) in its own process group, and the browser's
-/// profile directory; the group is killed by its id when dropped.
-struct Browser {
-    driver: Child,
-    _profile: tempfile::TempDir,
-    client: Client,
-}
+/// chromedriver and every chromium it starts, in their own process group (the driver's id):
+/// the group is killed by that id when dropped.
+struct Driver(Child);
 
-impl Drop for Browser {
+impl Drop for Driver {
     fn drop(&mut self) {
-        let group = i32::try_from(self.driver.id())
+        let group = i32::try_from(self.0.id())
             .ok()
             .and_then(rustix::process::Pid::from_raw);
         if let Some(group) = group {
             let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
         }
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
+}
+
+/// A WebDriver session. Dropped in this order: the client, the driver's process group (so
+/// nothing writes to the profile any more), the profile directory.
+struct Browser {
+    client: Client,
+    _driver: Driver,
+    _profile: tempfile::TempDir,
 }
 
 fn require(path: &str) {
@@ -161,15 +169,17 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
-        let driver = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap();
         let profile = tempfile::tempdir().unwrap();
-        // Whatever happens from here, the guard kills the group.
+        // From here on, a panic drops the driver and so kills its group.
+        let driver = Driver(
+            Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .unwrap(),
+        );
         let deadline = Instant::now() + STEP;
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "chromedriver did not start");
@@ -192,9 +202,9 @@ impl Browser {
             Err(_) => panic!("no chromium session within {STEP:?}"),
         };
         Self {
-            driver,
-            _profile: profile,
             client,
+            _driver: driver,
+            _profile: profile,
         }
     }
 
