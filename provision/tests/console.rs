@@ -26,8 +26,7 @@ use tower::ServiceExt as _;
 
 const HOST: &str = "127.0.0.1:8080";
 /// Six errors on five lines, two of them in a hostile key.
-const INVALID: &str = "version = 1\n\n[users.admin]\nisAdmin = true\nssh_key = \"not a key\"\n\
-                       shell = \"fish\"\n\n[users.\"<script>alert(1)</script>\"]\nisAdmin = \"yes\"\n";
+const INVALID: &str = include_str!("fixtures/console-invalid.toml");
 
 /// One device: a temporary `/data` and `/run`, the state and the router with the console.
 struct Device {

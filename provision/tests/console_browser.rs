@@ -52,8 +52,7 @@ const CHROMIUM_FLAGS: &[&str] = &[
 /// How long the browser may take for a step.
 const STEP: Duration = Duration::from_secs(60);
 /// Six errors on five lines, two of them in a hostile key.
-const INVALID: &str = "version = 1\n\n[users.admin]\nisAdmin = true\nssh_key = \"not a key\"\n\
-                       shell = \"fish\"\n\n[users.\"<script>alert(1)</script>\"]\nisAdmin = \"yes\"\n";
+const INVALID: &str = include_str!("fixtures/console-invalid.toml");
 
 /// Where the screenshots go.
 fn artefacts() -> PathBuf {
