@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent host set-up for building and testing the AtomixOS boot toolkit on Debian 12 x86_64.
-# Installs apt packages (amd64 and arm64 multiarch), the Rust target for the static /init, and
+# Installs apt packages (amd64 and arm64 multiarch; with Debian's chromium, chromedriver and a
+# font for the web console's browser test), the Rust target for the static /init, and
 # unpacks the test kernel and busybox (Debian arm64 packages), and chronyd (for checking the
 # rendered chrony files), into the cache directory.
 #
@@ -25,6 +26,7 @@ host_pkgs=(
   f2fs-tools libf2fs-format-dev libf2fs-dev uuid-dev libselinux1-dev openssh-client
   python3-venv nftables dbus-daemon time
   dnsmasq-base libcap2 libgnutls30 libnettle8 libseccomp2
+  chromium chromium-driver fonts-dejavu-core
 )
 arm64_pkgs=(libf2fs-format-dev:arm64 libf2fs-dev:arm64 uuid-dev:arm64 libselinux1-dev:arm64)
 

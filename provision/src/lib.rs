@@ -12,8 +12,8 @@
 //! mark-good gate), [`source`] (a config.toml or bundle from a file), [`validate`] (parse and
 //! render, every error located), [`import`] (the one mutation path: initial import or re-apply,
 //! activating through the engine), [`firstboot`] (seed discovery and the first provisioning),
-//! [`api`] (the HTTP API), and the `atomix-provision` binary over them. The web console is
-//! still to come.
+//! [`api`] (the HTTP API and the first-boot web console), and the `atomix-provision` binary
+//! over them.
 //!
 //! Must not: parse or render config.toml itself (that is `atomix-config`), or be needed by
 //! `/init` or the host tools.

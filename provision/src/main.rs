@@ -121,9 +121,10 @@ enum Command {
         /// The config root.
         config_root: PathBuf,
     },
-    /// Serve the provisioning API. Before provisioning it listens on HOST:PORT; once
-    /// provisioned on the LAN gateway's address (a loopback HOST is kept), or on the socket
-    /// systemd passes.
+    /// Serve the provisioning API, and before provisioning the web console at `/` (it shows
+    /// ATOMIXOS_PROVISIONING_STATUS, first boot's report). Before provisioning it listens on
+    /// HOST:PORT; once provisioned on the LAN gateway's address (a loopback HOST is kept), or
+    /// on the socket systemd passes.
     Serve {
         /// The config root (ATOMIXOS_CONFIG_ROOT, else /data/config).
         config_root: Option<PathBuf>,
@@ -428,7 +429,11 @@ fn serve_cmd(
         ..api::Settings::new(root)
     };
     let api = Api::new(settings)?;
-    let app = api::router(api.clone());
+    let console = api::console::Settings {
+        status_file: env(firstboot::settings::STATUS_ENV)
+            .map_or_else(|| firstboot::settings::STATUS_FILE.into(), PathBuf::from),
+    };
+    let app = api::router_with(api.clone(), api::console::routes(console));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

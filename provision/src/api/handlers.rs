@@ -22,18 +22,25 @@ use crate::store::{self, RealFs};
 
 /// The longest `X-Config-Filename` kept.
 const MAX_FILENAME_CHARS: usize = 255;
-/// The name of an upload without a usable `X-Config-Filename`.
-const DEFAULT_FILENAME: &str = "config.toml";
+/// The name of an upload without a usable file name.
+pub const DEFAULT_FILENAME: &str = "config.toml";
 /// The 404 of an export without a config.
 pub const NO_CONFIG: &str = "no config.toml: the device is not provisioned";
 
-/// `X-Config-Filename`, trimmed and cut to 255 characters; `config.toml` unless it is made
-/// of word characters, `-`, `.` and spaces only.
+/// `X-Config-Filename`, as [`file_name`] keeps it.
 pub fn upload_name(headers: &HeaderMap) -> String {
-    let raw = headers
-        .get(HEADER_FILENAME)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or(DEFAULT_FILENAME);
+    file_name(
+        headers
+            .get(HEADER_FILENAME)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(DEFAULT_FILENAME),
+    )
+}
+
+/// An upload's file name (`X-Config-Filename`, the console's file field), trimmed and cut to
+/// 255 characters; `config.toml` unless it is made of word characters, `-`, `.` and spaces
+/// only.
+pub fn file_name(raw: &str) -> String {
     let name: String = raw.trim().chars().take(MAX_FILENAME_CHARS).collect();
     let safe = !name.is_empty()
         && name
@@ -47,7 +54,7 @@ pub fn upload_name(headers: &HeaderMap) -> String {
 }
 
 /// Runs blocking `work` on a blocking thread.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, Reject> + Send + 'static,
 ) -> Result<T, Reject> {
     tokio::task::spawn_blocking(work).await.map_err(|e| {

@@ -12,11 +12,13 @@
 //!   job store.
 //! - [`openapi`]: the OpenAPI document; [`listen`]: where the service listens; [`error`]: the
 //!   refusals and their shapes.
+//! - [`console`]: the first-boot web console (its routes go on top with [`router_with`]).
 //!
 //! Deliberate changes from the original are listed in `docs/provisioning-api.md`.
 
 pub mod apply;
 pub mod auth;
+pub mod console;
 pub mod engine;
 pub mod error;
 pub mod events;

@@ -17,7 +17,7 @@ pub mod settings;
 
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::activate::{
     Completion, Deps, Event, Marked, Rauc, RaucError, bootstrap, mark_good, reactivate,
@@ -77,7 +77,7 @@ pub enum FirstBootError {
 }
 
 /// A seed that did not provision the device, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     /// Where the seed came from.
     pub origin: String,
@@ -85,11 +85,26 @@ pub struct Problem {
     pub error: String,
 }
 
-/// `provisioning-status.json`: what first boot is doing and the seeds that failed.
-#[derive(Debug, Serialize)]
-struct Status<'a> {
-    state: &'a str,
-    problems: &'a [Problem],
+/// What first boot is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    /// Trying the existing config and the seeds.
+    Searching,
+    /// No seed provisioned the device: waiting for a config (the web console, an operator).
+    Waiting,
+    /// Provisioned.
+    Provisioned,
+}
+
+/// `provisioning-status.json` ([`settings::STATUS_FILE`]): what first boot is doing and the
+/// seeds that failed; the web console shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// What first boot is doing.
+    pub state: State,
+    /// The seeds that did not provision the device, in the order they were tried.
+    pub problems: Vec<Problem>,
 }
 
 /// What first boot acts through.
@@ -210,21 +225,25 @@ impl Context<'_, '_> {
                 Err(p) => {
                     self.say(&format!("seed {} not used: {}", p.origin, p.error));
                     problems.push(p);
-                    self.status("searching", problems)?;
+                    self.status(State::Searching, problems)?;
                 }
             }
         }
         Ok(None)
     }
 
-    fn status(&self, state: &str, problems: &[Problem]) -> Result<(), FsError> {
+    fn status(&self, state: State, problems: &[Problem]) -> Result<(), FsError> {
         let path = &self.settings.status_file;
         let dir = parent_of(path);
         if !self.fs.exists(dir)? {
             self.fs.create_dir(dir, 0o755)?;
         }
         // Strings and a list of them: serializing cannot fail.
-        let mut json = serde_json::to_vec_pretty(&Status { state, problems }).unwrap_or_default();
+        let status = Status {
+            state,
+            problems: problems.to_vec(),
+        };
+        let mut json = serde_json::to_vec_pretty(&status).unwrap_or_default();
         json.push(b'\n');
         write_atomic(self.fs, path, 0o644, &json)
     }
@@ -251,7 +270,7 @@ impl Context<'_, '_> {
             self.fs.remove_file(&s.boot_seed_pending)?;
             self.fs.fsync_dir(parent_of(&s.boot_seed_pending))?;
         }
-        self.status("provisioned", &[])?;
+        self.status(State::Provisioned, &[])?;
         let ifaces = self.deps.interfaces.clone();
         match bootstrap::toggle(self.fs, &s.config_root, self.deps.firewall, &ifaces) {
             Ok(open) => self.say(&format!(
@@ -318,7 +337,7 @@ pub fn run(ctx: &mut Context<'_, '_>) -> Result<Finished, FirstBootError> {
         return ctx.finish(origin, &done);
     }
 
-    ctx.status("waiting", &problems)?;
+    ctx.status(State::Waiting, &problems)?;
     ctx.say("Waiting for provisioning via bootstrap web console");
     let mut polls = 0u32;
     loop {

@@ -19,6 +19,8 @@ pub const BOOT_SEED_PENDING: &str = "/data/.atomixos-boot-seed-pending";
 pub const USB_SEARCH_DIRS: &str = "/dev/disk/by-label:/dev/disk/by-partlabel";
 /// Where the seeds tried and their problems are reported for the web console.
 pub const STATUS_FILE: &str = "/run/atomixos/provisioning-status.json";
+/// The variable that moves [`STATUS_FILE`] (ours; first boot writes it, the console reads it).
+pub const STATUS_ENV: &str = "ATOMIXOS_PROVISIONING_STATUS";
 
 /// Where the day-0 seed on the boot partition is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +51,7 @@ pub struct Settings {
     pub slot: Option<String>,
     /// `ATOMIXOS_RAUC_ENABLE` (`0` skips mark-good).
     pub rauc: bool,
-    /// `ATOMIXOS_PROVISIONING_STATUS` (ours).
+    /// `ATOMIXOS_PROVISIONING_STATUS` ([`STATUS_ENV`], ours).
     pub status_file: PathBuf,
     /// The bundle limits (`ATOMIXOS_MAX_*`).
     pub limits: Limits,
@@ -126,7 +128,7 @@ impl Settings {
                 .collect(),
             slot,
             rauc: env("ATOMIXOS_RAUC_ENABLE").as_deref() != Some("0"),
-            status_file: path("ATOMIXOS_PROVISIONING_STATUS", STATUS_FILE),
+            status_file: path(STATUS_ENV, STATUS_FILE),
             limits: Limits::from_env(&env)?,
             payload_owner,
         })
