@@ -175,11 +175,7 @@ fn the_root_filesystem_holds_our_files_units_and_binaries_with_their_owners() {
             183,
             "{bin}: EM_AARCH64"
         );
-        let device_build = artifacts
-            .target_dir
-            .join(target)
-            .join("device")
-            .join(bin);
+        let device_build = artifacts.target_dir.join(target).join("device").join(bin);
         assert_eq!(
             built,
             fs::read(&device_build).unwrap(),
