@@ -20,7 +20,7 @@ use crate::validate::Valid;
 
 /// How an import runs.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
+pub struct Options<'a> {
     /// Leave an initial promotion without activation pending (marker and rollback kept) for
     /// the first-boot flow (`ATOMIXOS_KEEP_INITIAL_PROMOTION_PENDING=1`).
     pub keep_pending: bool,
@@ -32,6 +32,13 @@ pub struct Options {
     /// Commit a re-apply without activation when none is given, instead of refusing it (the
     /// API's `--activation none`: a host without systemd).
     pub unactivated_reapply: bool,
+    /// Keep the active root's `files/` (the bundle payload) when the source has none: a partial
+    /// update changes the config, not its payload (spec 6.8).
+    pub keep_payload: bool,
+    /// The active `config.toml` the new config was made from (a partial update): if the active
+    /// one is another by the time the lock is held, nothing is written
+    /// ([`ImportError::Changed`]).
+    pub based_on: Option<&'a [u8]>,
 }
 
 /// A step of an import, reported as it starts (the API's job events).
@@ -110,6 +117,13 @@ pub enum ImportError {
     /// [`Options::initial_only`] and the root is provisioned.
     #[error("config already provisioned; reapply requires authenticated API access")]
     AlreadyProvisioned,
+    /// [`Options::based_on`] is not the active config.toml any more.
+    #[error(
+        "{} changed since the update was made from it (another import came first): send the \
+         update again",
+        .0.display()
+    )]
+    Changed(std::path::PathBuf),
 }
 
 /// Imports `source` (validated as `valid`) into `root`, activating it when `activation` is
@@ -142,6 +156,7 @@ pub fn import_reporting(
             }
             Payload::Replace(files.clone())
         }
+        None if options.keep_payload => Payload::KeepActive,
         None => Payload::None,
     };
     let _lock = root.lock()?;
@@ -152,6 +167,12 @@ pub fn import_reporting(
     } else {
         Promotion::Initial
     };
+    if let Some(base) = options.based_on {
+        let active = root.active_config();
+        if kind == Promotion::Initial || fs.read(&active).map_err(StoreError::from)? != base {
+            return Err(ImportError::Changed(active));
+        }
+    }
     if kind == Promotion::Reapply {
         if options.initial_only {
             return Err(ImportError::AlreadyProvisioned);

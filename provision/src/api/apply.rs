@@ -19,29 +19,46 @@ use crate::activate::Event;
 use crate::activate::bootstrap::{self, BOOTSTRAP_PORT};
 use crate::import::{self, Activation, Options, Progress};
 use crate::source::Source;
+use crate::store::candidate::PAYLOAD_DIR;
 use crate::store::{Promotion, RealFs};
 use crate::validate::{self, Valid};
 
 /// An upload read and validated, ready to import.
 #[derive(Debug)]
 pub struct Submission {
-    /// The upload's file name (`X-Config-Filename`, else `config.toml`).
-    pub name: String,
+    /// What the job's first event says was read (`unpacking <name>`, or the partial update).
+    pub prepared: String,
     /// The config and its payload.
     pub source: Source,
     /// The validated config and its rendered root.
     pub valid: Valid,
     /// Who submitted it: an unauthenticated caller may only make the initial import.
     pub caller: Caller,
+    /// A partial update: the active `config.toml` it was made from. The job refuses to import
+    /// over another, and keeps the active bundle payload (`files/`).
+    pub based_on: Option<Vec<u8>>,
 }
 
-fn refused(error: String, errors: Vec<Finding>) -> Reject {
+/// The 400 of a refused config: `error` as the text, `errors` located.
+pub fn refused(error: String, errors: Vec<Finding>) -> Reject {
     Reject::Invalid(ValidationResponse {
         ok: false,
         error: Some(error),
         warnings: None,
         errors: Some(errors),
     })
+}
+
+/// The 400 of one error, at TOML `path` if any.
+pub fn refused_one(path: Option<&str>, message: String) -> Reject {
+    let finding = Finding {
+        path: path.map(str::to_owned),
+        line: None,
+        col: None,
+        message: message.clone(),
+        severity: "error".to_owned(),
+    };
+    refused(message, vec![finding])
 }
 
 /// Reads `bytes` (a config.toml or a bundle, told apart by magic or `name`) and validates it
@@ -53,18 +70,8 @@ pub fn prepare(
     name: &str,
     caller: Caller,
 ) -> Result<Submission, Reject> {
-    let source =
-        Source::from_bytes(&bytes, Some(name), InputCaller::Api, &api.limits).map_err(|e| {
-            let message = format!("{:#}", anyhow::Error::new(e));
-            let finding = Finding {
-                path: None,
-                line: None,
-                col: None,
-                message: message.clone(),
-                severity: "error".to_owned(),
-            };
-            refused(message, vec![finding])
-        })?;
+    let source = Source::from_bytes(&bytes, Some(name), InputCaller::Api, &api.limits)
+        .map_err(|e| refused_one(None, format!("{:#}", anyhow::Error::new(e))))?;
     let runtime_root = api.root.active().to_string_lossy().into_owned();
     let valid = validate::validate(&source.toml, &runtime_root).map_err(|report| {
         let errors: Vec<Finding> = report
@@ -86,10 +93,11 @@ pub fn prepare(
         refused(text, errors)
     })?;
     Ok(Submission {
-        name: name.to_owned(),
+        prepared: format!("unpacking {name}"),
         source,
         valid,
         caller,
+        based_on: None,
     })
 }
 
@@ -97,7 +105,7 @@ pub fn prepare(
 /// blocking thread; the 202 body.
 pub fn submit(api: &Arc<Api>, submission: Submission) -> Result<SubmitResponse, Reject> {
     let first = vec![
-        event("prepare", format!("unpacking {}", submission.name)),
+        event("prepare", submission.prepared.clone()),
         event("validate", "parsing config: valid"),
     ];
     let job = api.jobs.start(first).map_err(|_| Reject::Busy)?;
@@ -127,7 +135,12 @@ fn run(api: &Api, job: JobHandle, s: Submission) {
         payload_owner: api.payload_owner,
         initial_only: s.caller == Caller::Bootstrap,
         unactivated_reapply: deps.is_none(),
+        keep_payload: s.based_on.is_some(),
+        based_on: s.based_on.as_deref(),
     };
+    // Whether `files/` is written: the bundle's, or the active one a partial update keeps.
+    let payload = s.source.payload.is_some()
+        || (s.based_on.is_some() && api.root.active().join(PAYLOAD_DIR).exists());
     let result = {
         let mut said_activate = false;
         let mut events = |e: Event| {
@@ -142,7 +155,7 @@ fn run(api: &Api, job: JobHandle, s: Submission) {
         };
         let mut on_step = |p: Progress<'_>| {
             if let Progress::Promote(_) = p {
-                for ev in written(&s.valid.root.files, s.source.payload.is_some()) {
+                for ev in written(&s.valid.root.files, payload) {
                     job.event(ev);
                 }
             }

@@ -1,6 +1,7 @@
 //! The API's refusals and their responses, in the original's two shapes (spec 6.9): the
-//! framework's `{"status_code", "detail"}` (401, 404 and 405 of unknown routes, 413, 500) and
-//! the service's `{"error"}` (404 job, 409), plus the validation report of a 400.
+//! framework's `{"status_code", "detail"}` (401, 404 and 405 of unknown routes, 413, 500, 400
+//! of a body that cannot be read) and the service's `{"error"}` (404 job, 409), plus the
+//! validation report of a 400.
 
 use atomix_api::{ApiError, FrameworkError, ValidationResponse};
 use axum::Json;
@@ -32,6 +33,8 @@ pub enum Reject {
     TooLarge,
     /// 400: the body could not be read.
     BadRequest,
+    /// 400: the body is malformed, saying how.
+    Malformed(String),
     /// 409: a job is submitted or running.
     Busy,
     /// 404 with the service's error.
@@ -48,7 +51,7 @@ impl Reject {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::BadRequest | Self::Malformed(_) => StatusCode::BAD_REQUEST,
             Self::Busy => StatusCode::CONFLICT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Invalid(_) => StatusCode::BAD_REQUEST,
@@ -80,6 +83,7 @@ impl IntoResponse for Reject {
         let status = self.status();
         match self {
             Self::Unauthorized(detail) => framework_detail(status, detail),
+            Self::Malformed(detail) => framework_detail(status, &detail),
             Self::TooLarge | Self::BadRequest | Self::Internal => framework(status),
             Self::Busy => (status, Json(ApiError { error: BUSY.into() })).into_response(),
             Self::NotFound(error) => (status, Json(ApiError { error })).into_response(),

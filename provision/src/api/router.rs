@@ -23,6 +23,7 @@ use super::handlers;
 use super::jobs::{JOBS_DIR, Jobs, JobsError};
 use super::nonces::{NonceLimits, Nonces, RandomError};
 use super::openapi;
+use super::partial;
 use crate::store::{ConfigRoot, Owner};
 
 /// What the service is made with.
@@ -145,7 +146,8 @@ impl Api {
     }
 }
 
-/// The routes of this service, without their state and fallbacks.
+/// The routes of this service (the partial routes included), without their state and
+/// fallbacks.
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
         .route(routes::HEALTH, get(handlers::health))
@@ -155,9 +157,10 @@ pub fn routes() -> Router<Arc<Api>> {
         .route(routes::EXPORT, get(handlers::export))
         .route(routes::JOB, get(handlers::job))
         .route(routes::OPENAPI, get(openapi::serve))
+        .merge(partial::routes())
 }
 
-/// The service's router over `api`, with `more` routes (the partial routes, the console)
+/// The service's router over `api`, with `more` routes (the web console)
 /// merged in; unknown routes and methods answer in the framework's shape (after the merge, so
 /// `more` gets them too).
 pub fn router_with(api: Arc<Api>, more: Router<Arc<Api>>) -> Router {
