@@ -122,6 +122,7 @@ async fn the_openapi_document_keeps_the_originals_contract_and_every_operation_i
             "config",
         ),
         ("POST", "/api/config", "configSubmit", "config"),
+        ("POST", "/api/jobs/{job_id}/confirm", "jobsConfirm", "jobs"),
         ("POST", "/api/validate", "configValidate", "config"),
         (
             "PUT",
@@ -167,6 +168,7 @@ async fn the_openapi_document_keeps_the_originals_contract_and_every_operation_i
     assert_eq!(
         names,
         [
+            "confirm",
             "x-config-filename",
             "x-atomixos-nonce",
             "x-atomixos-signature"

@@ -282,6 +282,18 @@ async fn refused_partial_requests_are_400_before_any_job() {
         answer["error"].as_str().unwrap().contains("web"),
         "{answer}"
     );
+    // A bad confirm window.
+    let answer = refused(
+        Method::PATCH,
+        "/api/config/network?confirm=5",
+        br#"{"dns_servers": []}"#,
+    )
+    .await;
+    assert!(
+        detail(StatusCode::BAD_REQUEST, &answer)
+            .1
+            .starts_with("confirm: ")
+    );
     // No job was made, nothing changed.
     assert!(!d.api.jobs.busy());
     let jobs_after = std::fs::read_dir(d.dir.path().join("data/provision-jobs"))

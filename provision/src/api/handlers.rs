@@ -1,6 +1,7 @@
-//! The handlers of spec 6.2 but the typed partial routes ([`super::partial`]): health, nonce,
-//! submit, validate, export and job. Each guards itself ([`super::auth`]) and answers in the
-//! original's shapes; blocking work (parsing an upload, the lock) runs off the async threads.
+//! The handlers of spec 6.2 but the typed partial routes ([`super::partial`]) and the
+//! confirmation ([`super::confirm`]): health, nonce, submit, validate, export and job. Each
+//! guards itself ([`super::auth`]) and answers in the original's shapes; blocking work
+//! (parsing an upload, the lock) runs off the async threads.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::apply::{self, Submission};
 use super::auth::{self, Caller};
+use super::confirm;
 use super::error::{JOB_NOT_FOUND, Reject};
 use super::router::Api;
 use crate::store::{self, ConfigRoot, RealFs};
@@ -93,7 +95,8 @@ pub fn accepted(accepted: SubmitResponse) -> Response {
     (StatusCode::ACCEPTED, [(LOCATION, location)], Json(accepted)).into_response()
 }
 
-/// `POST /api/config`: 202 and a job, 400 with the report, 401, 409, 413.
+/// `POST /api/config[?confirm=SECONDS]`: 202 and a job, 400 with the report (or for a bad
+/// `confirm`), 401, 409, 413.
 pub async fn submit(
     State(api): State<Arc<Api>>,
     uri: Uri,
@@ -101,7 +104,9 @@ pub async fn submit(
     body: Body,
 ) -> Result<Response, Reject> {
     let (caller, bytes) = auth::submitter(&api, &headers, uri.path(), body).await?;
-    let submission = prepare(&api, &headers, bytes, caller).await?;
+    let window = confirm::window(&uri)?;
+    let mut submission = prepare(&api, &headers, bytes, caller).await?;
+    submission.confirm = window;
     Ok(accepted(apply::submit(&api, submission)?))
 }
 
@@ -140,7 +145,8 @@ pub fn active_config(root: &ConfigRoot) -> Result<Option<Vec<u8>>, Reject> {
 }
 
 /// `GET /api/config/export`: the active `config.toml`, read under the lock after recovery;
-/// 404 when there is none (the original failed with a 500).
+/// 404 when there is none (the original failed with a 500); 409 while a job awaits
+/// confirmation (the config is not settled, and its window holds the lock).
 pub async fn export(
     State(api): State<Arc<Api>>,
     uri: Uri,
@@ -148,6 +154,9 @@ pub async fn export(
     body: Body,
 ) -> Result<Response, Reject> {
     auth::admin(&api, &headers, uri.path(), body).await?;
+    if api.jobs.awaiting().is_some() {
+        return Err(apply::conflict(&api));
+    }
     let root = api.root.clone();
     let config = blocking(move || active_config(&root)).await?;
     let bytes = config.ok_or_else(|| Reject::NotFound(NO_CONFIG.to_owned()))?;

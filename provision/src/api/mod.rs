@@ -8,9 +8,10 @@
 //!   nonces; [`sshsig`]: SSHSIG verification against the admin signers; [`origin`]: the
 //!   browser protections before provisioning.
 //! - [`apply`]: a submission from the upload to the job's end; [`partial`]: the typed partial
-//!   routes, edits of the active config made into submissions; [`engine`]: how a job reaches
-//!   the activation engine; [`events`]: the jobs' event vocabulary; [`jobs`]: the durable job
-//!   store.
+//!   routes, edits of the active config made into submissions; [`confirm`]: confirm-or-revert
+//!   (the `?confirm` window, the confirmation, the windows a stopped service left open);
+//!   [`engine`]: how a job reaches the activation engine; [`events`]: the jobs' event
+//!   vocabulary; [`jobs`]: the durable job store.
 //! - [`openapi`]: the OpenAPI document; [`listen`]: where the service listens; [`error`]: the
 //!   refusals and their shapes.
 //!
@@ -18,6 +19,7 @@
 
 pub mod apply;
 pub mod auth;
+pub mod confirm;
 pub mod engine;
 pub mod error;
 pub mod events;

@@ -2,12 +2,16 @@
 //! headers, bodies and response schemas (a client contract, spec 7), written out here rather
 //! than derived, so it stays exactly that. Deliberate changes: `POST /api/config` documents
 //! its 400 (a refused config is answered before any job is made); a user's `ssh_key` is not
-//! required (it never was: a user without a key is valid, spec 9.13); and the partial routes'
-//! 400 is the report (or, for a body that is not JSON, the framework's error).
+//! required (it never was: a user without a key is valid, spec 9.13); the partial routes'
+//! 400 is the report (or, for a body that is not JSON, the framework's error); and ours are
+//! added: the `confirm` query, `jobsConfirm`, a job's `confirm_deadline`.
 //!
 //! To document a new route, add its operation to [`document`] with [`operation`].
 
-use atomix_api::{HEADER_FILENAME, HEADER_NONCE, HEADER_SIGNATURE, routes};
+use atomix_api::{
+    CONFIRM_QUERY, DEFAULT_CONFIRM_SECONDS, HEADER_FILENAME, HEADER_NONCE, HEADER_SIGNATURE,
+    MAX_CONFIRM_SECONDS, MIN_CONFIRM_SECONDS, routes,
+};
 use atomix_config::edit::{NETWORK_KEYS, UnitKind};
 use axum::Json;
 use serde_json::{Map, Value, json};
@@ -135,6 +139,25 @@ pub fn path_parameter(name: &str) -> Value {
     })
 }
 
+/// The `confirm` query parameter of the routes that re-apply.
+fn confirm_parameter() -> Value {
+    json!({
+        "name": CONFIRM_QUERY,
+        "in": "query",
+        "required": false,
+        "schema": {
+            "type": "integer",
+            "minimum": MIN_CONFIRM_SECONDS,
+            "maximum": MAX_CONFIRM_SECONDS,
+            "default": DEFAULT_CONFIRM_SECONDS,
+        },
+        "description": "Confirm-or-revert (ours): a re-apply that changes the admin signers, \
+            the LAN, the host network or the firewall is activated, then kept only if \
+            POST /api/jobs/{job_id}/confirm comes within this many seconds; else, or after a \
+            reboot, the previous config is restored. The query is not part of the signed path.",
+    })
+}
+
 /// A partial route's JSON body: an object of `properties`, `required` among them, no others.
 fn partial_body(description: &str, properties: Value, required: &[&str]) -> Value {
     json!({
@@ -156,7 +179,7 @@ fn partial_responses() -> Value {
         "400": {
             "description": "Refused before any job: the request (an unsupported or missing key, \
                 a bad name) or the config it would make, every error located; a body that is not \
-                JSON is the framework's error",
+                JSON or a bad confirm query is the framework's error",
             "content": {"application/json": {"schema": {"oneOf": [
                 reference("ValidationResponseBody"),
                 reference("FrameworkErrorResponseBody"),
@@ -168,9 +191,10 @@ fn partial_responses() -> Value {
     })
 }
 
-/// A partial route's parameters: the `name` in its path (if any), the signature.
+/// A partial route's parameters: the `name` in its path (if any), `confirm`, the signature.
 fn partial_parameters(name: Option<&str>) -> Vec<Value> {
     let mut parameters: Vec<Value> = name.map(path_parameter).into_iter().collect();
+    parameters.push(confirm_parameter());
     parameters.extend(signature_headers(true));
     parameters
 }
@@ -311,7 +335,7 @@ pub fn document() -> Value {
             json!({"200": json_response("A nonce", "NonceResponseBody")}),
         ),
     );
-    let mut submit_params = vec![filename_header()];
+    let mut submit_params = vec![confirm_parameter(), filename_header()];
     submit_params.extend(signature_headers(false));
     let mut submit = operation(
         "configSubmit",
@@ -364,6 +388,29 @@ pub fn document() -> Value {
             json!({
                 "200": json_response("The job", "JobResponseBody"),
                 "404": json_response("No such job", "ApiErrorResponseBody"),
+            }),
+        ),
+    );
+    let mut confirm_params = vec![path_parameter("job_id")];
+    confirm_params.extend(signature_headers(true));
+    add(
+        &mut paths,
+        routes::JOB_CONFIRM,
+        "post",
+        operation(
+            "jobsConfirm",
+            "jobs",
+            "Keep the config of a job awaiting confirmation (ours: confirm-or-revert); signed \
+             over an empty body by an admin of that config",
+            confirm_params,
+            json!({
+                "200": json_response("Confirmed: the job once it has committed", "JobResponseBody"),
+                "401": unauthorized(),
+                "404": json_response("No such job", "ApiErrorResponseBody"),
+                "409": json_response(
+                    "The job is not awaiting confirmation",
+                    "ApiErrorResponseBody",
+                ),
             }),
         ),
     );
@@ -477,6 +524,7 @@ fn schemas() -> Value {
                 "result": reference("ProvisionResultResponseBody"),
                 "rollback_status": string,
                 "duration_seconds": {"type": "number"},
+                "confirm_deadline": {"type": "string", "format": "date-time"},
             }),
             &["current_step", "id", "state"],
         ),

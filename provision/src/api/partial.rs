@@ -8,7 +8,8 @@
 //! not JSON is a 400 in the framework's shape, a refused request (an unsupported or missing
 //! key, a bad name) or a config the change makes invalid is a 400 with the report, every error
 //! located in the new text (the original answered 202 and failed the job, spec 9.7). The job
-//! then imports it only over the config it was made from.
+//! then imports it only over the config it was made from. `?confirm=SECONDS` holds a risky
+//! change for confirmation as on `POST /api/config` ([`super::confirm`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use axum::routing::{patch, put};
 use super::apply::{self, Submission};
 use super::auth;
 use super::auth::Caller;
+use super::confirm;
 use super::error::Reject;
 use super::handlers::{self, DEFAULT_FILENAME, NO_CONFIG, blocking};
 use super::router::Api;
@@ -81,6 +83,7 @@ impl Partial {
         make: impl FnOnce(&[u8]) -> Result<Edit, EditError> + Send + 'static,
     ) -> Result<Response, Reject> {
         let bytes = auth::admin(&self.api, &self.headers, self.uri.path(), self.body).await?;
+        let window = confirm::window(&self.uri)?;
         let edit = make(&bytes).map_err(refused)?;
         let what = format!(
             "{} {}: editing the active config.toml",
@@ -88,16 +91,18 @@ impl Partial {
             self.uri.path()
         );
         let api = Arc::clone(&self.api);
-        let submission = blocking(move || prepare(&api, &edit, what)).await?;
+        let mut submission = blocking(move || prepare(&api, &edit, what)).await?;
+        submission.confirm = window;
         Ok(handlers::accepted(apply::submit(&self.api, submission)?))
     }
 }
 
 /// The active config with `edit` made, validated, ready to import over that config.
 fn prepare(api: &Api, edit: &Edit, what: String) -> Result<Submission, Reject> {
-    // A job holds the slot: 409 now rather than wait for the lock.
+    // A job holds the slot (maybe for a confirmation window, with the root's lock): 409 now
+    // rather than wait for the lock.
     if api.jobs.busy() {
-        return Err(Reject::Busy);
+        return Err(apply::conflict(api));
     }
     let base =
         handlers::active_config(&api.root)?.ok_or_else(|| Reject::NotFound(NO_CONFIG.into()))?;
