@@ -29,13 +29,34 @@ use crate::store::{
 };
 use crate::validate::Valid;
 
-/// The rendered files whose change makes a re-apply risky (it can cut the operator off the
-/// device), with what each is.
-pub const RISKY: &[(&str, &str)] = &[
-    (ADMIN_SIGNERS, "the admin signers"),
-    (LAN_SETTINGS, "the LAN"),
-    ("host-network.json", "the host network"),
-    (FIREWALL_INBOUND, "the firewall"),
+/// A rendered file whose change makes a re-apply risky: it can cut the operator off the
+/// device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Risk {
+    /// The file under the config root.
+    pub file: &'static str,
+    /// What it is.
+    pub what: &'static str,
+}
+
+/// The risky files.
+pub const RISKY: &[Risk] = &[
+    Risk {
+        file: ADMIN_SIGNERS,
+        what: "the admin signers",
+    },
+    Risk {
+        file: LAN_SETTINGS,
+        what: "the LAN",
+    },
+    Risk {
+        file: "host-network.json",
+        what: "the host network",
+    },
+    Risk {
+        file: FIREWALL_INBOUND,
+        what: "the firewall",
+    },
 ];
 
 /// How an import runs.
@@ -116,13 +137,13 @@ pub struct Imported {
 #[derive(Debug)]
 pub struct Held {
     outcome: Option<Outcome>,
-    risky: Vec<&'static str>,
+    risky: Vec<&'static Risk>,
     _lock: LockGuard,
 }
 
 impl Held {
-    /// What makes it risky ([`RISKY`]'s descriptions).
-    pub fn risky(&self) -> &[&'static str] {
+    /// What makes it risky.
+    pub fn risky(&self) -> &[&'static Risk] {
         &self.risky
     }
 
@@ -159,17 +180,17 @@ pub fn risky_changes(
     fs: &dyn Fs,
     active: &std::path::Path,
     rendered: &FileSet,
-) -> Result<Vec<&'static str>, FsError> {
+) -> Result<Vec<&'static Risk>, FsError> {
     let mut changed = Vec::new();
-    for (name, what) in RISKY {
-        let path = active.join(name);
+    for risk in RISKY {
+        let path = active.join(risk.file);
         let before = if fs.exists(&path)? {
             Some(fs.read(&path)?)
         } else {
             None
         };
-        if before.as_deref() != rendered.get(name).map(|f| f.contents.as_slice()) {
-            changed.push(*what);
+        if before.as_deref() != rendered.get(risk.file).map(|f| f.contents.as_slice()) {
+            changed.push(risk);
         }
     }
     Ok(changed)

@@ -61,8 +61,9 @@ async fn a_risky_reapply_awaits_a_signed_confirmation_by_an_admin_of_the_new_con
     let d = device_with_engine(host.path(), &Arc::new(AtomicBool::new(false)));
     let toml = config(&old.public, "");
     d.provision(&toml).await;
-    // The admin key rotated and the network changed.
-    let next = with_dns(&config(&new.public, ""));
+    // The admin key rotated, the host network and the LAN (its NTP servers) changed.
+    let next =
+        with_dns(&config(&new.public, "")) + "\n[network.ntp]\nservers = [\"time.example.com\"]\n";
     let req = d
         .signed(
             &old,
@@ -79,7 +80,13 @@ async fn a_risky_reapply_awaits_a_signed_confirmation_by_an_admin_of_the_new_con
     assert!(job.confirm_deadline.is_some(), "{job:?}");
     let said = message(&job, AWAITING_STEP);
     assert!(
-        said.starts_with("the admin signers, the host network changed: confirm with a signed POST"),
+        said.starts_with(
+            "the admin signers, the LAN, the host network changed: confirm with a signed POST"
+        ),
+        "{said}"
+    );
+    assert!(
+        said.contains("; the LAN gateway is http://172.20.30.1:8080"),
         "{said}"
     );
     // Activated and healthy before the window opened.

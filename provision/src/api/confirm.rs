@@ -24,6 +24,7 @@ use atomix_api::{
     DEFAULT_CONFIRM_SECONDS, JobEvent, JobResponse, MAX_CONFIRM_SECONDS, MIN_CONFIRM_SECONDS,
     ProvisionResult, routes, sha256_hex,
 };
+use atomix_config::root_files::LAN_SETTINGS;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -106,13 +107,20 @@ pub fn hold(
     wait: Duration,
     result: &ProvisionResult,
 ) -> Result<(), (String, Option<String>)> {
+    let what: Vec<&str> = held.risky().iter().map(|r| r.what).collect();
     let mut said = format!(
         "{} changed: confirm with a signed POST {} within {} s, or the previous config is \
          restored",
-        held.risky().join(", "),
+        what.join(", "),
         routes::job_confirm(job.id()),
         wait.as_secs()
     );
+    // Where the device answers once its LAN changed (LuCI's lesson: say the new address).
+    if held.risky().iter().any(|r| r.file == LAN_SETTINGS)
+        && let Some(url) = &result.forwarding_url
+    {
+        said.push_str(&format!("; the LAN gateway is {url}"));
+    }
     if !held.activated() {
         said.push_str("; applied without activation (--activation none): no health check ran");
     }
