@@ -167,7 +167,7 @@ fn config_digest(fs: &dyn Fs, api: &Api) -> Option<String> {
 }
 
 /// `POST /api/jobs/{job_id}/confirm`, signed over an empty body by an admin of the held
-/// config: 200 with the job once it has committed (or after [`COMMIT_WAIT`], as it is), 404
+/// config: 200 with the job once it has committed (or after 30 s, as it is), 404
 /// for an unknown job, 409 for one that is not awaiting confirmation.
 pub async fn confirm(
     State(api): State<Arc<Api>>,
