@@ -1,8 +1,10 @@
 //! T1 of `atomix device`: against the original AtomixOS provisioning service (`serve` on
-//! 127.0.0.1, a port the OS picks, `<cache>/orig-venv` from `scripts/setup.sh`), and against a
+//! 127.0.0.1, a port the OS picks, `<cache>/orig-venv` from `scripts/setup.sh`), against a
 //! scripted loopback server for what the original cannot show (busy, redirects, the
-//! confirm-or-revert client side, a rolled-back job). Every server is killed (or stopped) on
-//! every path; every wait has a deadline.
+//! confirm-or-revert client side, a rolled-back job), and against our own service
+//! (`atomix_provision::api` in process on 127.0.0.1, without activation, as `atomix-provision
+//! serve --activation none`) for confirm-or-revert end to end. Every server is killed (or
+//! stopped) on every path; every wait has a deadline.
 
 #![allow(clippy::unwrap_used)]
 
@@ -762,4 +764,166 @@ fn validate_gives_the_devices_report() {
     let o = atomix(&["device", "validate", "missing.toml", "--json"], &[]);
     assert_eq!(o.status.code(), Some(EXIT_FAILED));
     assert_eq!(json(&o)["valid"], false);
+}
+
+/// Our provisioning service on 127.0.0.1 (a port the OS picks) over `data/config`, without
+/// activation, in process on its own runtime; stopped when dropped.
+struct Ours {
+    url: String,
+    root: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ours {
+    fn start(data: &Path) -> Self {
+        use atomix_provision::api::{Api, Settings, router};
+        use atomix_provision::store::ConfigRoot;
+        let root = ConfigRoot::unchecked(&data.join("config")).unwrap();
+        let api = Api::new(Settings::new(root.clone())).unwrap();
+        let app = router(api);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        });
+        Self {
+            url,
+            root: root.active().to_owned(),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn config(&self) -> String {
+        std::fs::read_to_string(self.root.join("config.toml")).unwrap()
+    }
+}
+
+impl Drop for Ours {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `config` with the DNS servers changed: a risky change, held for confirmation.
+fn with_dns(config: &str) -> String {
+    format!("{config}\n[network]\ndns_servers = [\"9.9.9.9\"]\n")
+}
+
+/// Our service, provisioned by an unsigned push of `admin`'s config; the config.
+fn provisioned(dir: &Path, admin: &Path) -> (Ours, String) {
+    std::fs::create_dir(dir.join("data")).unwrap();
+    let ours = Ours::start(&dir.join("data"));
+    let first = dir.join("first.toml");
+    let config = config_for(admin);
+    std::fs::write(&first, &config).unwrap();
+    let o = atomix(
+        &[
+            "device",
+            "push",
+            first.to_str().unwrap(),
+            "--url",
+            &ours.url,
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    (ours, config)
+}
+
+#[test]
+fn push_confirm_to_our_service_is_confirmed_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = keygen(dir.path(), "admin");
+    let (ours, config) = provisioned(dir.path(), &admin);
+    let next = dir.path().join("next.toml");
+    std::fs::write(&next, with_dns(&config)).unwrap();
+    let o = atomix(
+        &[
+            "device",
+            "push",
+            next.to_str().unwrap(),
+            "--url",
+            &ours.url,
+            "--key",
+            admin.to_str().unwrap(),
+            "--confirm=10",
+        ],
+        &[],
+    );
+    let progress = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{progress}");
+    for said in [
+        "awaiting-confirmation",
+        "awaits confirmation by ",
+        "atomix: confirmed job",
+        "cleanup",
+    ] {
+        assert!(progress.contains(said), "{said}: {progress}");
+    }
+    assert!(
+        stdout(&o).contains("succeeded (re-apply)"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(ours.config(), with_dns(&config));
+    assert!(!dir.path().join("data/config-rollback").exists());
+}
+
+#[test]
+fn a_push_that_drops_its_own_key_cannot_be_confirmed_and_is_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = keygen(dir.path(), "admin");
+    let other = keygen(dir.path(), "other");
+    let (ours, config) = provisioned(dir.path(), &admin);
+    // Signed by admin, whom the new config no longer trusts: the confirmation, signed by the
+    // same key, is refused, and the window lapses.
+    let next = dir.path().join("next.toml");
+    std::fs::write(&next, with_dns(&config_for(&other))).unwrap();
+    let o = atomix(
+        &[
+            "device",
+            "push",
+            next.to_str().unwrap(),
+            "--url",
+            &ours.url,
+            "--key",
+            admin.to_str().unwrap(),
+            "--confirm=10",
+        ],
+        &[],
+    );
+    let progress = stderr(&o);
+    assert_eq!(o.status.code(), Some(EXIT_ROLLED_BACK), "{progress}");
+    for said in [
+        "cannot confirm job",
+        "401 Unauthorized: signature verification failed",
+        "not confirmed within 10 s: the previous config is restored; rolled back",
+    ] {
+        assert!(progress.contains(said), "{said}: {progress}");
+    }
+    assert_eq!(ours.config(), config);
 }

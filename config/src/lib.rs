@@ -18,7 +18,8 @@
 //! for the Quadlet units, [`root_files::render`] for the whole config root, and
 //! [`system::render`] for the network files under `/etc`; [`source::Source::from_bytes`] (a
 //! config or bundle as handed in) and [`validate::validate`] (parse and render, as an import
-//! does) for the device and the operator's client alike.
+//! does) for the device and the operator's client alike; [`edit::Edit`] for the provisioning
+//! API's typed partial updates, made on the config's text (its comments and order kept).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -28,6 +29,7 @@ pub mod bundle;
 mod check;
 pub mod containers;
 pub mod diag;
+pub mod edit;
 pub mod files;
 pub mod firewall;
 pub mod json;

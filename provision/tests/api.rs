@@ -8,191 +8,23 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::os::unix::fs::MetadataExt as _;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use atomix_api::{
-    HEADER_FILENAME, HEADER_NONCE, HEADER_SIGNATURE, JobResponse, JobState, routes, signed_message,
-};
-use atomix_provision::activate::accounts::Shells;
-use atomix_provision::activate::{
-    ActiveState, Deps, FakeAccounts, FakeClock, FakeFirewall, FakeNetwork, FakeSystemd,
-    FakeTimeSync, Interfaces, Rootless,
-};
+use atomix_api::{HEADER_FILENAME, JobResponse, JobState, routes, signed_message};
 use atomix_provision::api::error::{
     AUTH_REQUIRED, BAD_ENCODING, BAD_NONCE, BAD_SIGNATURE, BUSY, JOB_NOT_FOUND, SIGNERS_UNAVAILABLE,
 };
 use atomix_provision::api::jobs::{FAILED_STEP, INTERRUPTED};
 use atomix_provision::api::origin::{HOST_NOT_ALLOWED, ORIGIN_NOT_ALLOWED};
-use atomix_provision::api::{Api, Engine, Settings, System, router, router_with};
-use atomix_provision::store::{ConfigRoot, Owner, RealFs};
+use atomix_provision::api::{Settings, router, router_with};
 use axum::Router;
-use axum::body::Body;
-use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use base64ct::{Base64, Encoding as _};
-use common::sshkeys::{Key, MINIMAL, config, keygen, sign, sign_ns};
+use common::api::*;
+use common::sshkeys::{MINIMAL, config, keygen, sign, sign_ns};
 use serde_json::{Value, json};
-use tower::ServiceExt as _;
-
-/// One device: a temporary `/data`, the state and the router.
-struct Device {
-    dir: tempfile::TempDir,
-    api: Arc<Api>,
-    app: Router,
-}
-
-impl Device {
-    fn new(tweak: impl FnOnce(&mut Settings)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("data")).unwrap();
-        let mut settings = Settings::new(root_of(dir.path()));
-        tweak(&mut settings);
-        let api = Api::new(settings).unwrap();
-        Self {
-            app: router(Arc::clone(&api)),
-            api,
-            dir,
-        }
-    }
-
-    /// The same `/data`, as the service sees it after a restart.
-    fn restart(&self) -> Arc<Api> {
-        Api::new(Settings::new(root_of(self.dir.path()))).unwrap()
-    }
-
-    fn root(&self) -> ConfigRoot {
-        root_of(self.dir.path())
-    }
-
-    async fn call(&self, req: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
-        call(&self.app, req).await
-    }
-
-    async fn json(&self, req: Request<Body>) -> (StatusCode, Value) {
-        let (status, _, body) = self.call(req).await;
-        let value = serde_json::from_slice(&body)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&body)));
-        (status, value)
-    }
-
-    async fn nonce(&self) -> String {
-        let (status, body) = self.json(get(routes::NONCE)).await;
-        assert_eq!(status, StatusCode::OK);
-        body["nonce"].as_str().unwrap().to_owned()
-    }
-
-    /// A request signed by `key` with a fresh nonce.
-    async fn signed(&self, key: &Key, method: Method, path: &str, body: &[u8]) -> Request<Body> {
-        let nonce = self.nonce().await;
-        signed_with(key, &nonce, method, path, body)
-    }
-
-    /// Submits `body` (202 expected) and waits for the job's end.
-    async fn apply(&self, req: Request<Body>) -> JobResponse {
-        let (status, headers, body) = self.call(req).await;
-        assert_eq!(
-            status,
-            StatusCode::ACCEPTED,
-            "{}",
-            String::from_utf8_lossy(&body)
-        );
-        let accepted: Value = serde_json::from_slice(&body).unwrap();
-        let url = accepted["job_url"].as_str().unwrap().to_owned();
-        assert_eq!(headers["location"], url.as_str());
-        assert_eq!(accepted["state"], "submitted");
-        self.wait(&url).await
-    }
-
-    async fn wait(&self, url: &str) -> JobResponse {
-        for _ in 0..1500 {
-            let (status, body) = self.json(get(url)).await;
-            assert_eq!(status, StatusCode::OK);
-            let job: JobResponse = serde_json::from_value(body).unwrap();
-            if job.state.is_terminal() {
-                return job;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("job {url} did not end");
-    }
-
-    /// Provisions the device by an unauthenticated initial import of `toml`.
-    async fn provision(&self, toml: &str) -> JobResponse {
-        let job = self.apply(post(routes::CONFIG, toml.as_bytes())).await;
-        assert_eq!(job.state, JobState::Succeeded, "{job:?}");
-        job
-    }
-}
-
-fn root_of(dir: &Path) -> ConfigRoot {
-    ConfigRoot::unchecked(&dir.join("data/config")).unwrap()
-}
-
-async fn call(app: &Router, req: Request<Body>) -> (StatusCode, HeaderMap, Vec<u8>) {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let body = axum::body::to_bytes(res.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, headers, body.to_vec())
-}
-
-fn request(method: Method, path: &str, body: &[u8]) -> Request<Body> {
-    Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "127.0.0.1:8080")
-        .body(Body::from(body.to_vec()))
-        .unwrap()
-}
-
-fn get(path: &str) -> Request<Body> {
-    request(Method::GET, path, b"")
-}
-
-fn post(path: &str, body: &[u8]) -> Request<Body> {
-    request(Method::POST, path, body)
-}
-
-fn signed_with(key: &Key, nonce: &str, method: Method, path: &str, body: &[u8]) -> Request<Body> {
-    let signature = sign(key, &signed_message(nonce, path, body));
-    with_auth(request(method, path, body), nonce, &signature)
-}
-
-fn with_auth(mut req: Request<Body>, nonce: &str, signature: &str) -> Request<Body> {
-    let h = req.headers_mut();
-    h.insert(HEADER_NONCE, nonce.parse().unwrap());
-    h.insert(HEADER_SIGNATURE, signature.parse().unwrap());
-    req
-}
-
-fn from_client(mut req: Request<Body>, ip: &str) -> Request<Body> {
-    let addr: SocketAddr = format!("{ip}:40000").parse().unwrap();
-    req.extensions_mut().insert(ConnectInfo(addr));
-    req
-}
-
-fn detail(status: StatusCode, body: &Value) -> (u16, String) {
-    assert_eq!(body["status_code"], status.as_u16(), "{body}");
-    (
-        status.as_u16(),
-        body["detail"].as_str().unwrap_or("").to_owned(),
-    )
-}
-
-fn steps(job: &JobResponse) -> Vec<String> {
-    job.events
-        .iter()
-        .flatten()
-        .map(|e| e.step.clone())
-        .collect()
-}
 
 #[tokio::test]
 async fn health_nonce_openapi_and_unknown_routes() {
@@ -244,9 +76,8 @@ async fn the_openapi_document_keeps_the_originals_contract_and_every_operation_i
             ));
             // Routed: neither the framework's 404 nor a 405.
             let m: Method = method.to_uppercase().parse().unwrap();
-            let (status, _, body) = d
-                .call(request(m, &path.replace("{job_id}", "x"), b""))
-                .await;
+            let concrete = path.replace("{job_id}", "x").replace("{name}", "x");
+            let (status, _, body) = d.call(request(m, &concrete, b"")).await;
             assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
             assert!(
                 !String::from_utf8_lossy(&body).contains("\"Not Found\""),
@@ -256,12 +87,67 @@ async fn the_openapi_document_keeps_the_originals_contract_and_every_operation_i
     }
     ops.sort();
     let expected = [
+        (
+            "DELETE",
+            "/api/config/container-networks/{name}",
+            "configContainerNetworksDelete",
+            "config",
+        ),
+        (
+            "DELETE",
+            "/api/config/container-volumes/{name}",
+            "configContainerVolumesDelete",
+            "config",
+        ),
+        (
+            "DELETE",
+            "/api/config/containers/{name}",
+            "configContainersDelete",
+            "config",
+        ),
+        (
+            "DELETE",
+            "/api/config/users/{name}",
+            "configUsersDelete",
+            "config",
+        ),
         ("GET", "/api/config/export", "configExport", "config"),
         ("GET", "/api/health", "systemHealth", "system"),
         ("GET", "/api/jobs/{job_id}", "jobsGet", "jobs"),
         ("GET", "/api/nonce", "authIssueNonce", "auth"),
+        (
+            "PATCH",
+            "/api/config/network",
+            "configNetworkPatch",
+            "config",
+        ),
         ("POST", "/api/config", "configSubmit", "config"),
+        ("POST", "/api/jobs/{job_id}/confirm", "jobsConfirm", "jobs"),
         ("POST", "/api/validate", "configValidate", "config"),
+        (
+            "PUT",
+            "/api/config/container-networks/{name}",
+            "configContainerNetworksPut",
+            "config",
+        ),
+        (
+            "PUT",
+            "/api/config/container-volumes/{name}",
+            "configContainerVolumesPut",
+            "config",
+        ),
+        (
+            "PUT",
+            "/api/config/containers/{name}",
+            "configContainersPut",
+            "config",
+        ),
+        (
+            "PUT",
+            "/api/config/users/{name}",
+            "configUsersPut",
+            "config",
+        ),
     ];
     let expected: Vec<_> = expected
         .iter()
@@ -282,10 +168,34 @@ async fn the_openapi_document_keeps_the_originals_contract_and_every_operation_i
     assert_eq!(
         names,
         [
+            "confirm",
             "x-config-filename",
             "x-atomixos-nonce",
             "x-atomixos-signature"
         ]
+    );
+    // The partial routes' bodies: the original's, but a user's ssh_key is not required.
+    let body = |path: &str, method: &str| {
+        doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"].clone()
+    };
+    let user = body("/api/config/users/{name}", "put");
+    assert_eq!(user["additionalProperties"], false);
+    assert_eq!(user["required"], json!(["isAdmin"]));
+    let container = body("/api/config/containers/{name}", "put");
+    assert_eq!(container["required"], json!(["privileged", "Container"]));
+    assert_eq!(
+        body("/api/config/container-volumes/{name}", "put")["required"],
+        json!(["Volume"])
+    );
+    let network = body("/api/config/network", "patch");
+    assert_eq!(network["properties"].as_object().unwrap().len(), 7);
+    assert_eq!(network["additionalProperties"], false);
+    let delete = &doc["paths"]["/api/config/users/{name}"]["delete"];
+    assert!(delete.get("requestBody").is_none());
+    assert_eq!(delete["parameters"][0]["name"], "name");
+    assert_eq!(
+        delete["parameters"].as_array().unwrap().last().unwrap()["required"],
+        true
     );
     assert_eq!(
         submit["responses"]["400"]["content"]["application/json"]["schema"]["$ref"],
@@ -779,45 +689,6 @@ async fn export_without_a_config_is_404() {
     );
 }
 
-/// The engine's dependencies as fakes, made for each job.
-struct FakeSystem {
-    system: FakeSystemd,
-    user: FakeSystemd,
-    accounts: FakeAccounts,
-    network: FakeNetwork,
-    firewall: FakeFirewall,
-    clock: FakeClock,
-    time_sync: FakeTimeSync,
-    dir: PathBuf,
-}
-
-impl System for FakeSystem {
-    fn deps(&mut self) -> Deps<'_> {
-        let me = std::fs::metadata(&self.dir).unwrap();
-        Deps {
-            fs: &RealFs,
-            system: &mut self.system,
-            user: &mut self.user,
-            accounts: &mut self.accounts,
-            network: &mut self.network,
-            firewall: &mut self.firewall,
-            clock: &self.clock,
-            time_sync: &mut self.time_sync,
-            shells: Shells::detect(|_| false),
-            interfaces: Interfaces::default(),
-            rootful_target: self.dir.join("etc/containers/systemd"),
-            rootless: Some(Rootless {
-                user: "appsvc".to_owned(),
-                owner: Owner {
-                    uid: me.uid(),
-                    gid: me.gid(),
-                },
-                home: self.dir.join("home/appsvc"),
-            }),
-        }
-    }
-}
-
 #[tokio::test]
 async fn the_engines_events_reach_the_job_and_a_failed_reapply_rolls_back() {
     let keys = tempfile::tempdir().unwrap();
@@ -825,23 +696,7 @@ async fn the_engines_events_reach_the_job_and_a_failed_reapply_rolls_back() {
     let host = tempfile::tempdir().unwrap();
     std::fs::create_dir(host.path().join("home")).unwrap();
     let failing = Arc::new(AtomicBool::new(false));
-    let (dir, fail) = (host.path().to_owned(), Arc::clone(&failing));
-    let engine = Engine::Systemd(Arc::new(move || {
-        let mut user = FakeSystemd::new();
-        if fail.load(Ordering::SeqCst) {
-            user.states("web.service", &[ActiveState::Failed]);
-        }
-        Ok(Box::new(FakeSystem {
-            system: FakeSystemd::new(),
-            user,
-            accounts: FakeAccounts::default(),
-            network: FakeNetwork::default(),
-            firewall: FakeFirewall::default(),
-            clock: FakeClock::new(),
-            time_sync: FakeTimeSync::default(),
-            dir: dir.clone(),
-        }) as Box<dyn System>)
-    }));
+    let engine = fake_engine(host.path(), &failing);
     let d = Device::new(|s| s.engine = engine);
     let toml = config(&admin.public, "");
     let job = d.provision(&toml).await;

@@ -1,6 +1,7 @@
 //! T1: the provisioning API, ours and the original's, as black boxes on loopback (real TCP
-//! servers on 127.0.0.1): the same scenario against both must give the same status codes,
-//! apart from the deliberate differences listed in [`DIFFERENT`].
+//! servers on 127.0.0.1): the same scenario against both (every route, the typed partial ones
+//! included) must give the same status codes, apart from the deliberate differences listed in
+//! [`DIFFERENT`].
 //!
 //! The original runs as `atomixos-provision serve ROOT --host 127.0.0.1 --port P`; ours as
 //! `atomix-provision serve ROOT --host 127.0.0.1 --port 0 --activation none`. On a host
@@ -12,22 +13,11 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use atomix_api::{HEADER_NONCE, HEADER_SIGNATURE, routes, signed_message};
-use common::oracle::{original, schema};
+use common::server::Server;
 use common::sshkeys::{Key, config, keygen, sign};
-use serde_json::Value;
-
-const OURS: &str = env!("CARGO_BIN_EXE_atomix-provision");
-/// How long a server may take to answer its first health check.
-const START: Duration = Duration::from_secs(20);
-/// How long a job may take.
-const JOB: Duration = Duration::from_secs(60);
 
 /// Steps whose status codes differ: (step, original's, ours, why).
 const DIFFERENT: &[(&str, u16, u16, &str)] = &[
@@ -44,177 +34,157 @@ const DIFFERENT: &[(&str, u16, u16, &str)] = &[
         "the original's 409 path fails with a 500 (found by this test); ours answers the 409 \
          its OpenAPI document promises",
     ),
+    (
+        "partial: an unsupported key",
+        202,
+        400,
+        "a refused partial request is answered 400 naming the key, before any job (the \
+         original's job fails)",
+    ),
+    (
+        "partial: the last admin deleted",
+        202,
+        400,
+        "a partial update that makes the config invalid is answered 400 with the located report \
+         before any job (the original's job fails)",
+    ),
 ];
 
-/// A server process, killed by pid when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-}
+/// The partial routes with valid requests: the steps and their (method, path, body).
+const PARTIAL: &[(&str, &str, &str, &str)] = &[
+    (
+        "partial: put a user",
+        "PUT",
+        "/api/config/users/bob",
+        r#"{"isAdmin": false, "shell": "sh"}"#,
+    ),
+    (
+        "partial: patch the network",
+        "PATCH",
+        "/api/config/network",
+        r#"{"dns_servers": ["9.9.9.9"], "default_gateway": null}"#,
+    ),
+    (
+        "partial: put a container volume",
+        "PUT",
+        "/api/config/container-volumes/data",
+        r#"{"Volume": {"Label": "app=web"}}"#,
+    ),
+    (
+        "partial: put a container network",
+        "PUT",
+        "/api/config/container-networks/appnet",
+        r#"{"Network": {"Subnet": "10.89.0.0/24"}}"#,
+    ),
+    (
+        "partial: put a container",
+        "PUT",
+        "/api/config/containers/app",
+        r#"{"privileged": false, "Container": {"Image": "localhost/app:1"}}"#,
+    ),
+    (
+        "partial: delete a container",
+        "DELETE",
+        "/api/config/containers/app",
+        "",
+    ),
+    (
+        "partial: delete a container network",
+        "DELETE",
+        "/api/config/container-networks/appnet",
+        "",
+    ),
+    (
+        "partial: delete a container volume",
+        "DELETE",
+        "/api/config/container-volumes/data",
+        "",
+    ),
+    (
+        "partial: delete a user",
+        "DELETE",
+        "/api/config/users/bob",
+        "",
+    ),
+];
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// The original on a free loopback port.
-    fn original(root: &Path) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(original())
-            .arg("serve")
-            .arg(root)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .env("ATOMIXOS_ALLOW_UNSAFE_CONFIG_ROOT", "1")
-            .env("ATOMIXOS_CONFIG_SCHEMA", schema())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = Self { child, port };
-        server.wait_ready();
+/// Steps of the partial routes: valid requests (each job waited for: the original's fail its
+/// health check without systemd, ours commit with `--activation none`), refusals, and 409.
+fn partial_steps(
+    server: &Server,
+    data: &Path,
+    admin: &Key,
+    toml: &str,
+    note: &mut dyn FnMut(&str, u16),
+) {
+    let user = r#"{"isAdmin": false}"#;
+    note(
+        "partial: unsigned",
         server
+            .request("PUT", "/api/config/users/bob", &[], user.as_bytes())
+            .0,
+    );
+    for (step, method, path, body) in PARTIAL {
+        let (status, accepted) =
+            server.signed(admin, &server.nonce(), method, path, body.as_bytes());
+        note(step, status);
+        if status == 202 {
+            server.job_state(&accepted);
+        }
     }
-
-    /// Ours on port 0; the port is read from its "listening on" line.
-    fn ours(root: &Path) -> Self {
-        let mut child = Command::new(OURS)
-            .arg("serve")
-            .arg(root)
-            .args(["--host", "127.0.0.1", "--port", "0", "--activation", "none"])
-            .env("ATOMIXOS_ALLOW_UNSAFE_CONFIG_ROOT", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut server = Self { child, port: 0 };
-        let mut stderr = BufReader::new(stderr);
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        // Keep reading what it logs: a closed pipe would fail its writes.
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        assert!(addr.starts_with("127.0.0.1:"), "{addr}");
-        server.port = addr.rsplit(':').next().unwrap().parse().unwrap();
-        server.wait_ready();
+    let refusals: [(&str, &str, &str, &str); 4] = [
+        ("partial: not JSON", "PATCH", "/api/config/network", "{dns"),
+        (
+            "partial: not an object",
+            "PUT",
+            "/api/config/users/bob",
+            "[1]",
+        ),
+        (
+            "partial: an unsupported key",
+            "PUT",
+            "/api/config/users/bob",
+            r#"{"isAdmin": false, "sudo": true}"#,
+        ),
+        (
+            "partial: the last admin deleted",
+            "DELETE",
+            "/api/config/users/admin",
+            "",
+        ),
+    ];
+    for (step, method, path, body) in refusals {
+        let (status, accepted) =
+            server.signed(admin, &server.nonce(), method, path, body.as_bytes());
+        note(step, status);
+        if status == 202 {
+            assert_eq!(server.job_state(&accepted), "failed", "{step}");
+        }
+    }
+    let lock = std::fs::File::create(data.join(".config.lock")).unwrap();
+    lock.lock().unwrap();
+    let (status, accepted) = server.signed(
+        admin,
+        &server.nonce(),
+        "POST",
+        routes::CONFIG,
+        toml.as_bytes(),
+    );
+    assert_eq!(status, 202);
+    note(
+        "partial: while a job runs",
         server
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + START;
-        while Instant::now() < deadline {
-            if let Ok(res) = self.try_request("GET", routes::HEALTH, &[], b"")
-                && res.0 == 200
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("the server on port {} did not start", self.port);
-    }
-
-    fn try_request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, String)],
-        body: &[u8],
-    ) -> std::io::Result<(u16, Value)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
-             Content-Length: {}\r\n",
-            self.port,
-            body.len()
-        );
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        let mut request = head.into_bytes();
-        request.extend_from_slice(body);
-        s.write_all(&request)?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)?;
-        let text = String::from_utf8_lossy(&raw);
-        let status = text
-            .get(9..12)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("bad response {text:?}")))?;
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
-    }
-
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, String)],
-        body: &[u8],
-    ) -> (u16, Value) {
-        // A server that refuses a request before reading its body closes with the body
-        // unread, and the reset may beat its answer: such refusals change nothing, so they
-        // are asked again.
-        let mut tries = 0;
-        loop {
-            match self.try_request(method, path, headers, body) {
-                Ok(answer) => return answer,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && tries < 3 => {
-                    tries += 1;
-                }
-                Err(e) => panic!("{method} {path}: {e}"),
-            }
-        }
-    }
-
-    fn nonce(&self) -> String {
-        let (status, body) = self.request("GET", routes::NONCE, &[], b"");
-        assert_eq!(status, 200);
-        body["nonce"].as_str().unwrap().to_owned()
-    }
-
-    fn signed(
-        &self,
-        key: &Key,
-        nonce: &str,
-        method: &str,
-        path: &str,
-        body: &[u8],
-    ) -> (u16, Value) {
-        let signature = sign(key, &signed_message(nonce, path, body));
-        let headers = [
-            (HEADER_NONCE, nonce.to_owned()),
-            (HEADER_SIGNATURE, signature),
-        ];
-        self.request(method, path, &headers, body)
-    }
-
-    /// Waits for the job of a 202 to end; its state.
-    fn job_state(&self, accepted: &Value) -> String {
-        let url = accepted["job_url"].as_str().unwrap();
-        let deadline = Instant::now() + JOB;
-        while Instant::now() < deadline {
-            let (status, job) = self.request("GET", url, &[], b"");
-            assert_eq!(status, 200);
-            let state = job["state"].as_str().unwrap().to_owned();
-            if state == "succeeded" || state == "failed" {
-                return state;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("job {url} did not end");
-    }
+            .signed(
+                admin,
+                &server.nonce(),
+                "PUT",
+                "/api/config/users/bob",
+                user.as_bytes(),
+            )
+            .0,
+    );
+    drop(lock);
+    server.job_state(&accepted);
 }
 
 /// The scenario; every step's status code, and the initial import's outcome.
@@ -286,6 +256,7 @@ fn scenario(server: &Server, data: &Path, admin: &Key, toml: &str) -> Vec<(Strin
         // Its outcome differs (the original's health check needs systemd): wait only.
         server.job_state(&accepted);
     }
+    partial_steps(server, data, admin, toml, &mut note);
     let nonce = server.nonce();
     let signature = sign(
         admin,

@@ -574,6 +574,7 @@ fn fragments_escape_what_a_job_says() {
         result: None,
         rollback_status: Some("completed".into()),
         duration_seconds: Some(1.0),
+        confirm_deadline: None,
     };
     let html = view::job(&failed).into_string();
     for raw in ["<script", "<img", "<b>", "<i>", "<u>"] {

@@ -209,6 +209,42 @@ fn a_failed_reapply_crashed_anywhere_is_the_old_root() {
     crash_matrix(setup, op, &old, &old, &old);
 }
 
+/// A partial update: the new rendered set, the active root's payload kept.
+fn partial_commit(fs: &dyn Fs, root: &ConfigRoot) -> Result<(), StoreError> {
+    candidate(fs, root, &new_rendered(), &Payload::KeepActive)?;
+    promote(fs, root, Promotion::Reapply)?;
+    cleanup(fs, root)
+}
+
+#[test]
+fn a_partial_reapply_crashed_anywhere_is_the_old_or_the_new_root_with_the_old_payload() {
+    let setup: Setup<'_> = &|root| provision_old(root);
+    let old = before(setup);
+    let new = reference(setup, &partial_commit);
+    let (old_map, new_map) = (old.as_ref().unwrap(), new.as_ref().unwrap());
+    for kept in ["files", "files/app", "files/app/config.yaml"] {
+        assert_eq!(new_map[kept], old_map[kept], "{kept}");
+    }
+    assert_ne!(new_map["config.toml"], old_map["config.toml"]);
+    let seen = crash_matrix(setup, &partial_commit, &old, &new, &new);
+    assert!(seen.old > 0 && seen.new > 0, "{seen:?}");
+}
+
+/// Confirm-or-revert: a re-apply promoted and held (marker and rollback kept) until it is
+/// confirmed. A reboot then, or a crash anywhere before, leaves the old root once recovery ran
+/// (row 1 restores the rollback): nothing commits a held promotion but its confirmation.
+#[test]
+fn a_held_reapply_is_the_old_root_after_recovery_wherever_it_stopped() {
+    let setup: Setup<'_> = &|root| provision_old(root);
+    let op: Op<'_> = &|fs, root| {
+        candidate(fs, root, &new_rendered(), &Payload::KeepActive)?;
+        promote(fs, root, Promotion::Reapply)
+    };
+    let old = before(setup);
+    let seen = crash_matrix(setup, op, &old, &old, &old);
+    assert!(seen.crash_points > 5, "{seen:?}");
+}
+
 fn initial_discard(fs: &dyn Fs, root: &ConfigRoot) -> Result<(), StoreError> {
     candidate(fs, root, &new_rendered(), &new_payload())?;
     promote(fs, root, Promotion::Initial)?;

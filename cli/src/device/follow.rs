@@ -59,9 +59,14 @@ impl Progress {
         }
         let changed = events.len() != self.events || self.state != Some(job.state);
         if self.state != Some(job.state) && job.state == JobState::AwaitingConfirmation {
+            let by = job
+                .confirm_deadline
+                .as_deref()
+                .map(|deadline| format!(" by {deadline}"))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "atomix: job {} is applied and awaits confirmation (else the device reverts it)",
+                "atomix: job {} is applied and awaits confirmation{by} (else the device reverts it)",
                 job.id
             );
         }
@@ -180,6 +185,7 @@ mod tests {
             result: None,
             rollback_status: None,
             duration_seconds: None,
+            confirm_deadline: None,
         };
         let mut progress = Progress::default();
         let mut out = Vec::new();

@@ -124,11 +124,14 @@ pub struct PushArgs {
     target: Target,
     #[command(flatten)]
     auth: Auth,
-    /// Ask for confirm-or-revert: the device reverts the new config unless it is confirmed
-    /// within SECONDS (default 120) of being applied; atomix confirms it as soon as the job
-    /// awaits confirmation, which proves the device still answers.
+    /// Ask for confirm-or-revert: the device reverts a change of its network, firewall or
+    /// admin keys unless it is confirmed within SECONDS (10 to 3600, default 120) of being
+    /// applied; atomix confirms it as soon as the job awaits confirmation, signed by the same
+    /// key, which proves the device still answers and still trusts that key.
     #[arg(long, value_name = "SECONDS", require_equals = true, num_args = 0..=1,
-          value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "no_wait")]
+          value_parser = clap::value_parser!(u64)
+              .range(atomix_api::MIN_CONFIRM_SECONDS..=atomix_api::MAX_CONFIRM_SECONDS),
+          conflicts_with = "no_wait")]
     confirm: Option<Option<u64>>,
     /// Return once the device accepted the config (print the job's id) instead of following it.
     #[arg(long)]
@@ -339,13 +342,7 @@ fn job_summary(job: &JobResponse) -> String {
                 job.current_step
             )
         }
-        state => {
-            let state = serde_json::to_value(state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            format!("job {id} is {state} (step {})", job.current_step)
-        }
+        state => format!("job {id} is {} (step {})", state.as_str(), job.current_step),
     }
 }
 
@@ -532,6 +529,7 @@ mod tests {
             result: None,
             rollback_status: rollback.map(Into::into),
             duration_seconds: Some(1.0),
+            confirm_deadline: None,
         }
     }
 

@@ -41,6 +41,17 @@ impl JobState {
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed)
     }
+
+    /// Its name on the wire (`submitted`, …, `awaiting-confirmation`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Submitted => "submitted",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::AwaitingConfirmation => "awaiting-confirmation",
+        }
+    }
 }
 
 /// One event of a job.
@@ -106,6 +117,10 @@ pub struct JobResponse {
     /// From start to end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_seconds: Option<f64>,
+    /// Ours (confirm-or-revert): once the job awaited confirmation, when its window closes
+    /// (RFC 3339, UTC): confirmed by then, the config is kept, else it is reverted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm_deadline: Option<String>,
 }
 
 /// `POST /api/validate`: 200 `{"ok":true,"warnings":[…]}` or 400 `{"ok":false,"error":…}`;
@@ -189,6 +204,7 @@ mod tests {
             result: None,
             rollback_status: None,
             duration_seconds: None,
+            confirm_deadline: None,
         };
         assert_eq!(
             serde_json::to_string(&job).unwrap_or_default(),
@@ -199,6 +215,18 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back.state, JobState::Failed);
         assert!(back.state.is_terminal());
+        for state in [
+            JobState::Submitted,
+            JobState::Running,
+            JobState::Succeeded,
+            JobState::Failed,
+            JobState::AwaitingConfirmation,
+        ] {
+            assert_eq!(
+                serde_json::to_value(state).unwrap_or_default(),
+                state.as_str()
+            );
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub use body::{
     ApiError, Finding, FrameworkError, JobEvent, JobResponse, JobState, NonceResponse,
     ProvisionResult, SubmitResponse, ValidationResponse, error_detail,
 };
-pub use message::{NAMESPACE, VERSION_LINE, signed_message};
+pub use message::{NAMESPACE, VERSION_LINE, sha256_hex, signed_message};
 
 /// The nonce header.
 pub const HEADER_NONCE: &str = "X-AtomixOS-Nonce";
@@ -39,10 +39,11 @@ pub mod routes {
     pub const EXPORT: &str = "/api/config/export";
     /// `GET`: a job.
     pub const JOB: &str = "/api/jobs/{job_id}";
-    /// Ours (confirm-or-revert), `POST`, signed over an empty body: keep the config of a job in
+    /// Ours (confirm-or-revert), `POST`, signed over an empty body by an admin of the config
+    /// the job applied: keep the config of a job in
     /// [`JobState::AwaitingConfirmation`](crate::JobState::AwaitingConfirmation); the job then
-    /// commits and ends `succeeded`. Answered 200 with the job; 404 for an unknown job, 409 for
-    /// one that is not awaiting confirmation.
+    /// commits and ends `succeeded`. Answered 200 with the job once it has ended; 404 for an
+    /// unknown job, 409 for one that is not awaiting confirmation.
     pub const JOB_CONFIRM: &str = "/api/jobs/{job_id}/confirm";
     /// `PUT`/`DELETE`: one user.
     pub const USER: &str = "/api/config/users/{name}";
@@ -72,8 +73,13 @@ pub mod routes {
 /// asks for the new config to be reverted unless confirmed ([`routes::JOB_CONFIRM`]) within
 /// SECONDS of its activation. The query is not part of the signed path.
 pub const CONFIRM_QUERY: &str = "confirm";
-/// The confirmation window when none is given, in seconds.
+/// The confirmation window when none is given, in seconds (netplan try's).
 pub const DEFAULT_CONFIRM_SECONDS: u64 = 120;
+/// The shortest confirmation window, in seconds: less is not enough to reach a device whose
+/// network just changed (LuCI raised its 30 s to 90 s for that).
+pub const MIN_CONFIRM_SECONDS: u64 = 10;
+/// The longest confirmation window, in seconds.
+pub const MAX_CONFIRM_SECONDS: u64 = 3600;
 
 #[cfg(test)]
 mod tests {

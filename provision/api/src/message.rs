@@ -13,11 +13,17 @@ pub const VERSION_LINE: &str = "atomixos-reapply-v1";
 
 /// `atomixos-reapply-v1\nnonce:<nonce>\npath:<path>\nsha256:<hex of body>\n`.
 pub fn signed_message(nonce: &str, path: &str, body: &[u8]) -> String {
+    let hex = sha256_hex(body);
+    format!("{VERSION_LINE}\nnonce:{nonce}\npath:{path}\nsha256:{hex}\n")
+}
+
+/// The lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
     let mut hex = String::with_capacity(64);
-    for byte in Sha256::digest(body) {
+    for byte in Sha256::digest(bytes) {
         let _ = write!(hex, "{byte:02x}");
     }
-    format!("{VERSION_LINE}\nnonce:{nonce}\npath:{path}\nsha256:{hex}\n")
+    hex
 }
 
 #[cfg(test)]

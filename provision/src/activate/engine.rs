@@ -533,59 +533,115 @@ pub fn complete(
     deps: &mut Deps<'_>,
     events: &mut dyn FnMut(Event),
 ) -> Completion {
+    match activate_promoted(root, kind, deps, events) {
+        Activated::Healthy(outcome) => commit(deps.fs, root, outcome, events),
+        Activated::RolledBack(done) => done,
+    }
+}
+
+/// What [`activate_promoted`] left.
+#[derive(Debug)]
+pub enum Activated {
+    /// Healthy, and nothing committed yet (the marker and the rollback stay until [`commit`] or
+    /// [`revert`]): the activation's outcome.
+    Healthy(Outcome),
+    /// Failed, and rolled back at once as [`complete`] does.
+    RolledBack(Completion),
+}
+
+/// Runs the activation of the promoted root; a failure is rolled back at once.
+pub fn activate_promoted(
+    root: &ConfigRoot,
+    kind: Promotion,
+    deps: &mut Deps<'_>,
+    events: &mut dyn FnMut(Event),
+) -> Activated {
     // A re-apply's payload is compared with the previous one (in the rollback); an initial
     // import's units are all new anyway.
-    let payload_changed = match kind {
-        Promotion::Initial => false,
-        Promotion::Reapply => {
-            let (new, old) = (
-                root.active().join(PAYLOAD_DIR),
-                root.rollback().join(PAYLOAD_DIR),
-            );
-            !same_tree(deps.fs, &new, &old).unwrap_or(false)
-        }
-    };
+    let payload_changed = kind == Promotion::Reapply && payload_changed(deps.fs, root);
     let outcome = run(root.active(), payload_changed, deps, events);
-    let mut done = Completion {
+    if outcome.ok() {
+        return Activated::Healthy(outcome);
+    }
+    if kind == Promotion::Reapply {
+        let fs = deps.fs;
+        return Activated::RolledBack(revert(fs, root, Some(deps), events, outcome));
+    }
+    events(Event::Rollback);
+    let mut done = uncommitted(outcome, RollbackStatus::Discarded);
+    if let Err(e) = discard_initial(deps.fs, root) {
+        done.store_error = Some(e);
+        done.rollback = RollbackStatus::Failed;
+    }
+    Activated::RolledBack(done)
+}
+
+/// Whether the promoted root's bundle payload (`files/`) differs from the rollback's.
+fn payload_changed(fs: &dyn Fs, root: &ConfigRoot) -> bool {
+    let (new, old) = (
+        root.active().join(PAYLOAD_DIR),
+        root.rollback().join(PAYLOAD_DIR),
+    );
+    !same_tree(fs, &new, &old).unwrap_or(false)
+}
+
+fn uncommitted(outcome: Outcome, rollback: RollbackStatus) -> Completion {
+    Completion {
         outcome,
-        rollback: RollbackStatus::Skipped,
+        rollback,
         rollback_outcome: None,
         store_error: None,
         committed: None,
-    };
-    if done.outcome.ok() {
-        events(Event::Cleanup);
-        match cleanup(deps.fs, root) {
-            Ok(()) => done.committed = Some(Committed { _private: () }),
-            Err(e) => done.store_error = Some(e),
-        }
-        return done;
     }
+}
+
+/// Commits a promoted root whose activation gave `outcome` (the default one when it was not
+/// activated): the store's [`cleanup`], then a [`Committed`].
+pub fn commit(
+    fs: &dyn Fs,
+    root: &ConfigRoot,
+    outcome: Outcome,
+    events: &mut dyn FnMut(Event),
+) -> Completion {
+    events(Event::Cleanup);
+    let mut done = uncommitted(outcome, RollbackStatus::Skipped);
+    match cleanup(fs, root) {
+        Ok(()) => done.committed = Some(Committed { _private: () }),
+        Err(e) => done.store_error = Some(e),
+    }
+    done
+}
+
+/// Reverts a promoted re-apply whose activation gave `outcome` (a failure, or a success that
+/// was not confirmed in time): the store's [`restore`], then the previous config's
+/// re-activation when `deps` is given. [`RollbackStatus::Completed`] when the previous config
+/// is back (and, with the engine, healthy).
+pub fn revert(
+    fs: &dyn Fs,
+    root: &ConfigRoot,
+    deps: Option<&mut Deps<'_>>,
+    events: &mut dyn FnMut(Event),
+    outcome: Outcome,
+) -> Completion {
+    let payload_changed = payload_changed(fs, root);
     events(Event::Rollback);
-    match kind {
-        Promotion::Initial => {
-            done.rollback = RollbackStatus::Discarded;
-            if let Err(e) = discard_initial(deps.fs, root) {
-                done.store_error = Some(e);
-                done.rollback = RollbackStatus::Failed;
-            }
-        }
-        Promotion::Reapply => match restore(deps.fs, root) {
-            Ok(true) => {
+    let mut done = uncommitted(outcome, RollbackStatus::Skipped);
+    match restore(fs, root) {
+        Ok(true) => {
+            done.rollback = RollbackStatus::Completed;
+            if let Some(deps) = deps {
                 let again = run(root.active(), payload_changed, deps, events);
-                done.rollback = if again.ok() {
-                    RollbackStatus::Completed
-                } else {
-                    RollbackStatus::Failed
-                };
+                if !again.ok() {
+                    done.rollback = RollbackStatus::Failed;
+                }
                 done.rollback_outcome = Some(again);
             }
-            Ok(false) => done.rollback = RollbackStatus::Skipped,
-            Err(e) => {
-                done.store_error = Some(e);
-                done.rollback = RollbackStatus::Failed;
-            }
-        },
+        }
+        Ok(false) => {}
+        Err(e) => {
+            done.store_error = Some(e);
+            done.rollback = RollbackStatus::Failed;
+        }
     }
     done
 }

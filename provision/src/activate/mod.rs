@@ -14,7 +14,9 @@
 //! - [`clock`]: [`Clock`], real and fake; [`timesync`]: the clock check before image pulls.
 //! - [`health`]: the health window.
 //! - [`outcome`]: events, failures, outcomes, rollback status.
-//! - [`engine`]: [`activate`], [`run`] and [`complete`]; [`gate`]: mark-good after a commit.
+//! - [`engine`]: [`activate`], [`run`] and [`complete`] (or, for a change held for
+//!   confirmation, [`activate_promoted`] then [`commit`] or [`revert`]); [`gate`]: mark-good
+//!   after a commit.
 //! - [`system`]: [`RealSystem`], the real implementations wired for a device.
 
 pub mod accounts;
@@ -38,7 +40,8 @@ pub mod timesync;
 pub use accounts::{AccountOp, AccountPlan, Accounts, AccountsError, FakeAccounts, RealAccounts};
 pub use clock::{Clock, FakeClock, RealClock};
 pub use engine::{
-    Deps, Rootless, activate, check_health, complete, reactivate, restart_order, run,
+    Activated, Deps, Rootless, activate, activate_promoted, check_health, commit, complete,
+    reactivate, restart_order, revert, run,
 };
 pub use etc_network::{EtcNetwork, FakeRunner, ProcessRunner, Runner};
 pub use firewall::{FakeFirewall, Firewall, FirewallError, Inbound, Interfaces, Nft, Ports};

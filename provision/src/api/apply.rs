@@ -2,16 +2,19 @@
 //! ([`crate::import`]): [`prepare`] reads and validates the upload before any job exists (a
 //! refused config is a 400 with the whole report), [`submit`] starts the single job and runs
 //! the import on a blocking thread under the config root's lock, its steps and the engine's
-//! events appended to the job (and persisted) as they happen.
+//! events appended to the job (and persisted) as they happen. A risky re-apply asked to be
+//! confirmed is held there for its window ([`super::confirm`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use atomix_api::{Finding, ProvisionResult, SubmitResponse, ValidationResponse, routes};
 use atomix_config::bundle::Caller as InputCaller;
 
 use super::auth::Caller;
+use super::confirm;
 use super::engine::{Engine, System};
-use super::error::Reject;
+use super::error::{self, BUSY, Reject};
 use super::events::{engine_event, progress, written};
 use super::jobs::{JobHandle, event};
 use super::router::Api;
@@ -19,28 +22,55 @@ use crate::activate::Event;
 use crate::activate::bootstrap::{self, BOOTSTRAP_PORT};
 use crate::import::{self, Activation, Options, Progress};
 use crate::source::Source;
+use crate::store::candidate::PAYLOAD_DIR;
 use crate::store::{Promotion, RealFs};
 use crate::validate::{self, Valid};
 
 /// An upload read and validated, ready to import.
 #[derive(Debug)]
 pub struct Submission {
-    /// The upload's file name (`X-Config-Filename`, else `config.toml`).
-    pub name: String,
+    /// What the job's first event says was read (`unpacking <name>`, or the partial update).
+    pub prepared: String,
     /// The config and its payload.
     pub source: Source,
     /// The validated config and its rendered root.
     pub valid: Valid,
     /// Who submitted it: an unauthenticated caller may only make the initial import.
     pub caller: Caller,
+    /// A partial update: the active `config.toml` it was made from. The job refuses to import
+    /// over another, and keeps the active bundle payload (`files/`).
+    pub based_on: Option<Vec<u8>>,
+    /// Confirm-or-revert (`?confirm=SECONDS`): the window a risky re-apply is held for.
+    pub confirm: Option<Duration>,
 }
 
-fn refused(error: String, errors: Vec<Finding>) -> Reject {
+/// The 400 of a refused config: `error` as the text, `errors` located.
+pub fn refused(error: String, errors: Vec<Finding>) -> Reject {
     Reject::Invalid(ValidationResponse {
         ok: false,
         error: Some(error),
         warnings: None,
         errors: Some(errors),
+    })
+}
+
+/// The 400 of one error, at TOML `path` if any.
+pub fn refused_one(path: Option<&str>, message: String) -> Reject {
+    let finding = Finding {
+        path: path.map(str::to_owned),
+        line: None,
+        col: None,
+        message: message.clone(),
+        severity: "error".to_owned(),
+    };
+    refused(message, vec![finding])
+}
+
+/// The 409 while a job holds the slot: which job awaits confirmation, if one does.
+pub fn conflict(api: &Api) -> Reject {
+    Reject::Conflict(match api.jobs.awaiting() {
+        Some(id) => error::awaiting(&id),
+        None => BUSY.to_owned(),
     })
 }
 
@@ -53,18 +83,8 @@ pub fn prepare(
     name: &str,
     caller: Caller,
 ) -> Result<Submission, Reject> {
-    let source =
-        Source::from_bytes(&bytes, Some(name), InputCaller::Api, &api.limits).map_err(|e| {
-            let message = format!("{:#}", anyhow::Error::new(e));
-            let finding = Finding {
-                path: None,
-                line: None,
-                col: None,
-                message: message.clone(),
-                severity: "error".to_owned(),
-            };
-            refused(message, vec![finding])
-        })?;
+    let source = Source::from_bytes(&bytes, Some(name), InputCaller::Api, &api.limits)
+        .map_err(|e| refused_one(None, format!("{:#}", anyhow::Error::new(e))))?;
     let runtime_root = api.root.active().to_string_lossy().into_owned();
     let valid = validate::validate(&source.toml, &runtime_root).map_err(|report| {
         let errors: Vec<Finding> = report
@@ -86,10 +106,12 @@ pub fn prepare(
         refused(text, errors)
     })?;
     Ok(Submission {
-        name: name.to_owned(),
+        prepared: format!("unpacking {name}"),
         source,
         valid,
         caller,
+        based_on: None,
+        confirm: None,
     })
 }
 
@@ -97,10 +119,10 @@ pub fn prepare(
 /// blocking thread; the 202 body.
 pub fn submit(api: &Arc<Api>, submission: Submission) -> Result<SubmitResponse, Reject> {
     let first = vec![
-        event("prepare", format!("unpacking {}", submission.name)),
+        event("prepare", submission.prepared.clone()),
         event("validate", "parsing config: valid"),
     ];
-    let job = api.jobs.start(first).map_err(|_| Reject::Busy)?;
+    let job = api.jobs.start(first).map_err(|_| conflict(api))?;
     let id = job.id().to_owned();
     let api = Arc::clone(api);
     tokio::task::spawn_blocking(move || run(&api, job, submission));
@@ -111,7 +133,8 @@ pub fn submit(api: &Arc<Api>, submission: Submission) -> Result<SubmitResponse, 
     })
 }
 
-/// The job: connect the engine, import, then report the outcome.
+/// The job: connect the engine, import, then report the outcome (after the confirmation
+/// window of a held re-apply).
 fn run(api: &Api, job: JobHandle, s: Submission) {
     job.running();
     let mut system: Option<Box<dyn System>> = match &api.engine {
@@ -127,22 +150,30 @@ fn run(api: &Api, job: JobHandle, s: Submission) {
         payload_owner: api.payload_owner,
         initial_only: s.caller == Caller::Bootstrap,
         unactivated_reapply: deps.is_none(),
+        keep_payload: s.based_on.is_some(),
+        based_on: s.based_on.as_deref(),
+        hold_risky: s.confirm.is_some(),
+    };
+    // Whether `files/` is written: the bundle's, or the active one a partial update keeps.
+    let payload = s.source.payload.is_some()
+        || (s.based_on.is_some() && api.root.active().join(PAYLOAD_DIR).exists());
+    // Without the engine, only the store's events come (a held change committed or
+    // restored): nothing is activated.
+    let mut said_activate = deps.is_none();
+    let mut events = |e: Event| {
+        if !said_activate {
+            said_activate = true;
+            job.event(event(
+                "activate",
+                "activating the new config: users, Quadlet units, network, firewall, health",
+            ));
+        }
+        job.event(engine_event(&e));
     };
     let result = {
-        let mut said_activate = false;
-        let mut events = |e: Event| {
-            if !said_activate {
-                said_activate = true;
-                job.event(event(
-                    "activate",
-                    "activating the new config: users, Quadlet units, network, firewall, health",
-                ));
-            }
-            job.event(engine_event(&e));
-        };
         let mut on_step = |p: Progress<'_>| {
             if let Progress::Promote(_) = p {
-                for ev in written(&s.valid.root.files, s.source.payload.is_some()) {
+                for ev in written(&s.valid.root.files, payload) {
                     job.event(ev);
                 }
             }
@@ -168,6 +199,26 @@ fn run(api: &Api, job: JobHandle, s: Submission) {
         Ok(imported) => imported,
         Err(e) => return job.fail(&format!("{:#}", anyhow::Error::new(e)), None),
     };
+    let reapply = imported.kind == Promotion::Reapply;
+    let outcome = ProvisionResult {
+        warnings: s.valid.root.warnings.clone(),
+        reapply: Some(reapply),
+        rolled_back: reapply.then_some(false),
+        forwarding_url: Some(format!(
+            "http://{}:{BOOTSTRAP_PORT}",
+            s.valid.config.network.lan.gateway_ip()
+        )),
+    };
+    if let Some(held) = imported.held {
+        let wait = s.confirm.unwrap_or(confirm::DEFAULT_WINDOW);
+        let ended = confirm::hold(api, &job, held, deps.as_mut(), &mut events, wait, &outcome);
+        // The listener follows the config that stays active.
+        api.provisioning_changed();
+        return match ended {
+            Ok(()) => job.succeed(outcome),
+            Err((error, rollback)) => job.fail(&error, rollback),
+        };
+    }
     match &imported.completion {
         Some(done) if done.committed.is_none() => {
             let error = format!("activation failed: {}", done.failures().join(", "));
@@ -179,7 +230,9 @@ fn run(api: &Api, job: JobHandle, s: Submission) {
             "skipped: --activation none, the engine is not run; committed without activation",
         )),
     }
-    let reapply = imported.kind == Promotion::Reapply;
+    if s.confirm.is_some() {
+        job.event(confirm::not_held(reapply));
+    }
     if !reapply {
         let said = match deps.as_mut() {
             Some(deps) => {
@@ -200,14 +253,6 @@ fn run(api: &Api, job: JobHandle, s: Submission) {
         };
         job.event(event("complete", said));
     }
-    job.succeed(ProvisionResult {
-        warnings: s.valid.root.warnings.clone(),
-        reapply: Some(reapply),
-        rolled_back: reapply.then_some(false),
-        forwarding_url: Some(format!(
-            "http://{}:{BOOTSTRAP_PORT}",
-            s.valid.config.network.lan.gateway_ip()
-        )),
-    });
+    job.succeed(outcome);
     api.provisioning_changed();
 }

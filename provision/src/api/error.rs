@@ -1,6 +1,7 @@
 //! The API's refusals and their responses, in the original's two shapes (spec 6.9): the
-//! framework's `{"status_code", "detail"}` (401, 404 and 405 of unknown routes, 413, 500) and
-//! the service's `{"error"}` (404 job, 409), plus the validation report of a 400.
+//! framework's `{"status_code", "detail"}` (401, 404 and 405 of unknown routes, 413, 500, 400
+//! of a body or query that cannot be read) and the service's `{"error"}` (404 job, 409), plus
+//! the validation report of a 400.
 
 use atomix_api::{ApiError, FrameworkError, ValidationResponse};
 use axum::Json;
@@ -20,6 +21,14 @@ pub const BAD_SIGNATURE: &str = "signature verification failed";
 pub const SIGNERS_UNAVAILABLE: &str = "admin signers temporarily unavailable";
 /// The error of a 409.
 pub const BUSY: &str = "a provision job is already running";
+
+/// The error of a 409 while job `id` awaits confirmation.
+pub fn awaiting(id: &str) -> String {
+    format!(
+        "job {id} awaits confirmation: confirm it (POST /api/jobs/{id}/confirm) or wait for its \
+         deadline, when the previous config is restored"
+    )
+}
 /// The error of a 404 job.
 pub const JOB_NOT_FOUND: &str = "job not found";
 
@@ -32,8 +41,10 @@ pub enum Reject {
     TooLarge,
     /// 400: the body could not be read.
     BadRequest,
-    /// 409: a job is submitted or running.
-    Busy,
+    /// 400: the body or the query is malformed, saying how.
+    Malformed(String),
+    /// 409 with the service's error (a job is submitted, running or awaiting confirmation).
+    Conflict(String),
     /// 404 with the service's error.
     NotFound(String),
     /// 400: the config is refused, with the whole report.
@@ -48,8 +59,8 @@ impl Reject {
         match self {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BadRequest => StatusCode::BAD_REQUEST,
-            Self::Busy => StatusCode::CONFLICT,
+            Self::BadRequest | Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Invalid(_) => StatusCode::BAD_REQUEST,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -80,9 +91,11 @@ impl IntoResponse for Reject {
         let status = self.status();
         match self {
             Self::Unauthorized(detail) => framework_detail(status, detail),
+            Self::Malformed(detail) => framework_detail(status, &detail),
             Self::TooLarge | Self::BadRequest | Self::Internal => framework(status),
-            Self::Busy => (status, Json(ApiError { error: BUSY.into() })).into_response(),
-            Self::NotFound(error) => (status, Json(ApiError { error })).into_response(),
+            Self::Conflict(error) | Self::NotFound(error) => {
+                (status, Json(ApiError { error })).into_response()
+            }
             Self::Invalid(report) => (status, Json(report)).into_response(),
         }
     }

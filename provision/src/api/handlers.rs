@@ -1,11 +1,12 @@
-//! The handlers of spec 6.2 (the typed partial routes come on top): health, nonce, submit,
-//! validate, export and job. Each guards itself ([`super::auth`]) and answers in the
-//! original's shapes; blocking work (parsing an upload, the lock) runs off the async threads.
+//! The handlers of spec 6.2 but the typed partial routes ([`super::partial`]) and the
+//! confirmation ([`super::confirm`]): health, nonce, submit, validate, export and job. Each
+//! guards itself ([`super::auth`]) and answers in the original's shapes; blocking work
+//! (parsing an upload, the lock) runs off the async threads.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use atomix_api::{HEADER_FILENAME, JobResponse, NonceResponse, ValidationResponse};
+use atomix_api::{HEADER_FILENAME, JobResponse, NonceResponse, SubmitResponse, ValidationResponse};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
@@ -16,13 +17,14 @@ use serde_json::{Value, json};
 
 use super::apply::{self, Submission};
 use super::auth::{self, Caller};
+use super::confirm;
 use super::error::{JOB_NOT_FOUND, Reject};
 use super::router::Api;
-use crate::store::{self, RealFs};
+use crate::store::{self, ConfigRoot, RealFs};
 
 /// The longest `X-Config-Filename` kept.
 const MAX_FILENAME_CHARS: usize = 255;
-/// The name of an upload without a usable file name.
+/// The name of an upload without a usable `X-Config-Filename`.
 pub const DEFAULT_FILENAME: &str = "config.toml";
 /// The 404 of an export without a config.
 pub const NO_CONFIG: &str = "no config.toml: the device is not provisioned";
@@ -54,7 +56,7 @@ pub fn file_name(raw: &str) -> String {
 }
 
 /// Runs blocking `work` on a blocking thread.
-pub(super) async fn blocking<T: Send + 'static>(
+pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, Reject> + Send + 'static,
 ) -> Result<T, Reject> {
     tokio::task::spawn_blocking(work).await.map_err(|e| {
@@ -94,7 +96,14 @@ pub async fn nonce(State(api): State<Arc<Api>>, request: Request) -> Result<Resp
     Ok(Json(NonceResponse { nonce }).into_response())
 }
 
-/// `POST /api/config`: 202 and a job, 400 with the report, 401, 409, 413.
+/// The 202 of a route that made a job, with its `Location`.
+pub fn accepted(accepted: SubmitResponse) -> Response {
+    let location = accepted.job_url.clone();
+    (StatusCode::ACCEPTED, [(LOCATION, location)], Json(accepted)).into_response()
+}
+
+/// `POST /api/config[?confirm=SECONDS]`: 202 and a job, 400 with the report (or for a bad
+/// `confirm`), 401, 409, 413.
 pub async fn submit(
     State(api): State<Arc<Api>>,
     uri: Uri,
@@ -102,10 +111,10 @@ pub async fn submit(
     body: Body,
 ) -> Result<Response, Reject> {
     let (caller, bytes) = auth::submitter(&api, &headers, uri.path(), body).await?;
-    let submission = prepare(&api, &headers, bytes, caller).await?;
-    let accepted = apply::submit(&api, submission)?;
-    let location = accepted.job_url.clone();
-    Ok((StatusCode::ACCEPTED, [(LOCATION, location)], Json(accepted)).into_response())
+    let window = confirm::window(&uri)?;
+    let mut submission = prepare(&api, &headers, bytes, caller).await?;
+    submission.confirm = window;
+    Ok(accepted(apply::submit(&api, submission)?))
 }
 
 /// `POST /api/validate`: 200 with the warnings, 400 with the report.
@@ -126,8 +135,25 @@ pub async fn validate(
     Ok(Json(ok).into_response())
 }
 
+/// The active `config.toml`, read under the lock after recovery; `None` when there is none.
+/// Blocking.
+pub fn active_config(root: &ConfigRoot) -> Result<Option<Vec<u8>>, Reject> {
+    let internal = |e: &dyn std::fmt::Display| {
+        eprintln!("api: reading the active config: {e}");
+        Reject::Internal
+    };
+    let _lock = root.lock().map_err(|e| internal(&e))?;
+    store::recover(&RealFs, root).map_err(|e| internal(&e))?;
+    match std::fs::read(root.active_config()) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(internal(&e)),
+    }
+}
+
 /// `GET /api/config/export`: the active `config.toml`, read under the lock after recovery;
-/// 404 when there is none (the original failed with a 500).
+/// 404 when there is none (the original failed with a 500); 409 while a job awaits
+/// confirmation (the config is not settled, and its window holds the lock).
 pub async fn export(
     State(api): State<Arc<Api>>,
     uri: Uri,
@@ -135,21 +161,11 @@ pub async fn export(
     body: Body,
 ) -> Result<Response, Reject> {
     auth::admin(&api, &headers, uri.path(), body).await?;
+    if api.jobs.awaiting().is_some() {
+        return Err(apply::conflict(&api));
+    }
     let root = api.root.clone();
-    let config = blocking(move || {
-        let internal = |e: &dyn std::fmt::Display| {
-            eprintln!("api: export: {e}");
-            Reject::Internal
-        };
-        let _lock = root.lock().map_err(|e| internal(&e))?;
-        store::recover(&RealFs, &root).map_err(|e| internal(&e))?;
-        match std::fs::read(root.active_config()) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(internal(&e)),
-        }
-    })
-    .await?;
+    let config = blocking(move || active_config(&root)).await?;
     let bytes = config.ok_or_else(|| Reject::NotFound(NO_CONFIG.to_owned()))?;
     Ok((
         [

@@ -6,11 +6,16 @@
 //!
 //! Every failure ends with an explicit terminal event (step [`FAILED_STEP`]); a job that was
 //! running when the service stopped is reported failed that way at the next start.
+//!
+//! Confirm-or-revert: a job can await confirmation ([`JobHandle::await_confirmation`]) until
+//! [`Jobs::confirm`] or its deadline, holding the single-flight slot. One a stopped service left
+//! awaiting is kept with what settles it ([`Confirmation`]) for the next start
+//! ([`Jobs::open_windows`], [`Jobs::resume`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use atomix_api::{JobEvent, JobResponse, JobState, ProvisionResult};
 use serde::{Deserialize, Serialize};
@@ -29,6 +34,10 @@ pub const RUNNING_STEP: &str = "running";
 pub const COMPLETED_STEP: &str = "completed";
 /// The step of the terminal event of a failure (ours; the original added none).
 pub const FAILED_STEP: &str = "failed";
+/// The step of the event that opens a confirmation window (ours).
+pub const AWAITING_STEP: &str = "awaiting-confirmation";
+/// The step of the event that closes it: confirmed, or not in time (ours).
+pub const CONFIRM_STEP: &str = "confirm";
 /// The error of a job that was running when the service stopped.
 pub const INTERRUPTED: &str = "the service stopped while the job ran";
 /// The error of a job whose work ended without an outcome (a bug: it panicked).
@@ -43,6 +52,44 @@ struct Record {
     job: JobResponse,
     /// Seconds since the epoch.
     submitted_at: f64,
+    /// While the job awaits confirmation: what settles it after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    confirmation: Option<Confirmation>,
+}
+
+/// What settles a confirmation window that a stopped service did not see close: which config
+/// the window holds, and the result its confirmation gives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// The lowercase hex SHA-256 of the held `config.toml`.
+    pub config_sha256: String,
+    /// The job's result once confirmed.
+    pub result: ProvisionResult,
+}
+
+/// How a confirmation window closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// [`Jobs::confirm`] came in time.
+    Confirmed,
+    /// The deadline passed first.
+    Lapsed,
+}
+
+/// Why a job cannot be confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfirmError {
+    /// No such job.
+    #[error("job not found")]
+    NotFound,
+    /// The job is not awaiting confirmation.
+    #[error("job {id} is not awaiting confirmation: it is {state}")]
+    NotAwaiting {
+        /// The job.
+        id: String,
+        /// Its state.
+        state: &'static str,
+    },
 }
 
 #[derive(Debug)]
@@ -51,6 +98,8 @@ struct Live {
     /// This process's clock for the elapsed times; `None` for a job loaded from disk.
     submitted: Option<Instant>,
     started: Option<Instant>,
+    /// A confirmation came while it awaited one.
+    confirmed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -65,6 +114,8 @@ struct State {
 pub struct Jobs {
     dir: PathBuf,
     state: Mutex<State>,
+    /// Wakes a job awaiting confirmation.
+    confirmed: Condvar,
     changed: watch::Sender<u64>,
 }
 
@@ -150,6 +201,7 @@ impl Jobs {
                     record,
                     submitted: None,
                     started: None,
+                    confirmed: false,
                 },
             );
         }
@@ -157,6 +209,7 @@ impl Jobs {
         let jobs = Arc::new(Self {
             dir: dir.to_owned(),
             state: Mutex::new(state),
+            confirmed: Condvar::new(),
             changed,
         });
         {
@@ -164,7 +217,7 @@ impl Jobs {
             let interrupted: Vec<String> = state
                 .jobs
                 .iter()
-                .filter(|(_, l)| !l.record.job.state.is_terminal())
+                .filter(|(_, l)| !l.record.job.state.is_terminal() && !open_window(l))
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in interrupted {
@@ -203,6 +256,7 @@ impl Jobs {
             .last()
             .map_or_else(|| "submitted".to_owned(), |e| e.step.clone());
         let record = Record {
+            confirmation: None,
             job: JobResponse {
                 id: id.clone(),
                 state: JobState::Submitted,
@@ -212,6 +266,7 @@ impl Jobs {
                 result: None,
                 rollback_status: None,
                 duration_seconds: None,
+                confirm_deadline: None,
             },
             submitted_at: now_epoch(),
         };
@@ -222,6 +277,7 @@ impl Jobs {
                 record,
                 submitted: Some(Instant::now()),
                 started: None,
+                confirmed: false,
             },
         );
         state.current = Some(id.clone());
@@ -244,13 +300,80 @@ impl Jobs {
         self.lock().current.is_some()
     }
 
+    /// The job holding the slot, if it awaits confirmation.
+    pub fn awaiting(&self) -> Option<String> {
+        let state = self.lock();
+        let id = state.current.as_ref()?;
+        let live = state.jobs.get(id)?;
+        (live.record.job.state == JobState::AwaitingConfirmation).then(|| id.clone())
+    }
+
+    /// Confirms job `id`, which must await confirmation: its window closes (event
+    /// [`CONFIRM_STEP`]; it runs again, to commit) and [`JobHandle::await_confirmation`]
+    /// returns [`Decision::Confirmed`].
+    pub fn confirm(&self, id: &str) -> Result<(), ConfirmError> {
+        let mut state = self.lock();
+        let live = state.jobs.get(id).ok_or(ConfirmError::NotFound)?;
+        let now = live.record.job.state;
+        if now != JobState::AwaitingConfirmation {
+            return Err(ConfirmError::NotAwaiting {
+                id: id.to_owned(),
+                state: now.as_str(),
+            });
+        }
+        self.change(&mut state, id, |live, elapsed| {
+            live.confirmed = true;
+            live.record.job.state = JobState::Running;
+            push(
+                &mut live.record.job,
+                JobEvent {
+                    elapsed_seconds: elapsed,
+                    ..event(
+                        CONFIRM_STEP,
+                        "confirmed by an admin: committing the new config",
+                    )
+                },
+            );
+        });
+        drop(state);
+        self.confirmed.notify_all();
+        self.notify();
+        Ok(())
+    }
+
+    /// The jobs a stopped service left awaiting confirmation, with what settles each: the
+    /// service settles them with [`Jobs::resume`] before it serves.
+    pub fn open_windows(&self) -> Vec<(String, Confirmation)> {
+        self.lock()
+            .jobs
+            .iter()
+            .filter(|(_, l)| open_window(l))
+            .filter_map(|(id, l)| Some((id.clone(), l.record.confirmation.clone()?)))
+            .collect()
+    }
+
+    /// Takes the single-flight slot for job `id`, loaded from disk, to settle it; `None` if the
+    /// slot is taken or there is no such job.
+    pub fn resume(self: &Arc<Self>, id: &str) -> Option<JobHandle> {
+        let mut state = self.lock();
+        if state.current.is_some() || !state.jobs.contains_key(id) {
+            return None;
+        }
+        state.current = Some(id.to_owned());
+        Some(JobHandle {
+            jobs: Arc::clone(self),
+            id: id.to_owned(),
+            ended: false,
+        })
+    }
+
     /// Ticks at every change of any job (for streaming a job's events: wait for a change,
     /// then [`Jobs::get`] it again).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -304,16 +427,22 @@ impl Jobs {
     /// Applies `change` to job `id` with its clock, persists it and tells the subscribers.
     fn update(&self, id: &str, change: impl FnOnce(&mut Live, f64)) {
         let mut state = self.lock();
+        self.change(&mut state, id, change);
+        drop(state);
+        self.notify();
+    }
+
+    /// [`Jobs::update`] under a lock already held, without telling the subscribers.
+    fn change(&self, state: &mut State, id: &str, change: impl FnOnce(&mut Live, f64)) {
         let Some(live) = state.jobs.get_mut(id) else {
             return;
         };
-        let elapsed = live
-            .submitted
-            .map_or(0.0, |t| round2(t.elapsed().as_secs_f64()));
-        change(live, elapsed);
+        let elapsed = match live.submitted {
+            Some(t) => t.elapsed().as_secs_f64(),
+            None => (now_epoch() - live.record.submitted_at).max(0.0),
+        };
+        change(live, round2(elapsed));
         self.persist(&live.record);
-        drop(state);
-        self.notify();
     }
 
     fn release(&self, id: &str) {
@@ -322,6 +451,11 @@ impl Jobs {
             state.current = None;
         }
     }
+}
+
+/// Whether the job awaits confirmation with what settles it (kept across a restart).
+fn open_window(live: &Live) -> bool {
+    live.record.job.state == JobState::AwaitingConfirmation && live.record.confirmation.is_some()
 }
 
 fn push(job: &mut JobResponse, ev: JobEvent) {
@@ -380,6 +514,65 @@ impl JobHandle {
         });
     }
 
+    /// Opens a confirmation window of `wait` (state awaiting-confirmation, its deadline, the
+    /// event `opened`, `confirmation` kept for a restart) and waits for it to close: a
+    /// [`Jobs::confirm`] in time, or the deadline (then event [`CONFIRM_STEP`]: the window
+    /// closed unconfirmed, and the job runs again, to revert).
+    pub fn await_confirmation(
+        &self,
+        wait: Duration,
+        confirmation: Confirmation,
+        opened: JobEvent,
+    ) -> Decision {
+        let until = Instant::now() + wait;
+        let deadline = humantime::format_rfc3339_seconds(SystemTime::now() + wait).to_string();
+        self.jobs.update(&self.id, |live, elapsed| {
+            live.confirmed = false;
+            live.record.confirmation = Some(confirmation);
+            let job = &mut live.record.job;
+            job.state = JobState::AwaitingConfirmation;
+            job.confirm_deadline = Some(deadline);
+            push(
+                job,
+                JobEvent {
+                    elapsed_seconds: elapsed,
+                    ..opened
+                },
+            );
+        });
+        let mut state = self.jobs.lock();
+        loop {
+            let confirmed = state.jobs.get(&self.id).is_none_or(|l| l.confirmed);
+            if confirmed {
+                return Decision::Confirmed;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let message = format!(
+                    "not confirmed within {} s: restoring the previous config",
+                    wait.as_secs()
+                );
+                self.jobs.change(&mut state, &self.id, |live, elapsed| {
+                    live.record.job.state = JobState::Running;
+                    push(
+                        &mut live.record.job,
+                        JobEvent {
+                            elapsed_seconds: elapsed,
+                            ..event(CONFIRM_STEP, message)
+                        },
+                    );
+                });
+                drop(state);
+                self.jobs.notify();
+                return Decision::Lapsed;
+            }
+            state = match self.jobs.confirmed.wait_timeout(state, left) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
     /// Ends the job as succeeded (event [`COMPLETED_STEP`]).
     pub fn succeed(mut self, result: ProvisionResult) {
         self.end(
@@ -425,6 +618,7 @@ impl JobHandle {
     fn end(&mut self, finish: impl FnOnce(&mut Live, JobEvent), step: &str) {
         self.ended = true;
         self.jobs.update(&self.id, |live, elapsed| {
+            live.record.confirmation = None;
             live.record.job.duration_seconds =
                 live.started.map(|t| round2(t.elapsed().as_secs_f64()));
             finish(
@@ -501,6 +695,86 @@ mod tests {
         let got = jobs.get(&ok_id).unwrap();
         assert_eq!(got.state, JobState::Succeeded);
         assert_eq!(got.current_step, "completed");
+    }
+
+    #[test]
+    fn a_window_closes_by_confirmation_or_deadline_and_stays_open_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = Jobs::open(dir.path()).unwrap();
+        let confirmation = Confirmation {
+            config_sha256: "ab".into(),
+            result: result(),
+        };
+        let job = jobs.start(vec![]).unwrap();
+        let id = job.id().to_owned();
+        assert_eq!(
+            jobs.confirm(&id).unwrap_err().to_string(),
+            format!("job {id} is not awaiting confirmation: it is submitted")
+        );
+        let confirmer = {
+            let (jobs, id) = (Arc::clone(&jobs), id.clone());
+            std::thread::spawn(move || {
+                while jobs.awaiting().is_none() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let at = jobs.get(&id).unwrap();
+                assert!(at.confirm_deadline.is_some());
+                jobs.confirm(&id).unwrap();
+            })
+        };
+        let opened = event(AWAITING_STEP, "held");
+        let decision = job.await_confirmation(
+            Duration::from_secs(30),
+            confirmation.clone(),
+            opened.clone(),
+        );
+        confirmer.join().unwrap();
+        assert_eq!(decision, Decision::Confirmed);
+        assert_eq!(jobs.get(&id).unwrap().state, JobState::Running);
+        assert!(jobs.confirm(&id).is_err(), "once");
+        job.succeed(result());
+        assert_eq!(jobs.confirm("nope").unwrap_err(), ConfirmError::NotFound);
+
+        let job = jobs.start(vec![]).unwrap();
+        let decision = job.await_confirmation(
+            Duration::from_millis(50),
+            confirmation.clone(),
+            opened.clone(),
+        );
+        assert_eq!(decision, Decision::Lapsed);
+        let lapsed = jobs.get(job.id()).unwrap();
+        assert_eq!(lapsed.state, JobState::Running);
+        assert_eq!(lapsed.current_step, CONFIRM_STEP);
+        assert!(jobs.confirm(job.id()).is_err(), "too late");
+        job.fail("reverted", Some("completed".into()));
+
+        // The service stops inside a window: the next start keeps it open, to settle it.
+        let job = jobs.start(vec![]).unwrap();
+        let id = job.id().to_owned();
+        let waiter = std::thread::spawn(move || {
+            let _ = job.await_confirmation(Duration::from_secs(3600), confirmation, opened);
+            std::mem::forget(job);
+        });
+        while jobs.awaiting().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let after = Jobs::open(dir.path()).unwrap();
+        assert_eq!(
+            after.get(&id).unwrap().state,
+            JobState::AwaitingConfirmation
+        );
+        let open = after.open_windows();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].0, id);
+        assert_eq!(open[0].1.config_sha256, "ab");
+        assert!(!after.busy());
+        let handle = after.resume(&id).unwrap();
+        assert!(after.resume(&id).is_none(), "the slot is taken");
+        handle.fail("settled", None);
+        assert!(after.open_windows().is_empty());
+        // Release the first store's waiter.
+        jobs.confirm(&id).unwrap();
+        waiter.join().unwrap();
     }
 
     #[test]

@@ -7,9 +7,11 @@
 //! - [`auth`]: who may call (signed requests, the bootstrap exception); [`nonces`]: single-use
 //!   nonces; [`sshsig`]: SSHSIG verification against the admin signers; [`origin`]: the
 //!   browser protections before provisioning.
-//! - [`apply`]: a submission from the upload to the job's end; [`engine`]: how a job reaches
-//!   the activation engine; [`events`]: the jobs' event vocabulary; [`jobs`]: the durable
-//!   job store.
+//! - [`apply`]: a submission from the upload to the job's end; [`partial`]: the typed partial
+//!   routes, edits of the active config made into submissions; [`confirm`]: confirm-or-revert
+//!   (the `?confirm` window, the confirmation, the windows a stopped service left open);
+//!   [`engine`]: how a job reaches the activation engine; [`events`]: the jobs' event
+//!   vocabulary; [`jobs`]: the durable job store.
 //! - [`openapi`]: the OpenAPI document; [`listen`]: where the service listens; [`error`]: the
 //!   refusals and their shapes.
 //! - [`console`]: the first-boot web console (its routes go on top with [`router_with`]).
@@ -18,6 +20,7 @@
 
 pub mod apply;
 pub mod auth;
+pub mod confirm;
 pub mod console;
 pub mod engine;
 pub mod error;
@@ -28,6 +31,7 @@ pub mod listen;
 pub mod nonces;
 pub mod openapi;
 pub mod origin;
+pub mod partial;
 pub mod router;
 pub mod sshsig;
 

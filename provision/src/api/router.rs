@@ -23,6 +23,7 @@ use super::handlers;
 use super::jobs::{JOBS_DIR, Jobs, JobsError};
 use super::nonces::{NonceLimits, Nonces, RandomError};
 use super::openapi;
+use super::{confirm, partial};
 use crate::store::{ConfigRoot, Owner};
 
 /// What the service is made with.
@@ -93,7 +94,9 @@ pub struct Api {
 }
 
 impl Api {
-    /// Opens the job store and makes the state.
+    /// Opens the job store and makes the state, then settles any confirmation window a
+    /// stopped service left open ([`confirm::settle`]: it may revert the config, through the
+    /// engine).
     pub fn new(settings: Settings) -> Result<Arc<Self>, StartError> {
         let jobs_dir = settings
             .jobs_dir
@@ -107,7 +110,7 @@ impl Api {
             .join(atomix_config::root_files::ADMIN_SIGNERS)
             .exists()
             || settings.root.active_config().exists();
-        Ok(Arc::new(Self {
+        let api = Arc::new(Self {
             nonces: Nonces::new(settings.nonces),
             root: settings.root,
             limits: settings.limits,
@@ -117,7 +120,9 @@ impl Api {
             bootstrap_token: Base64UrlUnpadded::encode_string(&token),
             was_provisioned: AtomicBool::new(was_provisioned),
             provisioned: Notify::new(),
-        }))
+        });
+        confirm::settle(&api);
+        Ok(api)
     }
 
     /// Records that the device is provisioned (admin signers were seen): from now on,
@@ -132,7 +137,8 @@ impl Api {
         self.was_provisioned.load(Ordering::SeqCst) || self.root.active_config().exists()
     }
 
-    /// Records that a job committed a config, and tells the listener (its address may
+    /// Records that a job changed the active config (committed it, or holds it for
+    /// confirmation, or restored the previous one), and tells the listener (its address may
     /// change).
     pub fn provisioning_changed(&self) {
         self.was_provisioned.store(true, Ordering::SeqCst);
@@ -145,7 +151,8 @@ impl Api {
     }
 }
 
-/// The routes of this service, without their state and fallbacks.
+/// The routes of this service (the partial routes included), without their state and
+/// fallbacks.
 pub fn routes() -> Router<Arc<Api>> {
     Router::new()
         .route(routes::HEALTH, get(handlers::health))
@@ -154,10 +161,12 @@ pub fn routes() -> Router<Arc<Api>> {
         .route(routes::VALIDATE, post(handlers::validate))
         .route(routes::EXPORT, get(handlers::export))
         .route(routes::JOB, get(handlers::job))
+        .route(routes::JOB_CONFIRM, post(confirm::confirm))
         .route(routes::OPENAPI, get(openapi::serve))
+        .merge(partial::routes())
 }
 
-/// The service's router over `api`, with `more` routes (the partial routes, the console)
+/// The service's router over `api`, with `more` routes (the web console)
 /// merged in; unknown routes and methods answer in the framework's shape (after the merge, so
 /// `more` gets them too).
 pub fn router_with(api: Arc<Api>, more: Router<Arc<Api>>) -> Router {

@@ -1,9 +1,12 @@
 //! Shared helpers of the tests: whole-tree snapshots and sample roots (store), where the
-//! original is ([`oracle`]), and keys and signatures made by `ssh-keygen` ([`sshkeys`]).
+//! original is ([`oracle`]), keys and signatures made by `ssh-keygen` ([`sshkeys`]), the API
+//! in process ([`api`]) and as a server process ([`server`]).
 
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod api;
 pub mod oracle;
+pub mod server;
 pub mod sshkeys;
 
 use std::collections::BTreeMap;

@@ -64,6 +64,11 @@ pub fn sign_ns(key: &Key, message: &str, namespace: &str) -> String {
     Base64::encode_string(&out.stdout)
 }
 
+/// `path` without its query: what a signature covers.
+pub fn unqueried(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(path, _)| path)
+}
+
 /// [`sign_ns`] in the API's namespace.
 pub fn sign(key: &Key, message: &str) -> String {
     sign_ns(key, message, atomix_api::NAMESPACE)

@@ -327,7 +327,7 @@ async fn apply_form(
                 None => Reject::Internal.into_response(),
             }
         }
-        Err(Reject::Busy) => html(StatusCode::CONFLICT, view::busy()),
+        Err(Reject::Conflict(_)) => html(StatusCode::CONFLICT, view::busy()),
         Err(reject) => reject.into_response(),
     }
 }
