@@ -34,6 +34,17 @@ pub fn validate(toml: &str, runtime_root: &str) -> Result<Valid, Report> {
     })
 }
 
+/// The text of a refused config for a terminal: `Invalid: NAME: N errors`, then every error
+/// with its `NAME:line:col`, the source line and a caret.
+pub fn refusal_text(report: &Report, name: &str, source: &str) -> String {
+    let count = report.errors().count();
+    format!(
+        "Invalid: {name}: {count} error{}\n{}",
+        if count == 1 { "" } else { "s" },
+        report.render_text(name, source)
+    )
+}
+
 /// The `--json` report of a source that cannot be read (a missing file, a refused bundle).
 pub fn unreadable_json(message: &str) -> serde_json::Value {
     json!({

@@ -219,12 +219,7 @@ fn validate_cmd(path: &Path, json: bool) -> ExitCode {
             if json {
                 println!("{}", report.to_json());
             } else {
-                let count = report.errors().count();
-                eprintln!(
-                    "Invalid: {name}: {count} error{}",
-                    if count == 1 { "" } else { "s" }
-                );
-                eprint!("{}", report.render_text(&name, &source.toml));
+                eprint!("{}", validate::refusal_text(&report, &name, &source.toml));
             }
             ExitCode::FAILURE
         }

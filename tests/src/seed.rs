@@ -9,6 +9,24 @@ use std::process::Command;
 
 use crate::{Artifacts, run_checked};
 
+/// An ed25519 key pair made by `ssh-keygen` at `<dir>/id_ed25519`: the private key's path and
+/// the public key's line.
+///
+/// # Errors
+/// ssh-keygen fails, or the public key cannot be read.
+pub fn ssh_keypair(dir: &Path, comment: &str) -> anyhow::Result<(PathBuf, String)> {
+    let key = dir.join("id_ed25519");
+    run_checked(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+            .arg(&key),
+    )?;
+    let public = fs::read_to_string(key.with_extension("pub"))?
+        .trim()
+        .to_owned();
+    Ok((key, public))
+}
+
 /// The boot partition (boot-a) of a flashed disk starts at 16 MiB (DESIGN section 3).
 const BOOT_A_OFFSET: u64 = 16 << 20;
 

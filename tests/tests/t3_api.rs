@@ -19,7 +19,7 @@ use atomix_systests::appliance::{
     self, counters, free_ports, http_get, journal, ok, tcp, wait_until,
 };
 use atomix_systests::seed::{self, probe_config};
-use atomix_systests::{Artifacts, Guest, atomix_binary, run_checked};
+use atomix_systests::{Artifacts, Guest, atomix_binary};
 
 const PROVISIONING: Duration = Duration::from_secs(1200);
 
@@ -82,17 +82,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let artifacts = Artifacts::locate().unwrap();
     let dir = artifacts.fresh_dir("t3-api").unwrap();
-    let key = dir.join("id_ed25519");
-    run_checked(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "t3-api", "-f"])
-            .arg(&key),
-    )
-    .unwrap();
-    let public = fs::read_to_string(key.with_extension("pub"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let (key, public) = seed::ssh_keypair(&dir, "t3-api").unwrap();
     Fixture {
         artifacts,
         board: Board::builtin("qemu-virt").unwrap(),

@@ -22,7 +22,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use atomix_board::{Board, Slot};
@@ -31,7 +30,7 @@ use atomix_systests::appliance::{
     self, chosen_slot, counters, free_ports, http_get, journal, ok, run, tcp, wait_until,
 };
 use atomix_systests::seed::{self, probe_config};
-use atomix_systests::{Artifacts, Guest, run_checked};
+use atomix_systests::{Artifacts, Guest};
 
 /// First boot to provisioned, container build included: minutes under TCG.
 const PROVISIONING: Duration = Duration::from_secs(1200);
@@ -72,17 +71,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let artifacts = Artifacts::locate().unwrap();
     let dir = artifacts.fresh_dir("t3-provision").unwrap();
-    let key = dir.join("id_ed25519");
-    run_checked(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "t3-provision", "-f"])
-            .arg(&key),
-    )
-    .unwrap();
-    let key = fs::read_to_string(key.with_extension("pub"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let (_, key) = seed::ssh_keypair(&dir, "t3-provision").unwrap();
     Fixture {
         artifacts,
         board: Board::builtin("qemu-virt").unwrap(),

@@ -232,12 +232,7 @@ fn check(path: &Path, json: bool) -> Option<Checked> {
             if json {
                 println!("{}", report.to_json());
             } else {
-                let count = report.errors().count();
-                eprintln!(
-                    "Invalid: {name}: {count} error{}",
-                    if count == 1 { "" } else { "s" }
-                );
-                eprint!("{}", report.render_text(&name, &source.toml));
+                eprint!("{}", validate::refusal_text(&report, &name, &source.toml));
             }
             None
         }

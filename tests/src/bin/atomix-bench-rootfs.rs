@@ -162,14 +162,8 @@ fn provisioned_boot(artifacts: &Artifacts, disk: &Path, name: &str) -> Result<Pr
 
 /// `--provision`: provisioned first boots, median of `boots`.
 fn provision(artifacts: &Artifacts, dir: &Path, boots: usize, as_json: bool) -> Result<()> {
-    let key = dir.join("id_ed25519");
-    run_checked(
-        Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(&key),
-    )?;
-    let key = std::fs::read_to_string(key.with_extension("pub"))?;
-    let config = seed::probe_config("admin", key.trim(), "bench");
+    let (_, key) = seed::ssh_keypair(dir, "bench")?;
+    let config = seed::probe_config("admin", &key, "bench");
     let bundle = seed::probe_bundle(artifacts, dir, "boot", &config, "--zstd")?;
     let rootfs = artifacts.real_rootfs("qemu-virt")?;
     let image = artifacts.flashed_image(&rootfs.squashfs, 16 << 30, dir, "bench-provision")?;
