@@ -5,14 +5,15 @@
 # p50/p99 latency and errors of GET /api/health, GET /api/nonce and a signed POST /api/validate
 # at 1 and 200 concurrent clients, cell by cell interleaved (how: tests/src/bin/atomix-bench-api.rs).
 # Each server gets a fresh config root, provisioned with a small config whose admin key is made
-# here by ssh-keygen; both are killed by pid on every path. About 12 x S seconds.
+# here by ssh-keygen; both are killed by pid on every path. About 12 x S seconds and a minute.
 #
-# Usage: scripts/bench-api.sh [--seconds S] [--json] [--max-requests N] [--concurrency 1,200]
-#                             [--client-threads T] [--one-address]     (installs what it needs)
+# Usage: scripts/bench-api.sh [--seconds S] [--json]      (as root; installs what it needs)
+#        more: [--rounds R] [--max-requests N] [--concurrency 1,200] [--routes health,nonce,validate]
+#              [--client-threads T] [--one-address]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-case ${1:-} in -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case ${1:-} in -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 
 scripts/setup.sh >/dev/null 2>&1 || scripts/setup.sh
 cargo build --release --locked -q -p atomix-provision -p atomix-systests --bin atomix-provision \

@@ -1,7 +1,8 @@
 //! Benchmark (DESIGN section 8, issue 10): the provisioning API, ours (`atomix-provision serve`)
 //! against the original AtomixOS service, both already running on loopback (started and killed
-//! by `scripts/bench-api.sh`), measured in one run by this load generator, cell by cell
-//! interleaved (the side that goes first alternates), so both see the same machine.
+//! by `scripts/bench-api.sh`), measured in one run by this load generator, interleaved so that
+//! both see the same machine: each cell is run in `--rounds` (3) parts, ours and the original's
+//! in turn, the side that goes first alternating.
 //!
 //! - Each server is provisioned first: an unauthenticated initial import (spec 6.3) of the
 //!   smallest valid config with `--key`'s public half as the admin's key, followed to its end.
@@ -11,9 +12,9 @@
 //! - Cells: `GET /api/health`, `GET /api/nonce` and a signed `POST /api/validate` (of that
 //!   config) at each `--concurrency` (1 and 200): that many clients, each on its own HTTP/1.1
 //!   keep-alive connection (opened before the clock starts), in a closed loop, for `--seconds`
-//!   or until `--max-requests` were started, whichever comes first. Every latency is kept, so
-//!   the percentiles are exact; throughput is the successful requests over the time from the
-//!   first start to the last answer. Every failure (a status other than 200, an I/O error, a
+//!   (3) or until `--max-requests` (200000) were started, whichever comes first, a side and
+//!   cell. Every latency is kept, so the percentiles are exact; throughput is the successful
+//!   requests over the time from the first start to the last answer, summed over the rounds. Every failure (a status other than 200, an I/O error, a
 //!   timeout of [`TIMEOUT`]) is counted, reported and left out of the latencies.
 //! - A signed validate is what an operator's client does: `GET /api/nonce`, the SSHSIG made in
 //!   this process (`atomix_api::sign`, about 0.1 ms for ed25519), then the `POST`. Its latency
@@ -25,7 +26,7 @@
 //!   their nonce evicted by the time they post it; `--one-address` runs them so, to show it.
 //!
 //! Usage: atomix-bench-api --ours PORT:PID --original PORT:PID --key KEY [--seconds S]
-//! [--max-requests N] [--concurrency 1,200] [--routes health,nonce,validate]
+//! [--rounds R] [--max-requests N] [--concurrency 1,200] [--routes health,nonce,validate]
 //! [--client-threads T] [--one-address] [--json]
 
 use std::collections::BTreeMap;
@@ -71,6 +72,7 @@ struct Args {
     original: Server,
     key: PathBuf,
     seconds: f64,
+    rounds: usize,
     max_requests: u64,
     concurrency: Vec<usize>,
     routes: Vec<Kind>,
@@ -86,12 +88,11 @@ struct Server {
 }
 
 const USAGE: &str = "usage: atomix-bench-api --ours PORT:PID --original PORT:PID --key KEY \
-                     [--seconds S] [--max-requests N] [--concurrency 1,200] \
+                     [--seconds S] [--rounds R] [--max-requests N] [--concurrency 1,200] \
                      [--routes health,nonce,validate] [--client-threads T] [--one-address] [--json]";
 
 fn parse_args() -> Result<Args> {
-    let server = |s: Option<String>| -> Result<Server> {
-        let s = s.context("PORT:PID")?;
+    let server = |s: String| -> Result<Server> {
         let (port, pid) = s.split_once(':').context("PORT:PID")?;
         Ok(Server {
             port: port.parse().context("PORT:PID: the port")?,
@@ -99,40 +100,29 @@ fn parse_args() -> Result<Args> {
         })
     };
     let (mut ours, mut original, mut key) = (None, None, None);
-    let mut args = Args {
-        ours: Server { port: 0, pid: 0 },
-        original: Server { port: 0, pid: 0 },
-        key: PathBuf::new(),
-        seconds: 3.0,
-        max_requests: 200_000,
-        concurrency: vec![1, TARGET_CONCURRENCY],
-        routes: Kind::ALL.to_vec(),
-        client_threads: 1,
-        one_address: false,
-        json: false,
-    };
+    let (mut seconds, mut rounds, mut max_requests, mut client_threads) = (3.0, 3, 200_000, 1);
+    let mut concurrency = vec![1, TARGET_CONCURRENCY];
+    let mut routes = Kind::ALL.to_vec();
+    let (mut one_address, mut json) = (false, false);
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
+        let mut value = |what: &str| it.next().with_context(|| format!("{a} {what}"));
         match a.as_str() {
-            "--ours" => ours = Some(server(it.next())?),
-            "--original" => original = Some(server(it.next())?),
-            "--key" => key = Some(PathBuf::from(it.next().context("--key KEY")?)),
-            "--seconds" => args.seconds = it.next().context("--seconds S")?.parse()?,
-            "--max-requests" => {
-                args.max_requests = it.next().context("--max-requests N")?.parse()?
-            }
+            "--ours" => ours = Some(server(value("PORT:PID")?)?),
+            "--original" => original = Some(server(value("PORT:PID")?)?),
+            "--key" => key = Some(PathBuf::from(value("KEY")?)),
+            "--seconds" => seconds = value("S")?.parse()?,
+            "--rounds" => rounds = value("R")?.parse()?,
+            "--max-requests" => max_requests = value("N")?.parse()?,
+            "--client-threads" => client_threads = value("T")?.parse()?,
             "--concurrency" => {
-                args.concurrency = it
-                    .next()
-                    .context("--concurrency N,M")?
+                concurrency = value("N,M")?
                     .split(',')
                     .map(str::parse)
                     .collect::<Result<_, _>>()?;
             }
             "--routes" => {
-                args.routes = it
-                    .next()
-                    .context("--routes health,nonce,validate")?
+                routes = value("health,nonce,validate")?
                     .split(',')
                     .map(|r| {
                         Kind::ALL
@@ -142,31 +132,32 @@ fn parse_args() -> Result<Args> {
                     })
                     .collect::<Result<_>>()?;
             }
-            "--client-threads" => {
-                args.client_threads = it.next().context("--client-threads T")?.parse()?;
-            }
-            "--one-address" => args.one_address = true,
-            "--json" => args.json = true,
+            "--one-address" => one_address = true,
+            "--json" => json = true,
             other => bail!("unknown argument {other:?}; {USAGE}"),
         }
     }
-    args.ours = ours.context(USAGE)?;
-    args.original = original.context(USAGE)?;
-    args.key = key.context(USAGE)?;
+    ensure!(seconds > 0.0 && seconds <= 60.0, "--seconds: 0 < S <= 60");
+    ensure!((1..=100).contains(&rounds), "--rounds: 1 to 100");
+    ensure!(max_requests > 0, "--max-requests must be at least 1");
     ensure!(
-        args.seconds > 0.0 && args.seconds <= 60.0,
-        "--seconds: 0 < S <= 60"
-    );
-    ensure!(args.max_requests > 0, "--max-requests must be at least 1");
-    ensure!(
-        args.concurrency.iter().all(|&c| (1..=1000).contains(&c)),
+        concurrency.iter().all(|&c| (1..=1000).contains(&c)),
         "--concurrency: 1 to 1000 clients"
     );
-    ensure!(
-        args.client_threads > 0,
-        "--client-threads must be at least 1"
-    );
-    Ok(args)
+    ensure!(client_threads > 0, "--client-threads must be at least 1");
+    Ok(Args {
+        ours: ours.context(USAGE)?,
+        original: original.context(USAGE)?,
+        key: key.context(USAGE)?,
+        seconds,
+        rounds,
+        max_requests,
+        concurrency,
+        routes,
+        client_threads,
+        one_address,
+        json,
+    })
 }
 
 fn main() -> ExitCode {
@@ -208,7 +199,7 @@ struct Admin {
 /// One side's result of a cell.
 #[derive(Debug, Default)]
 struct Cell {
-    /// Every successful request's latency, sorted.
+    /// Every successful request's latency (sorted once the cell is done).
     latencies: Vec<Duration>,
     /// From the first start to the last answer.
     elapsed: Duration,
@@ -229,6 +220,14 @@ impl Cell {
         let rank = (p / 100.0 * self.latencies.len() as f64).ceil() as usize;
         let i = rank.clamp(1, self.latencies.len()) - 1;
         self.latencies[i].as_secs_f64() * 1e3
+    }
+
+    /// Adds requests' latencies (not kept sorted) and failures.
+    fn add(&mut self, latencies: Vec<Duration>, errors: BTreeMap<String, u64>) {
+        self.latencies.extend(latencies);
+        for (what, n) in errors {
+            *self.errors.entry(what).or_insert(0) += n;
+        }
     }
 
     fn error_count(&self) -> u64 {
@@ -410,7 +409,8 @@ struct Plan {
 async fn client(plan: Arc<Plan>, from: Ipv4Addr) -> ClientRun {
     let mut errors = BTreeMap::new();
     let mut fail = |what: String| *errors.entry(what).or_insert(0) += 1;
-    // Connected before the clock starts; a failure costs the connection (opened again).
+    // Connected before the clock starts. A failure costs the connection (opened again): a
+    // server may close one whose refused request it did not read whole.
     let mut conn = Conn::open(plan.server, from)
         .await
         .map_err(|e| fail(format!("connect: {e}")))
@@ -472,15 +472,11 @@ async fn cell(plan: Plan, clients: usize, one_address: bool) -> Result<Cell> {
         let run = task.await.context("a client task failed")?;
         first = Some(first.map_or(run.start, |f| f.min(run.start)));
         last = Some(last.map_or(run.end, |l| l.max(run.end)));
-        out.latencies.extend(run.latencies);
-        for (what, n) in run.errors {
-            *out.errors.entry(what).or_insert(0) += n;
-        }
+        out.add(run.latencies, run.errors);
     }
     if let (Some(first), Some(last)) = (first, last) {
         out.elapsed = last - first;
     }
-    out.latencies.sort_unstable();
     Ok(out)
 }
 
@@ -602,36 +598,45 @@ fn run() -> Result<()> {
     let seconds = Duration::from_secs_f64(args.seconds);
     let mut cells = Vec::new();
     let admin = Arc::new(Admin { key, config });
+    let rounds = u32::try_from(args.rounds)?;
     for (k, &kind) in args.routes.iter().enumerate() {
         for (c, &clients) in args.concurrency.iter().enumerate() {
-            // Alternate who goes first.
-            let order = if (k + c) % 2 == 0 { [0, 1] } else { [1, 0] };
-            let mut pair: [Option<Cell>; 2] = [None, None];
-            for side in order {
-                let (name, server) = sides[side];
-                eprintln!("{} x{clients}: {name} …", kind.name());
-                let plan = Plan {
-                    server: SocketAddr::from((Ipv4Addr::LOCALHOST, server.port)),
-                    kind,
-                    admin: Arc::clone(&admin),
-                    seconds,
-                    budget: args.max_requests,
-                    started: AtomicU64::new(0),
-                    ready: Barrier::new(clients),
+            eprintln!("{} x{clients} …", kind.name());
+            let mut pair = [Cell::default(), Cell::default()];
+            for round in 0..args.rounds {
+                // Alternate who goes first, from round to round and cell to cell.
+                let order = if (k + c + round) % 2 == 0 {
+                    [0, 1]
+                } else {
+                    [1, 0]
                 };
-                let result = runtime.block_on(cell(plan, clients, args.one_address))?;
+                for side in order {
+                    let plan = Plan {
+                        server: SocketAddr::from((Ipv4Addr::LOCALHOST, sides[side].1.port)),
+                        kind,
+                        admin: Arc::clone(&admin),
+                        seconds: seconds / rounds,
+                        budget: args.max_requests.div_ceil(args.rounds as u64),
+                        started: AtomicU64::new(0),
+                        ready: Barrier::new(clients),
+                    };
+                    let part = runtime.block_on(cell(plan, clients, args.one_address))?;
+                    pair[side].elapsed += part.elapsed;
+                    pair[side].add(part.latencies, part.errors);
+                }
+            }
+            for (side, result) in pair.iter_mut().enumerate() {
+                result.latencies.sort_unstable();
                 eprintln!(
-                    "  {:.0}/s p50 {:.2} ms p99 {:.2} ms, {} errors",
+                    "  {}: {:.0}/s p50 {:.2} ms p99 {:.2} ms, {} errors",
+                    sides[side].0,
                     result.per_second(),
                     result.percentile_ms(50.0),
                     result.percentile_ms(99.0),
                     result.error_count()
                 );
-                pair[side] = Some(result);
             }
-            let [Some(ours), Some(original)] = pair else {
-                bail!("a cell did not run");
-            };
+            let [ours, original] = pair;
             cells.push((kind, clients, ours, original));
         }
     }
@@ -722,20 +727,14 @@ fn run() -> Result<()> {
                        "met": r.target.as_ref().map(|t| t.1)})
             })
             .collect();
-        let rss_json = |r: [(u64, u64); 2]| json!({"ours_kib": r[0].0, "original_kib": r[1].0});
         let out = json!({
             "seconds": args.seconds,
+            "rounds": args.rounds,
             "max_requests": args.max_requests,
             "client_threads": args.client_threads,
             "one_address": args.one_address,
             "load_before": load_before,
             "load_after": load_after,
-            "rss": {
-                "start": rss_json(rss_start),
-                "idle": rss_json(rss_idle),
-                "after": rss_json(rss_after),
-                "hwm": {"ours_kib": rss_after[0].1, "original_kib": rss_after[1].1},
-            },
             "cells": json_cells,
             "rows": json_rows,
         });
@@ -743,8 +742,9 @@ fn run() -> Result<()> {
         return Ok(());
     }
     println!(
-        "provisioning API on 127.0.0.1, ours vs the original; {} s or {} requests a cell; {load}",
-        args.seconds, args.max_requests
+        "provisioning API on 127.0.0.1, ours vs the original; {} s or {} requests a cell and \
+         side, in {} rounds; {load}",
+        args.seconds, args.max_requests, args.rounds
     );
     println!("| metric | ours | original | ratio | target | met? |");
     println!("|---|---|---|---|---|---|");
@@ -776,7 +776,7 @@ fn run() -> Result<()> {
 fn number(x: f64) -> String {
     if !x.is_finite() {
         "-".to_owned()
-    } else if x.abs() >= 100.0 {
+    } else if x.abs() >= 100.0 || x == x.trunc() {
         format!("{x:.0}")
     } else if x.abs() >= 10.0 {
         format!("{x:.1}")
