@@ -5,7 +5,7 @@
 # p50/p99 latency and errors of GET /api/health, GET /api/nonce and a signed POST /api/validate
 # at 1 and 200 concurrent clients, cell by cell interleaved (how: tests/src/bin/atomix-bench-api.rs).
 # Each server gets a fresh config root, provisioned with a small config whose admin key is made
-# here by ssh-keygen; both are killed by pid on every path. About 12 x S seconds and a minute.
+# here by ssh-keygen; both are killed by pid on every path. About a minute with the default S (3).
 #
 # Usage: scripts/bench-api.sh [--seconds S] [--json]      (as root; installs what it needs)
 #        more: [--rounds R] [--max-requests N] [--concurrency 1,200] [--routes health,nonce,validate]

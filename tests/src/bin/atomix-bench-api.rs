@@ -16,10 +16,9 @@
 //!   cell. Every latency is kept, so the percentiles are exact; throughput is the successful
 //!   requests over the time from the first start to the last answer, summed over the rounds. Every failure (a status other than 200, an I/O error, a
 //!   timeout of [`TIMEOUT`]) is counted, reported and left out of the latencies.
-//! - A signed validate is what an operator's client does: `GET /api/nonce`, the SSHSIG made in
-//!   this process (`atomix_api::sign`, about 0.1 ms for ed25519), then the `POST`. Its latency
-//!   spans all three: a validate cannot be made without its nonce, and the nonce alone is
-//!   measured in its own cells.
+//! - A signed validate is what an operator's client does: `GET /api/nonce`, the ed25519 SSHSIG
+//!   made in this process (`atomix_api::sign`), then the `POST`. Its latency spans all three:
+//!   a validate cannot be made without its nonce, and the nonce alone has its own cells.
 //! - Client `i` connects from its own loopback address 127.0.0.(1+i), as that many operators
 //!   would. Both services keep at most 16 outstanding nonces per client address and evict that
 //!   address's oldest when it asks for more, so 200 clients sharing 127.0.0.1 would mostly find
