@@ -12,7 +12,7 @@ use atomix_api::{
 use serde::de::DeserializeOwned;
 use ureq::http::{self, StatusCode, Uri};
 
-use super::sign::{SignError, Signer, header_value};
+use super::sign::{SignError, Signer};
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -266,7 +266,7 @@ impl Device {
         })?;
         Ok(vec![
             (HEADER_NONCE, nonce.nonce),
-            (HEADER_SIGNATURE, header_value(&armored)),
+            (HEADER_SIGNATURE, atomix_api::sign::header_value(&armored)),
         ])
     }
 

@@ -1,6 +1,7 @@
 //! Signing as an admin (spec 6.5): an SSHSIG over [`atomix_api::signed_message`] in namespace
-//! [`atomix_api::NAMESPACE`], made with an OpenSSH private key file or by ssh-agent, sent as the
-//! strict base64 of the whole armored signature ([`header_value`]).
+//! [`atomix_api::NAMESPACE`], made with an OpenSSH private key file ([`atomix_api::sign`]) or by
+//! ssh-agent, sent as the strict base64 of the whole armored signature
+//! ([`atomix_api::sign::header_value`]).
 //!
 //! Passphrase-protected key files are refused with a hint rather than prompted for: ssh-agent
 //! already asks for the passphrase once (`ssh-add KEY`) and keeps it out of this process, so
@@ -10,15 +11,11 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64ct::{Base64, Encoding as _};
 use ssh_agent_client_rs::Client;
-use ssh_key::private::{KeypairData, RsaKeypair};
-use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey, Signature, SshSig};
+use ssh_key::{HashAlg, PrivateKey, PublicKey};
 
 /// How long ssh-agent may take to answer (it may ask its user to confirm a key's use).
 const AGENT_TIMEOUT: Duration = Duration::from_secs(60);
-/// The hash of every signature (what `ssh-keygen -Y sign` uses).
-const HASH: HashAlg = HashAlg::Sha512;
 
 /// Why a key cannot be used or a signature not made.
 #[derive(Debug, thiserror::Error)]
@@ -253,77 +250,30 @@ impl Signer {
                 source,
             }
         };
-        let signature = match self {
-            Self::Key(key) => match key.key_data() {
-                KeypairData::Rsa(rsa) => {
-                    SshSig::signed_data(atomix_api::NAMESPACE, HASH, message.as_bytes())
-                        .and_then(|data| sign_rsa(rsa, &data))
-                        .and_then(|raw| {
-                            SshSig::new(
-                                key.public_key().key_data().clone(),
-                                atomix_api::NAMESPACE,
-                                HASH,
-                                raw,
-                            )
-                        })
-                }
-                _ => key.sign(atomix_api::NAMESPACE, HASH, message.as_bytes()),
-            }
-            .map_err(sign_err(fingerprint(key.public_key())))?,
+        match self {
+            Self::Key(key) => atomix_api::sign::sign(key, message)
+                .map_err(sign_err(fingerprint(key.public_key()))),
             Self::Agent {
                 client,
                 socket,
                 key,
             } => {
-                let data = SshSig::signed_data(atomix_api::NAMESPACE, HASH, message.as_bytes())
-                    .map_err(sign_err(fingerprint(key)))?;
+                let data =
+                    atomix_api::sign::signed_data(message).map_err(sign_err(fingerprint(key)))?;
                 let raw = client
                     .sign(&*key, &data)
                     .map_err(|source| SignError::Agent {
                         socket: socket.clone(),
                         source,
                     })?;
-                SshSig::new(key.key_data().clone(), atomix_api::NAMESPACE, HASH, raw)
-                    .map_err(sign_err(fingerprint(key)))?
+                atomix_api::sign::armor(key.key_data(), raw).map_err(sign_err(fingerprint(key)))
             }
-        };
-        signature
-            .to_pem(LineEnding::LF)
-            .map_err(sign_err(self.fingerprint()))
+        }
     }
-}
-
-/// An `rsa-sha2-512` signature of `data`. Not ssh-key's own: its 0.6.7 builds the private key
-/// with the first prime given twice (`TryFrom<&RsaKeypair> for rsa::RsaPrivateKey`), which
-/// the rsa crate refuses, so every RSA key file failed to sign.
-fn sign_rsa(keypair: &RsaKeypair, data: &[u8]) -> ssh_key::Result<Signature> {
-    use rsa::signature::{SignatureEncoding as _, Signer as _};
-    let int = rsa::BigUint::try_from;
-    let private = rsa::RsaPrivateKey::from_components(
-        int(&keypair.public.n)?,
-        int(&keypair.public.e)?,
-        int(&keypair.private.d)?,
-        vec![int(&keypair.private.p)?, int(&keypair.private.q)?],
-    )?;
-    let signature = rsa::pkcs1v15::SigningKey::<rsa::sha2::Sha512>::new(private)
-        .try_sign(data)
-        .map_err(|_| ssh_key::Error::Crypto)?;
-    Signature::new(
-        Algorithm::Rsa {
-            hash: Some(HashAlg::Sha512),
-        },
-        signature.to_vec(),
-    )
 }
 
 fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
-}
-
-/// The `X-AtomixOS-Signature` value: the strict (padded, standard alphabet) base64 of the
-/// whole armored signature.
-pub fn header_value(armored: &str) -> String {
-    Base64::encode_string(armored.as_bytes())
 }
 
 #[cfg(test)]
@@ -408,14 +358,6 @@ mod tests {
             let other = atomix_api::signed_message("n0nce", "/api/config", b"version = 2\n");
             assert!(!ssh_keygen_verifies(dir.path(), &key, &other, &armored));
         }
-    }
-
-    #[test]
-    fn the_header_is_strict_base64_of_the_armor() {
-        let armored = "-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----\n";
-        let value = header_value(armored);
-        assert!(value.ends_with('='), "padded: {value}");
-        assert_eq!(Base64::decode_vec(&value).unwrap(), armored.as_bytes());
     }
 
     #[test]

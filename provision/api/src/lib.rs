@@ -3,14 +3,17 @@
 //! admin signs (SSHSIG, namespace `atomixos-reapply`) and the JSON bodies. They are the
 //! original AtomixOS service's (spec section 6), so clients made for it keep working.
 //!
-//! Owns: these facts, once. Must not: do I/O, sign or verify (the server verifies with
-//! `ssh-key`, the client signs with a key file or an agent), or know about the config model.
+//! Owns: these facts, once, and (feature `sign`) how a client signs with a private key in its
+//! process ([`sign`]). Must not: do I/O, verify (the server does, with `ssh-key`), or know about
+//! the config model.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod body;
 pub mod message;
+#[cfg(feature = "sign")]
+pub mod sign;
 
 pub use body::{
     ApiError, Finding, FrameworkError, JobEvent, JobResponse, JobState, NonceResponse,

@@ -75,15 +75,11 @@ pub fn conflict(api: &Api) -> Reject {
 }
 
 /// Reads `bytes` (a config.toml or a bundle, told apart by magic or `name`) and validates it
-/// for this device's config root. Blocking (decompression, parsing): call it on a blocking
-/// thread. A refusal is the 400 of spec 6.7 with every error located.
-pub fn prepare(
-    api: &Api,
-    bytes: Vec<u8>,
-    name: &str,
-    caller: Caller,
-) -> Result<Submission, Reject> {
-    let source = Source::from_bytes(&bytes, Some(name), InputCaller::Api, &api.limits)
+/// for this device's config root. Blocking (decompression, parsing): handlers call it through
+/// [`super::handlers::prepare`], on a blocking thread, one per core at a time. A refusal is the
+/// 400 of spec 6.7 with every error located.
+pub fn prepare(api: &Api, bytes: &[u8], name: &str, caller: Caller) -> Result<Submission, Reject> {
+    let source = Source::from_bytes(bytes, Some(name), InputCaller::Api, &api.limits)
         .map_err(|e| refused_one(None, format!("{:#}", anyhow::Error::new(e))))?;
     let runtime_root = api.root.active().to_string_lossy().into_owned();
     let valid = validate::validate(&source.toml, &runtime_root).map_err(|report| {

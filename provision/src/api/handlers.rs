@@ -65,16 +65,26 @@ pub async fn blocking<T: Send + 'static>(
     })?
 }
 
-/// Reads and validates an upload on a blocking thread.
-async fn prepare(
+/// Reads and validates an upload ([`apply::prepare`]) on a blocking thread, at most
+/// [`Api::validations`] at once: the work is CPU-bound, so more would only add threads, and
+/// the memory of the uploads in flight, without answering sooner.
+pub async fn prepare(
     api: &Arc<Api>,
     headers: &HeaderMap,
     bytes: axum::body::Bytes,
     caller: Caller,
 ) -> Result<Submission, Reject> {
     let name = upload_name(headers);
+    let slot = Arc::clone(&api.validations)
+        .acquire_owned()
+        .await
+        .map_err(|_| Reject::Internal)?;
     let api = Arc::clone(api);
-    blocking(move || apply::prepare(&api, bytes.to_vec(), &name, caller)).await
+    blocking(move || {
+        let _slot = slot;
+        apply::prepare(&api, &bytes, &name, caller)
+    })
+    .await
 }
 
 /// `GET /api/health`.

@@ -3,7 +3,7 @@
 //! TTL; at most `max` are outstanding, and at most `per_client` for one client address, the
 //! oldest evicted first. Kept in memory: a restart forgets them (clients ask for a new one).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -77,10 +77,59 @@ struct Issued {
     client: String,
 }
 
+/// The outstanding nonces, indexed so that issuing and consuming cost O(log n) whatever the
+/// number outstanding: `at` grows with `seq` (both are taken under the lock), so the expired
+/// ones are the oldest, at the front of `order`.
 #[derive(Debug, Default)]
 struct State {
     issued: HashMap<String, Issued>,
+    /// `seq` → nonce, oldest first.
+    order: BTreeMap<u64, String>,
+    /// Client → the `seq` of its outstanding nonces; a client with none has no entry.
+    clients: HashMap<String, BTreeSet<u64>>,
     next: u64,
+}
+
+impl State {
+    fn remove(&mut self, nonce: &str) -> Option<Issued> {
+        let issued = self.issued.remove(nonce)?;
+        self.order.remove(&issued.seq);
+        if let Some(seqs) = self.clients.get_mut(&issued.client) {
+            seqs.remove(&issued.seq);
+            if seqs.is_empty() {
+                self.clients.remove(&issued.client);
+            }
+        }
+        Some(issued)
+    }
+
+    /// Removes the nonce issued as `seq`; whether there was one.
+    fn remove_seq(&mut self, seq: u64) -> bool {
+        match self.order.remove(&seq) {
+            Some(nonce) => self.remove(&nonce).is_some(),
+            None => false,
+        }
+    }
+
+    /// Removes the nonces whose age reached `ttl`.
+    fn prune(&mut self, now: Instant, ttl: Duration) {
+        while let Some((&seq, nonce)) = self.order.first_key_value() {
+            if self
+                .issued
+                .get(nonce)
+                .is_some_and(|i| now.duration_since(i.at) < ttl)
+            {
+                break;
+            }
+            self.remove_seq(seq);
+        }
+    }
+
+    /// The oldest outstanding nonce of `client` if it has at least `limit`.
+    fn client_oldest(&self, client: &str, limit: usize) -> Option<u64> {
+        let seqs = self.clients.get(client)?;
+        seqs.first().copied().filter(|_| seqs.len() >= limit)
+    }
 }
 
 /// The outstanding nonces.
@@ -112,13 +161,30 @@ impl Nonces {
         let nonce = Base64UrlUnpadded::encode_string(&bytes);
         let max = self.limits.max.max(1);
         let per_client = self.limits.per_client.min(max).max(1);
-        let now = Instant::now();
         let mut state = self.lock();
-        self.prune(&mut state.issued, now);
-        evict_oldest(&mut state.issued, per_client, |i| i.client == client);
-        evict_oldest(&mut state.issued, max, |_| true);
+        let now = Instant::now();
+        state.prune(now, self.limits.ttl);
+        while let Some(oldest) = state.client_oldest(client, per_client) {
+            if !state.remove_seq(oldest) {
+                break;
+            }
+        }
+        while state.issued.len() >= max {
+            let Some(&oldest) = state.order.keys().next() else {
+                break;
+            };
+            if !state.remove_seq(oldest) {
+                break;
+            }
+        }
         let seq = state.next;
         state.next += 1;
+        state.order.insert(seq, nonce.clone());
+        state
+            .clients
+            .entry(client.to_owned())
+            .or_default()
+            .insert(seq);
         state.issued.insert(
             nonce.clone(),
             Issued {
@@ -133,11 +199,10 @@ impl Nonces {
     /// Consumes `nonce`: whether it was outstanding and younger than the TTL. It is gone
     /// either way.
     pub fn consume(&self, nonce: &str) -> bool {
-        let now = Instant::now();
         let mut state = self.lock();
-        self.prune(&mut state.issued, now);
+        let now = Instant::now();
+        state.prune(now, self.limits.ttl);
         state
-            .issued
             .remove(nonce)
             .is_some_and(|i| now.duration_since(i.at) < self.limits.ttl)
     }
@@ -148,34 +213,9 @@ impl Nonces {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // The map stays consistent whatever panicked while it was held.
+        // The indexes stay consistent whatever panicked while they were held: nothing in
+        // `State` panics between its updates.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn prune(&self, issued: &mut HashMap<String, Issued>, now: Instant) {
-        let ttl = self.limits.ttl;
-        issued.retain(|_, i| now.duration_since(i.at) < ttl);
-    }
-}
-
-/// Removes the oldest entries matching `which` until fewer than `limit` are left.
-fn evict_oldest(
-    issued: &mut HashMap<String, Issued>,
-    limit: usize,
-    which: impl Fn(&Issued) -> bool,
-) {
-    let mut matching: Vec<(u64, String)> = issued
-        .iter()
-        .filter(|(_, i)| which(i))
-        .map(|(n, i)| (i.seq, n.clone()))
-        .collect();
-    if matching.len() < limit {
-        return;
-    }
-    matching.sort();
-    let excess = matching.len() + 1 - limit;
-    for (_, nonce) in matching.into_iter().take(excess) {
-        issued.remove(&nonce);
     }
 }
 
@@ -213,6 +253,21 @@ mod tests {
     }
 
     #[test]
+    fn expired_nonces_are_pruned_oldest_first() {
+        let nonces = Nonces::new(NonceLimits {
+            ttl: Duration::from_millis(200),
+            max: 8,
+            per_client: 8,
+        });
+        let old = nonces.issue("a").unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+        let young = nonces.issue("b").unwrap();
+        assert_eq!(nonces.outstanding(), 1);
+        assert!(nonces.consume(&young));
+        assert!(!nonces.consume(&old));
+    }
+
+    #[test]
     fn the_global_limit_evicts_the_oldest_and_zero_means_one() {
         let nonces = store(300, 2, 16);
         let first = nonces.issue("a").unwrap();
@@ -240,6 +295,46 @@ mod tests {
         assert!(nonces.consume(&a2));
         assert!(nonces.consume(&a3));
         assert!(nonces.consume(&other));
+    }
+
+    /// The store as a plain list, evicting by scanning it (what the store did before it was
+    /// indexed): issuing and consuming in any order must give the same answers.
+    #[test]
+    fn the_indexes_evict_as_a_scan_of_every_nonce_would() {
+        let nonces = store(300, 8, 3);
+        let mut model: Vec<(String, &str)> = Vec::new();
+        let clients = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"];
+        let mut x: u32 = 12345;
+        for _ in 0..2000 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let client = clients[(x >> 16) as usize % clients.len()];
+            if (x >> 8).is_multiple_of(3) && !model.is_empty() {
+                // Consume one, or an unknown one.
+                let i = (x >> 20) as usize % (model.len() + 1);
+                let nonce = model.get(i).map_or("unknown".to_owned(), |m| m.0.clone());
+                let expected = model.iter().any(|m| m.0 == nonce);
+                model.retain(|m| m.0 != nonce);
+                assert_eq!(nonces.consume(&nonce), expected);
+            } else {
+                let nonce = nonces.issue(client).unwrap();
+                let theirs: Vec<usize> =
+                    (0..model.len()).filter(|&i| model[i].1 == client).collect();
+                if theirs.len() >= 3 {
+                    model.remove(theirs[0]);
+                }
+                if model.len() >= 8 {
+                    model.remove(0);
+                }
+                model.push((nonce, client));
+            }
+            assert_eq!(nonces.outstanding(), model.len());
+        }
+        for (nonce, _) in model {
+            assert!(nonces.consume(&nonce));
+        }
+        assert_eq!(nonces.outstanding(), 0);
+        let state = nonces.lock();
+        assert!(state.order.is_empty() && state.clients.is_empty());
     }
 
     #[test]

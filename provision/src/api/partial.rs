@@ -108,7 +108,7 @@ fn prepare(api: &Api, edit: &Edit, what: String) -> Result<Submission, Reject> {
         handlers::active_config(&api.root)?.ok_or_else(|| Reject::NotFound(NO_CONFIG.into()))?;
     let text = String::from_utf8_lossy(&base);
     let edited = edit.apply(&text).map_err(refused)?;
-    let mut submission = apply::prepare(api, edited.into_bytes(), DEFAULT_FILENAME, Caller::Admin)?;
+    let mut submission = apply::prepare(api, edited.as_bytes(), DEFAULT_FILENAME, Caller::Admin)?;
     submission.prepared = what;
     submission.based_on = Some(base);
     Ok(submission)

@@ -1,7 +1,7 @@
 //! The service's shared state ([`Api`]) and its routes ([`routes`], [`router`]).
 //!
 //! To add routes: write the handlers (they take `State<Arc<Api>>`, guard themselves with
-//! [`super::auth::admin`], and submit work with [`super::apply::prepare`] and
+//! [`super::auth::admin`], and submit work with [`super::handlers::prepare`] and
 //! [`super::apply::submit`]), pass them to [`router_with`] with their paths from
 //! `atomix_api::routes`, and add their operations to [`super::openapi::document`]; the tests
 //! check that every documented operation is routed.
@@ -15,7 +15,7 @@ use atomix_config::bundle::Limits;
 use axum::Router;
 use axum::routing::{get, post};
 use base64ct::{Base64UrlUnpadded, Encoding as _};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use super::engine::Engine;
 use super::error;
@@ -83,6 +83,9 @@ pub struct Api {
     pub engine: Engine,
     /// The owner of a bundle's payload.
     pub payload_owner: Option<Owner>,
+    /// The uploads that may be read and validated at once ([`super::handlers::prepare`]): one
+    /// per core.
+    pub validations: Arc<Semaphore>,
     /// The web console's per-process form token (compare with
     /// [`super::auth::token_matches`]).
     pub bootstrap_token: String,
@@ -117,6 +120,9 @@ impl Api {
             jobs,
             engine: settings.engine,
             payload_owner: settings.payload_owner,
+            validations: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            )),
             bootstrap_token: Base64UrlUnpadded::encode_string(&token),
             was_provisioned: AtomicBool::new(was_provisioned),
             provisioned: Notify::new(),

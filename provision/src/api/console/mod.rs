@@ -264,7 +264,7 @@ type Refusal = (atomix_api::ValidationResponse, Option<String>);
 /// Validates an upload; a refusal comes with the config's text (read again from a bundle)
 /// so that the report can show each error's line.
 fn prepare(api: &Api, bytes: &[u8], name: &str) -> Result<Result<Submission, Refusal>, Reject> {
-    match apply::prepare(api, bytes.to_vec(), name, Caller::Bootstrap) {
+    match apply::prepare(api, bytes, name, Caller::Bootstrap) {
         Ok(submission) => Ok(Ok(submission)),
         Err(Reject::Invalid(report)) => {
             let text = Source::from_bytes(bytes, Some(name), InputCaller::Api, &api.limits)
