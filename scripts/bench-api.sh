@@ -16,10 +16,11 @@ cd "$repo"
 case ${1:-} in -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 
 scripts/setup.sh >/dev/null 2>&1 || scripts/setup.sh
-cargo build --release --locked -q -p atomix-provision -p atomix-systests --bin atomix-provision \
-  --bin atomix-bench-api
+# Ours as the device gets it (scripts/rootfs.sh): the device profile, static musl.
+cargo build --profile device --target x86_64-unknown-linux-musl --locked -q -p atomix-provision
+cargo build --release --locked -q -p atomix-systests --bin atomix-bench-api
 target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-ours=$target/release/atomix-provision
+ours=$target/x86_64-unknown-linux-musl/device/atomix-provision
 theirs=${ATOMIX_CACHE:-$repo/.cache}/orig-venv/bin/atomixos-provision
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench-api.XXXXXX")

@@ -429,7 +429,10 @@ fn serve_cmd(
             .map_or_else(|| firstboot::settings::STATUS_FILE.into(), PathBuf::from),
     };
     let app = api::router_with(api.clone(), api::console::routes(console));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread serves every connection (the handlers only read small state; validation and
+    // jobs run on the blocking pool, and the job store never holds its lock across an fsync):
+    // on a device with a few cores, fewer threads contending gives the lower tail latency.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("the async runtime")?;

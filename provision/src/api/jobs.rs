@@ -114,6 +114,10 @@ struct State {
 pub struct Jobs {
     dir: PathBuf,
     state: Mutex<State>,
+    /// Serializes the writes of job files, so that the state's lock is never held across an
+    /// fsync (a client reading a job never waits for a disk) and a file never goes back to an
+    /// older record.
+    writer: Mutex<()>,
     /// Wakes a job awaiting confirmation.
     confirmed: Condvar,
     changed: watch::Sender<u64>,
@@ -209,6 +213,7 @@ impl Jobs {
         let jobs = Arc::new(Self {
             dir: dir.to_owned(),
             state: Mutex::new(state),
+            writer: Mutex::new(()),
             confirmed: Condvar::new(),
             changed,
         });
@@ -336,6 +341,7 @@ impl Jobs {
             );
         });
         drop(state);
+        self.persist_latest(id);
         self.confirmed.notify_all();
         self.notify();
         Ok(())
@@ -429,10 +435,21 @@ impl Jobs {
         let mut state = self.lock();
         self.change(&mut state, id, change);
         drop(state);
+        self.persist_latest(id);
         self.notify();
     }
 
-    /// [`Jobs::update`] under a lock already held, without telling the subscribers.
+    /// Writes job `id` as it is now (after the state's lock was let go).
+    fn persist_latest(&self, id: &str) {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let record = self.lock().jobs.get(id).map(|l| l.record.clone());
+        if let Some(record) = record {
+            self.persist(&record);
+        }
+    }
+
+    /// [`Jobs::update`]'s change under a lock already held; the caller persists
+    /// ([`Jobs::persist_latest`]) and tells the subscribers once it let the lock go.
     fn change(&self, state: &mut State, id: &str, change: impl FnOnce(&mut Live, f64)) {
         let Some(live) = state.jobs.get_mut(id) else {
             return;
@@ -442,7 +459,6 @@ impl Jobs {
             None => (now_epoch() - live.record.submitted_at).max(0.0),
         };
         change(live, round2(elapsed));
-        self.persist(&live.record);
     }
 
     fn release(&self, id: &str) {
@@ -563,6 +579,7 @@ impl JobHandle {
                     );
                 });
                 drop(state);
+                self.jobs.persist_latest(&self.id);
                 self.jobs.notify();
                 return Decision::Lapsed;
             }

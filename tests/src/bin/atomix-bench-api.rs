@@ -643,22 +643,26 @@ fn run() -> Result<()> {
     let load_after = load();
 
     let mut rows = Vec::new();
+    // The RSS targets are idle and after the scenario; the peak (200 connections
+    // open at once, each with its buffers) is shown beside them without one.
     let rss_rows = [
-        ("RSS at start (MiB)", rss_start.map(|r| r.0)),
-        ("RSS idle, provisioned (MiB)", rss_idle.map(|r| r.0)),
-        ("RSS after the cells (MiB)", rss_after.map(|r| r.0)),
-        ("peak RSS, VmHWM (MiB)", rss_after.map(|r| r.1)),
+        ("RSS at start (MiB)", rss_start.map(|r| r.0), true),
+        ("RSS idle, provisioned (MiB)", rss_idle.map(|r| r.0), true),
+        ("RSS after the cells (MiB)", rss_after.map(|r| r.0), true),
+        ("peak RSS, VmHWM (MiB)", rss_after.map(|r| r.1), false),
     ];
-    for (metric, [o, t]) in rss_rows {
+    for (metric, [o, t], targeted) in rss_rows {
         let ratio = o as f64 / t as f64;
         rows.push(Row {
             metric: metric.to_owned(),
             ours: o as f64 / 1024.0,
             original: t as f64 / 1024.0,
-            target: Some((
-                format!("ratio <= {TARGET_RSS_RATIO}"),
-                ratio <= TARGET_RSS_RATIO,
-            )),
+            target: targeted.then(|| {
+                (
+                    format!("ratio <= {TARGET_RSS_RATIO}"),
+                    ratio <= TARGET_RSS_RATIO,
+                )
+            }),
         });
     }
     for (kind, clients, ours, original) in &cells {
