@@ -141,21 +141,22 @@ pub fn banner(port: u16, wait: Duration) -> Option<String> {
     }
 }
 
-/// The body of `GET /` on `port` of 127.0.0.1, if an answer comes within `wait`.
-pub fn http_get(port: u16, wait: Duration) -> Option<String> {
+/// `GET path` on 127.0.0.1:`port` (with a `Host` header naming it): the status line and the
+/// body, if an HTTP answer comes within `wait`.
+pub fn http_get(port: u16, path: &str, wait: Duration) -> Option<(String, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(wait)).ok()?;
-    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+    )
+    .ok()?;
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).ok()?;
     let answer = String::from_utf8_lossy(&answer).into_owned();
-    answer.starts_with("HTTP/1.").then(|| {
-        answer
-            .split("\r\n\r\n")
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned()
-    })
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    let status = head.lines().next().filter(|l| l.starts_with("HTTP/1."))?;
+    Some((status.to_owned(), body.to_owned()))
 }
 
 /// Guest-clock marks of a first boot that provisioned the device, in seconds since the kernel

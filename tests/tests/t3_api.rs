@@ -41,24 +41,11 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// GET `path` on 127.0.0.1:`port`: the status line and the body, if it answers within `wait`.
-fn get(port: u16, path: &str, wait: Duration) -> Option<(String, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(wait)).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").ok()?;
-    let mut answer = Vec::new();
-    s.read_to_end(&mut answer).ok()?;
-    let answer = String::from_utf8_lossy(&answer).into_owned();
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    Some((head.lines().next()?.to_owned(), body.to_owned()))
-}
-
 /// Waits until `GET /api/health` on `port` answers 200.
 fn wait_for_api(port: u16, limit: Duration, g: &Guest) {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if get(port, "/api/health", Duration::from_secs(10))
+        if http_get(port, "/api/health", Duration::from_secs(10))
             .is_some_and(|(status, _)| status.contains(" 200 "))
         {
             return;
@@ -131,7 +118,7 @@ fn the_client_provisions_a_waiting_device_and_the_api_moves_to_the_lan() {
         PROVISIONING,
     );
     wait_for_api(wan_8080, Duration::from_secs(120), &g);
-    let (status, page) = get(wan_8080, "/", Duration::from_secs(30)).unwrap();
+    let (status, page) = http_get(wan_8080, "/", Duration::from_secs(30)).unwrap();
     assert!(
         status.contains(" 200 ") && page.contains("<html"),
         "{status}\n{page}"
@@ -184,7 +171,7 @@ fn the_client_provisions_a_waiting_device_and_the_api_moves_to_the_lan() {
     let sockets = ok(&mut g, "ss -Hltn 'sport = :8080' | awk '{print $4}'");
     assert_eq!(sockets.trim(), "172.20.30.1:8080", "{sockets}");
     assert_eq!(
-        http_get(wan_8080, Duration::from_secs(15)),
+        http_get(wan_8080, "/api/health", Duration::from_secs(15)),
         None,
         "8080 on the WAN"
     );

@@ -142,10 +142,8 @@ fn assert_provisioned(g: &mut Guest, admin: &str, page: &str, wan_8081: u16) {
         page
     );
     assert_eq!(
-        http_get(wan_8081, Duration::from_secs(30))
-            .as_deref()
-            .map(str::trim),
-        Some(page)
+        http_get(wan_8081, "/", Duration::from_secs(30)).map(|(_, body)| body.trim().to_owned()),
+        Some(page.to_owned())
     );
     // nftables: the provisioned WAN rule; the bootstrap port closed; the LAN still open.
     let input = ok(g, "nft list chain inet filter input");

@@ -289,29 +289,25 @@ fn the_real_root_filesystem_boots_to_multi_user_and_falls_back_to_b_after_mark_b
         None,
         "ssh on the WAN"
     );
-    // tcp/8080 on the WAN reaches a server in the guest (the provisioner's port).
-    ok(
-        &mut g,
-        "mkdir -p /run/bootstrap && echo bootstrap-ok > /run/bootstrap/index.html \
-         && (busybox httpd -p 8080 -h /run/bootstrap &)",
-    );
-    assert_eq!(
-        http_get(ports.wan_8080, Duration::from_secs(30))
-            .as_deref()
-            .map(str::trim),
-        Some("bootstrap-ok")
+    // tcp/8080 on the WAN reaches the provisioner's API (the device is not provisioned yet).
+    let health = http_get(ports.wan_8080, "/api/health", Duration::from_secs(120));
+    assert!(
+        health
+            .as_ref()
+            .is_some_and(|(status, _)| status.contains(" 200 ")),
+        "{health:?}"
     );
 
     // Quadlet, rootful and rootless; the rootful one is reachable from the LAN, not the WAN.
     start_quadlet_containers(&mut g);
     assert_eq!(
-        http_get(ports.lan_8081, Duration::from_secs(30))
-            .as_deref()
-            .map(str::trim),
+        http_get(ports.lan_8081, "/", Duration::from_secs(30))
+            .map(|(_, body)| body.trim().to_owned())
+            .as_deref(),
         Some("probe-ok")
     );
     assert_eq!(
-        http_get(ports.wan_8081, Duration::from_secs(15)),
+        http_get(ports.wan_8081, "/", Duration::from_secs(15)),
         None,
         "8081 on the WAN"
     );
