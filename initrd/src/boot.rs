@@ -26,20 +26,22 @@ use std::time::Duration;
 
 use atomix_sysroot::SysrootError;
 
+use atomix_repart::apply::Current;
 use atomix_repart::definitions::DefinitionError;
 use atomix_repart::plan::{self as repart_plan, ActionKind, PlanOptions};
 
 use crate::cmdline::{BootParams, CmdlineError, Emergency, FailurePolicy, RepartMode};
 use crate::device::DeviceError;
+use crate::error_chain::error_chain;
 use crate::firstboot::{
-    BOOT_B, DiskState, FRESH_FLASH_RUN, FRESH_FLASH_SYSROOT, REPART_D, REPART_MOUNT_DIR,
-    RepartError, is_fresh_flash,
+    BOOT_B, FRESH_FLASH_RUN, FRESH_FLASH_SYSROOT, REPART_D, REPART_MOUNT_DIR, RepartError,
+    is_fresh_flash, reason_name,
 };
 use crate::modules::{MODULES_LOAD, MODULES_REPART_LOAD, ModulesError, parse_list};
 use crate::report::{
     ModuleRecord, PROC_SELF_SMAPS_ROLLUP, PROC_SELF_STATUS, REPORT_PATH, RepartOutcome,
-    RepartRecord, Report, SlotRecord, StageRecord, ms, parse_smaps_rss_kib, parse_vm_hwm_kib,
-    peak_rss_kib,
+    RepartRecord, Report, SlotRecord, StageOutcome, StageRecord, ms, parse_smaps_rss_kib,
+    parse_vm_hwm_kib, peak_rss_kib,
 };
 use crate::stage::{STAGES, Stage};
 use crate::system::{EarlyError, ModuleLoadError, System};
@@ -157,7 +159,7 @@ struct Boot<'s, S: System> {
     /// The disk to repartition; `None` when the slot is a whole disk.
     disk: Option<PathBuf>,
     /// The disk as the fresh-flash stage read it (before repart).
-    disk_state: Option<DiskState>,
+    disk_state: Option<Current>,
 }
 
 /// How the repart stage ended when it did not fail.
@@ -191,11 +193,15 @@ pub fn run<S: System>(sys: &mut S) -> Ending {
         let t0 = boot.sys.now();
         let result = boot.run_stage(stage);
         let took = boot.sys.now().saturating_sub(t0);
-        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        let outcome = if result.is_ok() {
+            StageOutcome::Ok
+        } else {
+            StageOutcome::Failed
+        };
         boot.report.stages.push(StageRecord {
-            name: stage.name().to_owned(),
+            name: stage,
             ms: ms(took),
-            outcome: outcome.to_owned(),
+            outcome,
         });
         match result {
             Ok(detail) => log::info!(
@@ -379,7 +385,7 @@ impl<S: System> Boot<'_, S> {
             self.report.modules.push(ModuleRecord {
                 name: m.name.clone(),
                 ms: ms(took),
-                result: load.as_str().to_owned(),
+                result: load,
             });
         }
         Ok(Some((list.len(), already)))
@@ -425,10 +431,7 @@ impl<S: System> Boot<'_, S> {
                     log::warn!(
                         "cannot read the partition table of {}: {}; taking this boot as not a fresh flash",
                         disk.display(),
-                        std::iter::once(e.to_string())
-                            .chain(error_chain(&e))
-                            .collect::<Vec<_>>()
-                            .join(": ")
+                        crate::error_chain::joined(&e)
                     );
                     (false, format!("cannot read {}", disk.display()))
                 }
@@ -496,7 +499,15 @@ impl<S: System> Boot<'_, S> {
                 let formatted: Vec<String> = rec
                     .formatted
                     .iter()
-                    .map(|f| format!("{} {} ({}, {})", f.number, f.label, f.format, f.reason))
+                    .map(|f| {
+                        format!(
+                            "{} {} ({}, {})",
+                            f.number,
+                            f.label,
+                            f.format,
+                            reason_name(f.reason)
+                        )
+                    })
                     .collect();
                 format!(
                     "applied on {disk_name}: {} changed in the table (created: {}); formatted: {}",
@@ -515,10 +526,7 @@ impl<S: System> Boot<'_, S> {
             }
             Err(err) => {
                 rec.outcome = RepartOutcome::Failed;
-                let chain = std::iter::once(err.to_string())
-                    .chain(error_chain(&err))
-                    .collect::<Vec<_>>()
-                    .join(": ");
+                let chain = crate::error_chain::joined(&err);
                 rec.error = Some(chain.clone());
                 self.report.repart = Some(rec);
                 if mode == RepartMode::Required {
@@ -601,20 +609,20 @@ impl<S: System> Boot<'_, S> {
         if pending.is_empty() {
             return Ok(RepartDone::NothingToDo);
         }
-        rec.formatted = pending.formats.clone();
+        rec.formatted = pending.format.clone();
         for line in plan.to_string().lines() {
             log::info!("repart plan: {line}");
         }
         if pending.table {
             log::info!("repart: the table of {} changes", disk.display());
         }
-        for f in &pending.formats {
+        for f in &pending.format {
             log::info!(
                 "repart: partition {} ({}) gets a new {} ({})",
                 f.number,
                 f.label,
                 f.format,
-                f.reason
+                reason_name(f.reason)
             );
         }
         match self
@@ -728,17 +736,6 @@ impl<S: System> Boot<'_, S> {
     }
 }
 
-/// The messages of `err`'s sources, outermost first (not `err` itself).
-pub fn error_chain(err: &(dyn Error + 'static)) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        out.push(e.to_string());
-        cur = e.source();
-    }
-    out
-}
-
 /// The failure policy for a failed `stage`: prints the error, its chain and the stage hint, then
 /// acts on `policy`.
 pub fn fail<S: System>(
@@ -820,10 +817,12 @@ fn reboot<S: System>(sys: &mut S) -> Ending {
 mod tests {
     use super::*;
     use crate::device::DeviceSpec;
-    use crate::firstboot::PendingWork;
-    use crate::report::FormatRecord;
     use crate::system::{ModuleLoad, ModuleLoadError};
     use atomix_repart::apply::ApplyError;
+    use atomix_repart::apply::{
+        ApplyReport, FormatReason, KernelPartition, Pending, PendingFormat,
+    };
+    use atomix_repart::definitions::Format;
     use atomix_repart::definitions::{Arch, Definition};
     use atomix_repart::gpt::{Guid, Partition, Table, types};
     use atomix_repart::plan::Plan;
@@ -872,11 +871,11 @@ mod tests {
         /// `slot_disk`'s answer.
         slot_disk: Option<PathBuf>,
         /// `read_disk`'s answer; `None` fails.
-        disk: Option<DiskState>,
+        disk: Option<Current>,
         /// `load_definitions`'s answer; `None` is a missing directory.
         definitions: Option<Vec<Definition>>,
         /// `repart_pending`'s answer; `None` fails.
-        pending: Option<PendingWork>,
+        pending: Option<Pending>,
         /// Existing marker files.
         markers: HashSet<PathBuf>,
         /// Lines `repart_apply` passes to its progress callback.
@@ -977,7 +976,7 @@ mod tests {
             self.step(format!("slot_disk {}", slot.display()));
             Ok(self.slot_disk.clone())
         }
-        fn read_disk(&mut self, disk: &Path) -> Result<DiskState, ApplyError> {
+        fn read_disk(&mut self, disk: &Path) -> Result<Current, ApplyError> {
             self.step(format!("read_disk {}", disk.display()));
             self.disk.clone().ok_or_else(apply_error)
         }
@@ -990,7 +989,7 @@ mod tests {
                     source: io::Error::from(io::ErrorKind::NotFound),
                 })
         }
-        fn repart_pending(&mut self, plan: &Plan, disk: &Path) -> Result<PendingWork, ApplyError> {
+        fn repart_pending(&mut self, plan: &Plan, disk: &Path) -> Result<Pending, ApplyError> {
             self.step(format!(
                 "repart_pending {} {}",
                 plan.actions.len(),
@@ -1004,7 +1003,7 @@ mod tests {
             disk: &Path,
             mount_dir: &Path,
             progress: &mut dyn FnMut(&str),
-        ) -> Result<serde_json::Value, ApplyError> {
+        ) -> Result<ApplyReport, ApplyError> {
             let fail = self.step(format!(
                 "repart_apply {} {}",
                 disk.display(),
@@ -1016,9 +1015,22 @@ mod tests {
             if fail {
                 return Err(apply_error());
             }
-            Ok(
-                serde_json::json!({"created": plan.actions.iter().filter(|a| a.kind == ActionKind::Create).count()}),
-            )
+            // One kernel partition per created one: what the tests check was recorded.
+            Ok(ApplyReport {
+                kernel: plan
+                    .actions
+                    .iter()
+                    .filter(|a| a.kind == ActionKind::Create)
+                    .map(|a| KernelPartition {
+                        number: a.number,
+                        device: format!("vda{}", a.number),
+                        start_bytes: a.start_lba * 512,
+                        size_bytes: a.sectors * 512,
+                    })
+                    .collect(),
+                table_written: true,
+                ..ApplyReport::default()
+            })
         }
         fn write_marker(&mut self, path: &Path) -> io::Result<()> {
             if self.step(format!("write_marker {}", path.display())) {
@@ -1116,7 +1128,7 @@ mod tests {
 
     /// A disk of `disk_bytes` holding what the image writes: boot-a at 16 MiB (128 MiB) and
     /// rootfs-a at 144 MiB (1 GiB), its backup GPT 1 MiB after rootfs-a.
-    fn flashed(disk_bytes: u64) -> DiskState {
+    fn flashed(disk_bytes: u64) -> Current {
         let part = |number: u32, type_guid, start: u64, size: u64, name: &str| Partition {
             number,
             type_guid,
@@ -1126,7 +1138,7 @@ mod tests {
             attributes: 0,
             name: name.into(),
         };
-        DiskState {
+        Current {
             disk_bytes,
             sector_size: 512,
             table: Some(Table {
@@ -1139,6 +1151,7 @@ mod tests {
                 ],
             }),
             repaired_from_backup: false,
+            is_block_device: true,
         }
     }
 
@@ -1156,16 +1169,16 @@ mod tests {
     }
 
     /// The first-boot work on [`flashed`]: a new table, boot-b and data formatted.
-    fn first_boot_work() -> PendingWork {
-        let fmt = |number: u32, label: &str, format: &str| FormatRecord {
+    fn first_boot_work() -> Pending {
+        let fmt = |number: u32, label: &str, format: Format| PendingFormat {
             number,
             label: label.into(),
-            format: format.into(),
-            reason: "created".into(),
+            format,
+            reason: FormatReason::Created,
         };
-        PendingWork {
+        Pending {
             table: true,
-            formats: vec![fmt(3, "boot-b", "vfat"), fmt(5, "data", "f2fs")],
+            format: vec![fmt(3, "boot-b", Format::Vfat), fmt(5, "data", Format::F2fs)],
         }
     }
 
@@ -1690,7 +1703,18 @@ mod tests {
             .collect();
         assert_eq!(starts, [1168, 1296, 2320]);
         assert_eq!(rep["formatted"][1]["label"], "data");
-        assert_eq!(rep["apply"], serde_json::json!({"created": 3}));
+        // apply's report as it returned it (3 created), its keys sorted as schema 1 has them.
+        assert_eq!(rep["apply"]["kernel"].as_array().unwrap().len(), 3);
+        let apply_keys: Vec<&str> = rep["apply"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            apply_keys,
+            ["formatted", "kernel", "make_directories", "table_written"]
+        );
         let modules: Vec<&str> = r["modules"]
             .as_array()
             .unwrap()
@@ -1717,11 +1741,14 @@ mod tests {
             },
         )
         .unwrap();
-        f.disk = Some(DiskState {
+        f.disk = Some(Current {
             table: Some(plan.table_after.clone()),
             ..before
         });
-        f.pending = Some(PendingWork::default());
+        f.pending = Some(Pending {
+            table: false,
+            format: Vec::new(),
+        });
         // A marker shipped in the slot image is removed (and warned about).
         f.markers.insert(FRESH_FLASH_SYSROOT.into());
         assert_eq!(run(&mut f), Ending::Exec("/sbin/init".into()));
@@ -1764,17 +1791,17 @@ mod tests {
             &PlanOptions::default(),
         )
         .unwrap();
-        f.disk = Some(DiskState {
+        f.disk = Some(Current {
             table: Some(plan.table_after.clone()),
             ..before
         });
-        f.pending = Some(PendingWork {
+        f.pending = Some(Pending {
             table: false,
-            formats: vec![FormatRecord {
+            format: vec![PendingFormat {
                 number: 5,
                 label: "data".into(),
-                format: "f2fs".into(),
-                reason: "empty".into(),
+                format: Format::F2fs,
+                reason: FormatReason::Empty,
             }],
         });
         assert_eq!(run(&mut f), Ending::Exec("/sbin/init".into()));
@@ -1925,7 +1952,7 @@ mod tests {
         // A disk without a GPT is never initialised.
         capture();
         let mut f = first_boot(CMDLINE);
-        f.disk = Some(DiskState {
+        f.disk = Some(Current {
             table: None,
             ..flashed(16 << 30)
         });

@@ -1,18 +1,18 @@
-//! What the `fresh-flash` and `repart` stages share: their paths, the fresh-flash rule, the
-//! types that cross the [`crate::system::System`] boundary and the repart stage's errors.
+//! What the `fresh-flash` and `repart` stages share: their paths, the fresh-flash rule and the
+//! repart stage's errors. The disk is read as `atomix_repart::apply::Current` and compared with
+//! the plan as `atomix_repart::apply::Pending`: repart's own types cross the boundary.
 //!
 //! The partitioning itself (plan, format, GPT writes, `BLKPG`) is `atomix-repart`'s; the stage
 //! runner in [`crate::boot`] only decides which disk, when, and what a failure means.
 
 use std::path::PathBuf;
 
-use atomix_repart::apply::ApplyError;
+use atomix_repart::apply::{ApplyError, FormatReason};
 use atomix_repart::definitions::DefinitionError;
 use atomix_repart::gpt::Table;
 use atomix_repart::plan::PlanError;
 
 use crate::modules::ModulesError;
-use crate::report::FormatRecord;
 
 /// The repart.d definitions inside the initramfs.
 pub const REPART_D: &str = "/etc/repart.d";
@@ -25,32 +25,12 @@ pub const REPART_MOUNT_DIR: &str = "/run/atomix/repart";
 /// The label whose absence makes a boot a fresh flash.
 pub const BOOT_B: &str = "boot-b";
 
-/// The disk before repartitioning, as read by `atomix_repart::apply::read_current`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiskState {
-    /// Size in bytes.
-    pub disk_bytes: u64,
-    /// Logical sector size.
-    pub sector_size: u64,
-    /// The GPT, if the disk has one.
-    pub table: Option<Table>,
-    /// The primary GPT was damaged and the table was read from the backup.
-    pub repaired_from_backup: bool,
-}
-
-/// What carrying out a plan would change, as `atomix_repart::apply::pending` sees it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PendingWork {
-    /// The table on the disk differs from the plan's.
-    pub table: bool,
-    /// File systems to make.
-    pub formats: Vec<FormatRecord>,
-}
-
-impl PendingWork {
-    /// Nothing to write and nothing to format.
-    pub fn is_empty(&self) -> bool {
-        !self.table && self.formats.is_empty()
+/// The name `initrd.json` and the stage line give `reason`: `created` or `empty` (the
+/// serialised [`FormatReason`]; its `Display` is a sentence for `atomix repart`).
+pub fn reason_name(reason: FormatReason) -> &'static str {
+    match reason {
+        FormatReason::Created => "created",
+        FormatReason::Empty => "empty",
     }
 }
 
@@ -120,6 +100,8 @@ pub enum RepartError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use atomix_repart::apply::{Pending, PendingFormat};
+    use atomix_repart::definitions::Format;
     use atomix_repart::gpt::{Guid, Partition};
 
     fn part(number: u32, name: &str) -> Partition {
@@ -153,25 +135,31 @@ mod tests {
 
     #[test]
     fn pending_is_empty_only_without_table_and_formats() {
-        assert!(PendingWork::default().is_empty());
+        let none = Pending {
+            table: false,
+            format: Vec::new(),
+        };
+        assert!(none.is_empty());
         assert!(
-            !PendingWork {
+            !Pending {
                 table: true,
-                ..PendingWork::default()
+                ..none.clone()
             }
             .is_empty()
         );
         assert!(
-            !PendingWork {
+            !Pending {
                 table: false,
-                formats: vec![FormatRecord {
+                format: vec![PendingFormat {
                     number: 5,
                     label: "data".into(),
-                    format: "f2fs".into(),
-                    reason: "empty".into(),
+                    format: Format::F2fs,
+                    reason: FormatReason::Empty,
                 }],
             }
             .is_empty()
         );
+        assert_eq!(reason_name(FormatReason::Created), "created");
+        assert_eq!(reason_name(FormatReason::Empty), "empty");
     }
 }

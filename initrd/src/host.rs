@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use atomix_repart::apply::{self, ApplyError, ApplyOptions, FormatReason};
+use atomix_repart::apply::{self, ApplyError, ApplyOptions, ApplyReport, Current, Pending};
 use atomix_repart::definitions::{self, Arch, Definition, DefinitionError};
 use atomix_repart::plan::Plan;
 use atomix_sysroot::SysrootError;
@@ -17,9 +17,7 @@ use rustix::mount::MountFlags;
 use crate::boot;
 use crate::cmdline::FailurePolicy;
 use crate::device::{self, DeviceError, DeviceSpec, HostPaths, NetlinkUevents, RepartGpt};
-use crate::firstboot::{DiskState, PendingWork};
 use crate::kmsg;
-use crate::report::FormatRecord;
 use crate::stage::Stage;
 use crate::system::{EarlyError, ModuleLoad, ModuleLoadError, System};
 
@@ -172,39 +170,16 @@ impl System for HostSystem {
         device::disk_of(&HostPaths::system(), slot)
     }
 
-    fn read_disk(&mut self, disk: &Path) -> Result<DiskState, ApplyError> {
-        let current = apply::read_current(disk)?;
-        Ok(DiskState {
-            disk_bytes: current.disk_bytes,
-            sector_size: current.sector_size,
-            table: current.table,
-            repaired_from_backup: current.repaired_from_backup,
-        })
+    fn read_disk(&mut self, disk: &Path) -> Result<Current, ApplyError> {
+        apply::read_current(disk)
     }
 
     fn load_definitions(&mut self, dir: &Path) -> Result<Vec<Definition>, DefinitionError> {
         definitions::load_dir(dir, Arch::Arm64)
     }
 
-    fn repart_pending(&mut self, plan: &Plan, disk: &Path) -> Result<PendingWork, ApplyError> {
-        let pending = apply::pending(plan, disk)?;
-        Ok(PendingWork {
-            table: pending.table,
-            formats: pending
-                .format
-                .iter()
-                .map(|f| FormatRecord {
-                    number: f.number,
-                    label: f.label.clone(),
-                    format: f.format.to_string(),
-                    reason: match f.reason {
-                        FormatReason::Created => "created",
-                        FormatReason::Empty => "empty",
-                    }
-                    .to_owned(),
-                })
-                .collect(),
-        })
+    fn repart_pending(&mut self, plan: &Plan, disk: &Path) -> Result<Pending, ApplyError> {
+        apply::pending(plan, disk)
     }
 
     fn repart_apply(
@@ -213,17 +188,12 @@ impl System for HostSystem {
         disk: &Path,
         mount_dir: &Path,
         progress: &mut dyn FnMut(&str),
-    ) -> Result<serde_json::Value, ApplyError> {
+    ) -> Result<ApplyReport, ApplyError> {
         let opts = ApplyOptions {
             mount_dir: mount_dir.to_path_buf(),
             ..ApplyOptions::default()
         };
-        let report = apply::apply(plan, disk, &opts, progress)?;
-        // Only for the record: a report that does not serialise is recorded as null.
-        Ok(serde_json::to_value(&report).unwrap_or_else(|e| {
-            log::warn!("cannot record the repart report: {e}");
-            serde_json::Value::Null
-        }))
+        apply::apply(plan, disk, &opts, progress)
     }
 
     fn write_marker(&mut self, path: &Path) -> io::Result<()> {

@@ -13,6 +13,7 @@
 pub mod boot;
 pub mod cmdline;
 pub mod device;
+pub mod error_chain;
 pub mod firstboot;
 pub mod host;
 pub mod kmsg;

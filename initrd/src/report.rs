@@ -26,7 +26,11 @@
 //! [`PROC_SELF_STATUS`] and `Rss` from [`PROC_SELF_SMAPS_ROLLUP`]) is set only in the final report, written just before the exec. Times are milliseconds on `CLOCK_BOOTTIME` (the kernel's
 //! uptime clock) with microsecond precision.
 
-use serde::Serialize;
+use atomix_repart::apply::{ApplyReport, PendingFormat};
+use serde::{Serialize, Serializer};
+
+use crate::stage::Stage;
+use crate::system::ModuleLoad;
 
 /// Where the report is written.
 pub const REPORT_PATH: &str = "/run/atomix/initrd.json";
@@ -86,9 +90,10 @@ pub struct RepartRecord {
     /// The planned partitions that change the table (empty if nothing was planned).
     pub actions: Vec<atomix_repart::plan::Action>,
     /// File systems made (or that were to be made, when it failed).
-    pub formatted: Vec<FormatRecord>,
+    pub formatted: Vec<PendingFormat>,
     /// `atomix_repart::apply`'s report, when it ran to the end.
-    pub apply: Option<serde_json::Value>,
+    #[serde(serialize_with = "keys_sorted")]
+    pub apply: Option<ApplyReport>,
     /// The error and its causes, joined by `: `.
     pub error: Option<String>,
 }
@@ -119,17 +124,16 @@ impl RepartOutcome {
     }
 }
 
-/// A file system the repart stage makes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FormatRecord {
-    /// Partition number.
-    pub number: u32,
-    /// Partition label.
-    pub label: String,
-    /// `vfat` or `f2fs`.
-    pub format: String,
-    /// `created` (a new partition) or `empty` (an existing partition without a file system).
-    pub reason: String,
+/// Writes apply's report with the keys of every object sorted, as schema version 1 has them:
+/// the report was first recorded as a `serde_json::Value`, whose objects (without serde_json's
+/// `preserve_order`) keep their keys sorted, not in struct order.
+fn keys_sorted<S: Serializer>(apply: &Option<ApplyReport>, s: S) -> Result<S::Ok, S::Error> {
+    match apply {
+        None => s.serialize_none(),
+        Some(report) => serde_json::to_value(report)
+            .map_err(serde::ser::Error::custom)?
+            .serialize(s),
+    }
 }
 
 impl RepartRecord {
@@ -150,12 +154,22 @@ impl RepartRecord {
 /// One stage's timing.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StageRecord {
-    /// [`crate::stage::Stage::name`].
-    pub name: String,
+    /// The stage, written as [`Stage::name`].
+    pub name: Stage,
     /// Duration.
     pub ms: f64,
     /// `ok` or `failed`.
-    pub outcome: String,
+    pub outcome: StageOutcome,
+}
+
+/// How a stage ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StageOutcome {
+    /// It did its work (a repart failure under `atomix.repart=auto` is recorded in `repart`).
+    Ok,
+    /// It failed; the failure policy ran next.
+    Failed,
 }
 
 /// The slot that was mounted.
@@ -177,7 +191,7 @@ pub struct ModuleRecord {
     /// Duration of `finit_module`.
     pub ms: f64,
     /// `loaded` or `already-loaded`.
-    pub result: String,
+    pub result: ModuleLoad,
 }
 
 /// Milliseconds with microsecond precision.
@@ -247,15 +261,17 @@ fn parse_kib_field(text: &str, field: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use atomix_repart::apply::FormatReason;
+    use atomix_repart::definitions::Format;
     use std::time::Duration;
 
     #[test]
     fn schema_field_names() {
         let mut r = Report::new(Duration::from_micros(987_654));
         r.stages.push(StageRecord {
-            name: "early".into(),
+            name: Stage::Early,
             ms: ms(Duration::from_nanos(1_234_567)),
-            outcome: "ok".into(),
+            outcome: StageOutcome::Ok,
         });
         r.slot = Some(SlotRecord {
             lowerdev: "PARTLABEL=rootfs-a".into(),
@@ -265,7 +281,7 @@ mod tests {
         r.modules.push(ModuleRecord {
             name: "virtio_blk".into(),
             ms: 1.5,
-            result: "loaded".into(),
+            result: ModuleLoad::Loaded,
         });
         let v: serde_json::Value = serde_json::from_slice(&r.to_json().unwrap()).unwrap();
         assert_eq!(
@@ -291,11 +307,11 @@ mod tests {
             RepartOutcome::Failed,
             Some(std::path::Path::new("/dev/vda")),
         );
-        rec.formatted.push(FormatRecord {
+        rec.formatted.push(PendingFormat {
             number: 5,
             label: "data".into(),
-            format: "f2fs".into(),
-            reason: "empty".into(),
+            format: Format::F2fs,
+            reason: FormatReason::Empty,
         });
         rec.error = Some("cannot repartition /dev/vda: no space".into());
         r.repart = Some(rec);

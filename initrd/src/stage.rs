@@ -103,6 +103,13 @@ impl Stage {
     }
 }
 
+/// Written as its [`Stage::name`] (`initrd.json`'s `stages[].name`).
+impl serde::Serialize for Stage {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 impl fmt::Display for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

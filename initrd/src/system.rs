@@ -8,14 +8,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use atomix_repart::apply::ApplyError;
+use atomix_repart::apply::{ApplyError, ApplyReport, Current, Pending};
 use atomix_repart::definitions::{Definition, DefinitionError};
 use atomix_repart::plan::Plan;
 use atomix_sysroot::SysrootError;
 
 use crate::cmdline::FailurePolicy;
 use crate::device::{DeviceError, DeviceSpec};
-use crate::firstboot::{DiskState, PendingWork};
 use crate::stage::Stage;
 
 /// A failure of the early stage.
@@ -50,8 +49,9 @@ pub enum EarlyError {
     },
 }
 
-/// What `finit_module` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What `finit_module` did (`initrd.json`'s `modules[].result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ModuleLoad {
     /// The module was loaded now.
     Loaded,
@@ -123,7 +123,7 @@ pub trait System {
     /// # Errors
     ///
     /// The disk cannot be opened or read, or holds a table that cannot be used.
-    fn read_disk(&mut self, disk: &Path) -> Result<DiskState, ApplyError>;
+    fn read_disk(&mut self, disk: &Path) -> Result<Current, ApplyError>;
     /// `atomix_repart::definitions::load_dir` (arm64) on `dir`.
     ///
     /// # Errors
@@ -135,9 +135,9 @@ pub trait System {
     /// # Errors
     ///
     /// The disk cannot be read.
-    fn repart_pending(&mut self, plan: &Plan, disk: &Path) -> Result<PendingWork, ApplyError>;
+    fn repart_pending(&mut self, plan: &Plan, disk: &Path) -> Result<Pending, ApplyError>;
     /// `atomix_repart::apply::apply` with `mount_dir` for `MakeDirectories=`; each action is
-    /// passed to `progress`. Returns apply's report as JSON.
+    /// passed to `progress`. Returns apply's report.
     ///
     /// # Errors
     ///
@@ -148,7 +148,7 @@ pub trait System {
         disk: &Path,
         mount_dir: &Path,
         progress: &mut dyn FnMut(&str),
-    ) -> Result<serde_json::Value, ApplyError>;
+    ) -> Result<ApplyReport, ApplyError>;
     /// Creates the empty file `path` (parents created), fsyncs it and its directory.
     ///
     /// # Errors
