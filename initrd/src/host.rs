@@ -1,4 +1,6 @@
-//! The real [`System`]: the only module of `/init` that touches the machine.
+//! The real [`crate::system::System`]: the only module of `/init` that touches the machine.
+//!
+//! Must not: hold boot logic; each trait impl only carries out its call.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -14,12 +16,16 @@ use atomix_repart::plan::Plan;
 use atomix_sysroot::SysrootError;
 use rustix::mount::MountFlags;
 
-use crate::boot;
 use crate::cmdline::FailurePolicy;
 use crate::device::{self, DeviceError, DeviceSpec, HostPaths, NetlinkUevents, RepartGpt};
+use crate::firstboot::RepartDisk;
 use crate::kmsg;
 use crate::stage::Stage;
-use crate::system::{EarlyError, ModuleLoad, ModuleLoadError, System};
+use crate::system::{
+    Clock, EarlyError, EarlyMounts, Files, Markers, ModuleLoad, ModuleLoadError, ModuleLoader,
+    Rescue, RootMounts, SlotDevices,
+};
+use crate::{boot, policy};
 
 /// What the panic hook needs to know: the running stage and the policy in force.
 static PANIC_CONTEXT: Mutex<Option<(Stage, FailurePolicy)>> = Mutex::new(None);
@@ -98,7 +104,7 @@ fn install_panic_hook() {
             .unwrap_or_else(|p| *p.into_inner())
             .unwrap_or((Stage::Early, FailurePolicy::default()));
         // Returns only if reboot/power-off failed; the process then aborts and the kernel panics.
-        boot::on_panic(&mut HostSystem, policy, stage, &message);
+        policy::on_panic(&mut HostSystem, policy, stage, &message);
     }));
 }
 
@@ -106,11 +112,17 @@ fn is_pid1() -> bool {
     rustix::process::getpid().is_init()
 }
 
-impl System for HostSystem {
+impl Clock for HostSystem {
     fn now(&mut self) -> Duration {
         boottime()
     }
 
+    fn sleep(&mut self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
+}
+
+impl EarlyMounts for HostSystem {
     fn mount_early(&mut self) -> Result<(), EarlyError> {
         install_panic_hook();
         let api = MountFlags::NOSUID | MountFlags::NOEXEC | MountFlags::NODEV;
@@ -135,11 +147,28 @@ impl System for HostSystem {
         )?;
         Ok(())
     }
+}
 
+impl Files for HostSystem {
     fn read_file(&mut self, path: &Path) -> io::Result<String> {
         fs::read_to_string(path)
     }
 
+    fn write_report(&mut self, path: &Path, contents: &[u8]) -> io::Result<()> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut f = File::create(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    }
+}
+
+impl ModuleLoader for HostSystem {
     fn load_module(&mut self, path: &Path) -> Result<ModuleLoad, ModuleLoadError> {
         let f = File::open(path).map_err(ModuleLoadError::Open)?;
         match rustix::system::finit_module(&f, c"", 0) {
@@ -148,7 +177,9 @@ impl System for HostSystem {
             Err(e) => Err(ModuleLoadError::Init(e.into())),
         }
     }
+}
 
+impl SlotDevices for HostSystem {
     fn wait_device(
         &mut self,
         spec: &DeviceSpec,
@@ -169,7 +200,9 @@ impl System for HostSystem {
     fn slot_disk(&mut self, slot: &Path) -> Result<Option<PathBuf>, DeviceError> {
         device::disk_of(&HostPaths::system(), slot)
     }
+}
 
+impl RepartDisk for HostSystem {
     fn read_disk(&mut self, disk: &Path) -> Result<Current, ApplyError> {
         apply::read_current(disk)
     }
@@ -195,7 +228,9 @@ impl System for HostSystem {
         };
         apply::apply(plan, disk, &opts, progress)
     }
+}
 
+impl Markers for HostSystem {
     fn write_marker(&mut self, path: &Path) -> io::Result<()> {
         let dir = path.parent().unwrap_or(Path::new("/"));
         fs::create_dir_all(dir)?;
@@ -215,7 +250,9 @@ impl System for HostSystem {
             Err(e) => Err(e),
         }
     }
+}
 
+impl RootMounts for HostSystem {
     fn mount_lower(
         &mut self,
         device: &Path,
@@ -234,19 +271,6 @@ impl System for HostSystem {
         atomix_sysroot::assemble_overlay(lower, overlay_root, target)
     }
 
-    fn write_report(&mut self, path: &Path, contents: &[u8]) -> io::Result<()> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let mut f = File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    }
-
     fn switch_root(&mut self, new_root: &Path, moves: &[&str]) -> Result<(), SysrootError> {
         atomix_sysroot::switch_root(new_root, moves)
     }
@@ -254,17 +278,15 @@ impl System for HostSystem {
     fn exec_init(&mut self, init: &Path) -> io::Result<()> {
         Err(Command::new(init).exec())
     }
+}
 
+impl Rescue for HostSystem {
     fn shell_available(&mut self) -> bool {
         Path::new(SHELL).exists()
     }
 
     fn run_shell(&mut self) -> io::Result<Option<i32>> {
         Ok(Command::new(SHELL).status()?.code())
-    }
-
-    fn sleep(&mut self, duration: Duration) {
-        std::thread::sleep(duration);
     }
 
     fn reboot(&mut self) -> io::Result<()> {

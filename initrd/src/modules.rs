@@ -4,10 +4,13 @@
 //!
 //! One module per line in load order: `<name> <absolute path inside the initramfs>`. `#` starts a
 //! comment; blank lines are fine. Dependencies and softdeps were resolved when the list was
-//! written: there is no modprobe at boot.
+//! written: there is no modprobe at boot. [`load_list`] loads a list in order.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use crate::report::{ModuleRecord, ms};
+use crate::system::{Clock, Files, ModuleLoad, ModuleLoadError, ModuleLoader};
 
 /// Where the initramfs builder puts the list.
 pub const MODULES_LOAD: &str = "/etc/atomix/modules.load";
@@ -107,6 +110,69 @@ pub fn parse_list(file: &'static str, text: &str) -> Result<Vec<ModuleEntry>, Mo
         });
     }
     Ok(out)
+}
+
+/// A list that was loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListLoaded {
+    /// Modules in the list.
+    pub modules: usize,
+    /// Of those, already loaded.
+    pub already: usize,
+}
+
+/// Loads the module list `file` in order, recording each module in `records`; `None` if there
+/// is no such file.
+///
+/// # Errors
+///
+/// The list cannot be read or parsed, or a module does not load.
+pub fn load_list<S: Files + ModuleLoader + Clock>(
+    sys: &mut S,
+    file: &'static str,
+    records: &mut Vec<ModuleRecord>,
+) -> Result<Option<ListLoaded>, ModulesError> {
+    let text = match sys.read_file(Path::new(file)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(ModulesError::ReadList { file, source }),
+    };
+    let list = parse_list(file, &text)?;
+    let mut already = 0;
+    for m in &list {
+        let t0 = sys.now();
+        let load = sys.load_module(&m.path).map_err(|e| match e {
+            ModuleLoadError::Open(source) => ModulesError::Open {
+                name: m.name.clone(),
+                path: m.path.clone(),
+                source,
+            },
+            ModuleLoadError::Init(source) => ModulesError::Load {
+                name: m.name.clone(),
+                path: m.path.clone(),
+                source,
+            },
+        })?;
+        let took = sys.now().saturating_sub(t0);
+        if load == ModuleLoad::AlreadyLoaded {
+            already += 1;
+        }
+        log::debug!(
+            "module {}: {} in {:.1} ms",
+            m.name,
+            load.as_str(),
+            took.as_secs_f64() * 1000.0
+        );
+        records.push(ModuleRecord {
+            name: m.name.clone(),
+            ms: ms(took),
+            result: load,
+        });
+    }
+    Ok(Some(ListLoaded {
+        modules: list.len(),
+        already,
+    }))
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@
 //! ran; its `outcome` is `nothing-to-do`, `applied`, `skipped` (with `reason`) or `failed` (with
 //! `error`, the error and its causes joined by `: `); `actions` are the plan's partitions that
 //! change the table (as `atomix repart --json` prints them), `formatted` the file systems made,
-//! `apply` what `atomix_repart::apply` reported.
+//! `apply` what `atomix_repart::apply` reported (its `ApplyReport`, every object's keys sorted).
+//! The records hold repart's own types (`Action`, `PendingFormat`, `ApplyReport`) and enums
+//! for outcomes; each serialises to the field names and values above.
 //!
 //! `outcome` is `ok` or `failed`; `result` is `loaded` or `already-loaded`. `slot` is null until
 //! the device stage found the slot; `rauc_slot` is null without `rauc.slot=`; `init` is null

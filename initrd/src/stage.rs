@@ -4,8 +4,8 @@ use std::fmt;
 
 /// One stage of `/init`. [`STAGES`] is the order they run in.
 ///
-/// Adding a stage means adding a variant here, an entry in [`STAGES`], and a match arm in the
-/// runner.
+/// Adding a stage means adding a variant here, an entry in [`STAGES`], and its call, in the same
+/// place, in the runner's sequence ([`crate::boot`]), which passes it what it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stage {
     /// Mount devtmpfs, proc, sysfs, tmpfs `/run`; console on fds 0-2; logger and panic hook.

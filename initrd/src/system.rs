@@ -1,20 +1,24 @@
-//! The narrow interface between the boot logic and the machine.
+//! The narrow interfaces between the boot logic and the machine, one per subsystem.
 //!
-//! [`System`] is every side effect `/init` has. [`crate::host::HostSystem`] is the real one;
-//! the unit tests drive the runner with a recording fake, so stage order, timing records,
-//! `atomix.break=` and the failure policy are tested without root or a kernel.
+//! Each piece of logic asks only for the traits it uses: the failure policy for [`Clock`] and
+//! [`Rescue`], the first-boot decisions for [`crate::firstboot::RepartDisk`] and [`Markers`],
+//! and so on. [`System`] is all of them, what the stage runner needs;
+//! [`crate::host::HostSystem`] is the real one, and the unit tests drive the same code with a
+//! recording fake, so stage order, timing records, `atomix.break=` and the failure policy are
+//! tested without root or a kernel.
+//!
+//! Must not: hold logic. Methods that end the process on the real machine (`exec_init`,
+//! `reboot`, `power_off`) return `Ok(())` only in fakes; the real ones return only on failure.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use atomix_repart::apply::{ApplyError, ApplyReport, Current, Pending};
-use atomix_repart::definitions::{Definition, DefinitionError};
-use atomix_repart::plan::Plan;
 use atomix_sysroot::SysrootError;
 
 use crate::cmdline::FailurePolicy;
 use crate::device::{DeviceError, DeviceSpec};
+use crate::firstboot::RepartDisk;
 use crate::stage::Stage;
 
 /// A failure of the early stage.
@@ -78,13 +82,16 @@ pub enum ModuleLoadError {
     Init(io::Error),
 }
 
-/// Every side effect of `/init`.
-///
-/// Methods that end the process on the real machine (`exec_init`, `reboot`, `power_off`)
-/// return `Ok(())` only in fakes; the real implementation returns only on failure.
-pub trait System {
+/// The boot clock.
+pub trait Clock {
     /// `CLOCK_BOOTTIME` (the kernel's uptime clock).
     fn now(&mut self) -> Duration;
+    /// Sleeps.
+    fn sleep(&mut self, duration: Duration);
+}
+
+/// The early stage's mounts.
+pub trait EarlyMounts {
     /// The early stage: devtmpfs `/dev`, `/dev/console` on fds 0-2, proc, sysfs, tmpfs `/run`
     /// (mode 0755); reads `console_loglevel` for the logger and installs the panic hook.
     ///
@@ -92,18 +99,36 @@ pub trait System {
     ///
     /// The first step that failed.
     fn mount_early(&mut self) -> Result<(), EarlyError>;
+}
+
+/// Reading files and writing the report.
+pub trait Files {
     /// Reads a whole text file (`/proc/cmdline`, the module list).
     ///
     /// # Errors
     ///
     /// The I/O error (`NotFound` for a missing file).
     fn read_file(&mut self, path: &Path) -> io::Result<String>;
+    /// Writes `contents` to `path` atomically (parent created, temp file, fsync, rename).
+    ///
+    /// # Errors
+    ///
+    /// The I/O error.
+    fn write_report(&mut self, path: &Path, contents: &[u8]) -> io::Result<()>;
+}
+
+/// Kernel modules.
+pub trait ModuleLoader {
     /// `finit_module(fd, "", 0)` on the file at `path`.
     ///
     /// # Errors
     ///
     /// [`ModuleLoadError`]; `EEXIST` is [`ModuleLoad::AlreadyLoaded`], not an error.
     fn load_module(&mut self, path: &Path) -> Result<ModuleLoad, ModuleLoadError>;
+}
+
+/// Finding the slot and its disk.
+pub trait SlotDevices {
     /// Waits at most `timeout` for the slot device; see [`crate::device::wait_for`].
     ///
     /// # Errors
@@ -118,37 +143,10 @@ pub trait System {
     ///
     /// [`DeviceError::Sysfs`].
     fn slot_disk(&mut self, slot: &Path) -> Result<Option<PathBuf>, DeviceError>;
-    /// `atomix_repart::apply::read_current` on `disk`.
-    ///
-    /// # Errors
-    ///
-    /// The disk cannot be opened or read, or holds a table that cannot be used.
-    fn read_disk(&mut self, disk: &Path) -> Result<Current, ApplyError>;
-    /// `atomix_repart::definitions::load_dir` (arm64) on `dir`.
-    ///
-    /// # Errors
-    ///
-    /// As `load_dir`; a missing `dir` is [`DefinitionError::ReadDir`] with `NotFound`.
-    fn load_definitions(&mut self, dir: &Path) -> Result<Vec<Definition>, DefinitionError>;
-    /// `atomix_repart::apply::pending`: what carrying out `plan` on `disk` would change.
-    ///
-    /// # Errors
-    ///
-    /// The disk cannot be read.
-    fn repart_pending(&mut self, plan: &Plan, disk: &Path) -> Result<Pending, ApplyError>;
-    /// `atomix_repart::apply::apply` with `mount_dir` for `MakeDirectories=`; each action is
-    /// passed to `progress`. Returns apply's report.
-    ///
-    /// # Errors
-    ///
-    /// The first step that failed.
-    fn repart_apply(
-        &mut self,
-        plan: &Plan,
-        disk: &Path,
-        mount_dir: &Path,
-        progress: &mut dyn FnMut(&str),
-    ) -> Result<ApplyReport, ApplyError>;
+}
+
+/// The fresh-flash marker files.
+pub trait Markers {
     /// Creates the empty file `path` (parents created), fsyncs it and its directory.
     ///
     /// # Errors
@@ -161,6 +159,10 @@ pub trait System {
     ///
     /// The I/O error (not `NotFound`).
     fn remove_marker(&mut self, path: &Path) -> io::Result<bool>;
+}
+
+/// Building the new root and handing over to it.
+pub trait RootMounts {
     /// [`atomix_sysroot::mount_lower`].
     ///
     /// # Errors
@@ -183,12 +185,6 @@ pub trait System {
         overlay_root: &Path,
         target: &Path,
     ) -> Result<(), SysrootError>;
-    /// Writes `contents` to `path` atomically (parent created, temp file, fsync, rename).
-    ///
-    /// # Errors
-    ///
-    /// The I/O error.
-    fn write_report(&mut self, path: &Path, contents: &[u8]) -> io::Result<()>;
     /// [`atomix_sysroot::switch_root`].
     ///
     /// # Errors
@@ -201,6 +197,10 @@ pub trait System {
     ///
     /// Why exec failed. The real implementation never returns `Ok`.
     fn exec_init(&mut self, init: &Path) -> io::Result<()>;
+}
+
+/// What the failure policy and the panic hook act with.
+pub trait Rescue {
     /// Whether the initramfs has `/bin/sh`.
     fn shell_available(&mut self) -> bool;
     /// Runs `/bin/sh` as a child on the console and waits for it; its exit code.
@@ -209,8 +209,6 @@ pub trait System {
     ///
     /// Spawning or waiting failed.
     fn run_shell(&mut self) -> io::Result<Option<i32>>;
-    /// Sleeps.
-    fn sleep(&mut self, duration: Duration);
     /// Syncs and reboots (`RB_AUTOBOOT`).
     ///
     /// # Errors
@@ -225,4 +223,32 @@ pub trait System {
     fn power_off(&mut self) -> io::Result<()>;
     /// Tells the panic hook which stage runs and which policy applies.
     fn set_panic_context(&mut self, stage: Stage, policy: FailurePolicy);
+}
+
+/// Every side effect of `/init`: what the stage runner needs. Implemented for every type that
+/// has all the narrow traits.
+pub trait System:
+    Clock
+    + EarlyMounts
+    + Files
+    + ModuleLoader
+    + SlotDevices
+    + RepartDisk
+    + Markers
+    + RootMounts
+    + Rescue
+{
+}
+
+impl<T> System for T where
+    T: Clock
+        + EarlyMounts
+        + Files
+        + ModuleLoader
+        + SlotDevices
+        + RepartDisk
+        + Markers
+        + RootMounts
+        + Rescue
+{
 }

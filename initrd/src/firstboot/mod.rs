@@ -1,16 +1,84 @@
-//! What the `fresh-flash` and `repart` stages share: their paths, the fresh-flash rule and the
-//! repart stage's errors. The disk is read as `atomix_repart::apply::Current` and compared with
-//! the plan as `atomix_repart::apply::Pending`: repart's own types cross the boundary.
+//! First boot: the `fresh-flash` and `repart` stages' decisions and the fresh-flash marker.
 //!
-//! The partitioning itself (plan, format, GPT writes, `BLKPG`) is `atomix-repart`'s; the stage
-//! runner in [`crate::boot`] only decides which disk, when, and what a failure means.
+//! Owns: which disk is looked at, the fresh-flash rule ([`is_fresh_flash`]) and its markers
+//! ([`fresh_flash::decide`], [`fresh_flash::sysroot_marker`]), whether and how the disk is
+//! repartitioned and what a failure means ([`repart::run`]), and the narrow trait they reach
+//! the disk through ([`RepartDisk`]). The disk is read as `atomix_repart::apply::Current` and
+//! compared with the plan as `atomix_repart::apply::Pending`: repart's own types cross the
+//! boundary.
+//!
+//! Must not: partition itself (plan, format, GPT writes, `BLKPG` are `atomix-repart`'s), nor
+//! time or log stages (the runner in [`crate::boot`] does).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use atomix_repart::apply::{ApplyError, FormatReason};
-use atomix_repart::definitions::DefinitionError;
+use atomix_repart::apply::{ApplyError, ApplyReport, Current, FormatReason, Pending};
+use atomix_repart::definitions::{Definition, DefinitionError};
 use atomix_repart::gpt::Table;
-use atomix_repart::plan::PlanError;
+use atomix_repart::plan::{Plan, PlanError};
+
+pub mod fresh_flash;
+pub mod repart;
+#[cfg(test)]
+mod tests;
+
+/// The disk work of first boot: `atomix-repart` on the machine.
+pub trait RepartDisk {
+    /// `atomix_repart::apply::read_current` on `disk`.
+    ///
+    /// # Errors
+    ///
+    /// The disk cannot be opened or read, or holds a table that cannot be used.
+    fn read_disk(&mut self, disk: &Path) -> Result<Current, ApplyError>;
+    /// `atomix_repart::definitions::load_dir` (arm64) on `dir`.
+    ///
+    /// # Errors
+    ///
+    /// As `load_dir`; a missing `dir` is [`DefinitionError::ReadDir`] with `NotFound`.
+    fn load_definitions(&mut self, dir: &Path) -> Result<Vec<Definition>, DefinitionError>;
+    /// `atomix_repart::apply::pending`: what carrying out `plan` on `disk` would change.
+    ///
+    /// # Errors
+    ///
+    /// The disk cannot be read.
+    fn repart_pending(&mut self, plan: &Plan, disk: &Path) -> Result<Pending, ApplyError>;
+    /// `atomix_repart::apply::apply` with `mount_dir` for `MakeDirectories=`; each action is
+    /// passed to `progress`. Returns apply's report.
+    ///
+    /// # Errors
+    ///
+    /// The first step that failed.
+    fn repart_apply(
+        &mut self,
+        plan: &Plan,
+        disk: &Path,
+        mount_dir: &Path,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<ApplyReport, ApplyError>;
+}
+
+/// A fresh-flash marker that could not be written or removed. Fatal.
+#[derive(Debug, thiserror::Error)]
+pub enum MarkerError {
+    /// A fresh-flash marker could not be written.
+    #[error("cannot write {}", path.display())]
+    Write {
+        /// The marker.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stale fresh-flash marker could not be removed.
+    #[error("cannot remove {}", path.display())]
+    Remove {
+        /// The marker.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 use crate::modules::ModulesError;
 
@@ -98,7 +166,7 @@ pub enum RepartError {
 }
 
 #[cfg(test)]
-mod tests {
+mod rule_tests {
     use super::*;
     use atomix_repart::apply::{Pending, PendingFormat};
     use atomix_repart::definitions::Format;
