@@ -342,6 +342,32 @@ mod tests {
     }
 
     #[test]
+    fn apply_is_written_with_sorted_keys() {
+        use atomix_repart::apply::MakeDirsOutcome;
+        let mut rec = RepartRecord::new(RepartOutcome::Applied, None);
+        rec.apply = Some(ApplyReport {
+            formatted: vec![PendingFormat {
+                number: 5,
+                label: "data".into(),
+                format: Format::F2fs,
+                reason: FormatReason::Created,
+            }],
+            table_written: true,
+            kernel: Vec::new(),
+            make_directories: vec![(5, vec!["/var".into()], MakeDirsOutcome::Done)],
+        });
+        let text = String::from_utf8(serde_json::to_vec(&rec).unwrap()).unwrap();
+        assert!(
+            text.contains(
+                r#""apply":{"formatted":[{"format":"f2fs","label":"data","number":5,"reason":"created"}],"kernel":[],"make_directories":[[5,["/var"],"done"]],"table_written":true}"#
+            ),
+            "{text}"
+        );
+        // The report's own records keep their field order.
+        assert!(text.starts_with(r#"{"outcome":"applied","disk":null,"reason":null,"actions":[]"#));
+    }
+
+    #[test]
     fn vm_hwm_from_proc_status() {
         let status =
             "Name:\tinit\nVmPeak:\t    3000 kB\nVmHWM:\t    1234 kB\nVmRSS:\t     900 kB\n";
