@@ -42,6 +42,8 @@ mod table;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
+use atomix_blockdev::Sysfs;
+
 use crate::io::{DiskIo, Guarded};
 use crate::plan::Plan;
 
@@ -118,7 +120,7 @@ pub fn apply_with(
     })?;
     let mut report = ApplyReport::default();
     let kernel = if current.is_block_device {
-        Some(KernelDisk::of(&file, target)?)
+        Some(KernelDisk::of(&file, target, Sysfs::system())?)
     } else {
         None
     };
