@@ -111,6 +111,96 @@ impl Sysfs {
         (!text.is_empty()).then(|| text.to_owned())
     }
 
+    /// The names in `class/block` (every block device the kernel knows), sorted.
+    ///
+    /// # Errors
+    /// `class/block` cannot be listed.
+    pub fn names(&self) -> Result<Vec<String>, SysfsError> {
+        let class = self.class_block();
+        let failed = |source| SysfsError::Read {
+            path: class.clone(),
+            source,
+        };
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&class).map_err(failed)? {
+            if let Some(name) = entry.map_err(failed)?.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Whether block device `name` is a partition (it has a `partition` attribute).
+    pub fn is_partition(&self, name: &str) -> bool {
+        self.device_dir(name).join("partition").exists()
+    }
+
+    /// The size of block device `name` in 512-byte units (`size`), `None` when unknown.
+    pub fn sectors(&self, name: &str) -> Option<u64> {
+        self.attr(name, "size")?.parse().ok()
+    }
+
+    /// The whole disk partition `name` belongs to (its directory's parent in `devices/`), or
+    /// `None` when `name` is not a partition.
+    ///
+    /// # Errors
+    /// `name` has no directory in `class/block`, its link cannot be resolved, or the resolved
+    /// directory has no parent.
+    pub fn parent_disk(&self, name: &str) -> Result<Option<String>, SysfsError> {
+        let dir = self.device_dir(name);
+        let failed = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SysfsError::Read { path, source }
+        };
+        fs::metadata(&dir).map_err(failed(&dir))?;
+        if !self.is_partition(name) {
+            return Ok(None);
+        }
+        let real = fs::canonicalize(&dir).map_err(failed(&dir))?;
+        let disk = real
+            .parent()
+            .and_then(Path::file_name)
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| SysfsError::Read {
+                path: real.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "a partition without a parent disk",
+                ),
+            })?;
+        Ok(Some(disk.to_owned()))
+    }
+
+    /// The partitions of disk `disk`: the subdirectories of its directory that have a
+    /// `partition` attribute, sorted by name; empty when `disk` is unknown.
+    pub fn partitions(&self, disk: &str) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(self.device_dir(disk)) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join("partition").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The names listed in directory `rel` of block device `name` (`holders`: devices built on
+    /// it; `slaves`: what a dm/md device is built on), sorted; empty when absent.
+    pub fn listed(&self, name: &str, rel: &str) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(self.device_dir(name).join(rel)) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     /// Where partition `name` lies (its `start` and `size`), or `None` when sysfs has no
     /// directory for it (the kernel does not know the partition).
     ///
@@ -201,5 +291,38 @@ mod tests {
         assert_eq!(sys.attr("mmcblk0", "size").as_deref(), Some("31116288"));
         assert_eq!(sys.attr("mmcblk0", "ro"), None);
         assert_eq!(Sysfs::system().root(), Path::new("/sys"));
+        assert_eq!(sys.sectors("mmcblk0"), Some(31116288));
+        assert_eq!(sys.sectors("mmcblk0p2"), Some(2097152));
+        assert_eq!(sys.sectors("sda"), None);
+        assert_eq!(sys.names().unwrap(), ["mmcblk0", "mmcblk0p2"]);
+        assert!(Sysfs::at(&t.path().join("none")).names().is_err());
+    }
+
+    #[test]
+    fn partitions_and_their_disk() {
+        let t = tree();
+        let sys = Sysfs::at(t.path());
+        assert_eq!(
+            sys.partitions("mmcblk0"),
+            Vec::<String>::new(),
+            "no partition file yet"
+        );
+        fs::write(t.path().join("class/block/mmcblk0p2/partition"), "2\n").unwrap();
+        assert!(sys.is_partition("mmcblk0p2"));
+        assert!(!sys.is_partition("mmcblk0"));
+        assert_eq!(sys.partitions("mmcblk0"), ["mmcblk0p2"]);
+        assert_eq!(sys.partitions("sdz"), Vec::<String>::new());
+        assert_eq!(
+            sys.parent_disk("mmcblk0p2").unwrap().as_deref(),
+            Some("mmcblk0")
+        );
+        assert_eq!(sys.parent_disk("mmcblk0").unwrap(), None);
+        let err = sys.parent_disk("sdz1").unwrap_err();
+        assert!(err.to_string().ends_with("class/block/sdz1"), "{err}");
+        let holders = t.path().join("class/block/mmcblk0p2/holders");
+        fs::create_dir_all(holders.join("dm-1")).unwrap();
+        fs::create_dir_all(holders.join("dm-0")).unwrap();
+        assert_eq!(sys.listed("mmcblk0p2", "holders"), ["dm-0", "dm-1"]);
+        assert_eq!(sys.listed("mmcblk0p2", "slaves"), Vec::<String>::new());
     }
 }
