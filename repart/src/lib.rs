@@ -22,6 +22,7 @@
 //! crates-and-f2fs.md section 2). The codec here is checked against `sfdisk` and `sgdisk`.
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod apply;
 mod blkdev;
