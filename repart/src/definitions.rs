@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::gpt::{Guid, NAME_UNITS};
+pub use crate::size::parse_size;
 
 /// Default `SizeMinBytes=` when a definition sets none (systemd's `DEFAULT_MIN_SIZE`).
 pub const DEFAULT_MIN_SIZE: u64 = 10 << 20;
@@ -867,45 +868,6 @@ fn parse_guid(text: &str) -> Option<Guid> {
     None
 }
 
-/// systemd's `parse_size(value, 1024)` for one component: digits, an optional fraction, optional
-/// whitespace and one of the suffixes `B K M G T P E` (base 1024, upper case). `None` if
-/// malformed or above `u64::MAX`.
-pub fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim();
-    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (int, rest) = t.split_at(digits_end);
-    let (frac, rest) = match rest.strip_prefix('.') {
-        Some(r) => {
-            let end = r.find(|c: char| !c.is_ascii_digit()).unwrap_or(r.len());
-            r.split_at(end)
-        }
-        None => ("", rest),
-    };
-    if int.is_empty() && frac.is_empty() {
-        return None;
-    }
-    let shift = match rest.trim_start() {
-        "" | "B" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        "P" => 50,
-        "E" => 60,
-        _ => return None,
-    };
-    let mult = 1u128 << shift;
-    let int: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let mut total = int.checked_mul(mult)?;
-    if !frac.is_empty() {
-        let frac = frac.get(..frac.len().min(18))?;
-        let numerator: u128 = frac.parse().ok()?;
-        total =
-            total.checked_add(numerator * mult / 10u128.pow(u32::try_from(frac.len()).ok()?))?;
-    }
-    u64::try_from(total).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -974,16 +936,6 @@ mod tests {
 
     #[test]
     fn sizes_as_systemd_parses_them() {
-        assert_eq!(parse_size("0"), Some(0));
-        assert_eq!(parse_size("4096"), Some(4096));
-        assert_eq!(parse_size("10M"), Some(10 << 20));
-        assert_eq!(parse_size("1.5G"), Some(3 << 29));
-        assert_eq!(parse_size("2 T"), Some(2 << 40));
-        assert_eq!(parse_size("7B"), Some(7));
-        assert_eq!(parse_size("16E"), None, "overflow");
-        for bad in ["", "M", "-1", "1m", "1MiB", "1G 2M", "0x10", "."] {
-            assert_eq!(parse_size(bad), None, "{bad:?}");
-        }
         assert_eq!(ok("SizeMinBytes=4097").size_min(), Some(8192));
         assert_eq!(ok("SizeMaxBytes=8191").size_max(), Some(4096));
     }

@@ -30,4 +30,5 @@ pub mod definitions;
 pub mod gpt;
 pub mod io;
 pub mod plan;
+pub mod size;
 pub mod vfat;

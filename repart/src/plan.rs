@@ -43,6 +43,7 @@ use sha2::{Digest, Sha256};
 
 use crate::definitions::{self, DEFAULT_MIN_SIZE, Definition, Format};
 use crate::gpt::{ENTRY_COUNT, Geometry, GptError, Guid, Partition, PartitionId, Table};
+use crate::size::human;
 
 /// systemd's hard lower limit for a new partition.
 const HARD_MIN_SIZE: u64 = 4096;
@@ -1355,22 +1356,6 @@ impl Ctx<'_> {
     }
 }
 
-/// `bytes` in binary units with one decimal ("128.0 MiB").
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut unit = 0;
-    let mut value = bytes as f64;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
@@ -1492,12 +1477,5 @@ mod tests {
         let t = crate::gpt::types::XBOOTLDR;
         assert_ne!(partition_uuid(seed, t, 0, 0), partition_uuid(seed, t, 1, 0));
         assert_ne!(partition_uuid(seed, t, 1, 0), partition_uuid(seed, t, 1, 1));
-    }
-
-    #[test]
-    fn human_sizes() {
-        assert_eq!(human(512), "512 B");
-        assert_eq!(human(128 << 20), "128.0 MiB");
-        assert_eq!(human(3 << 29), "1.5 GiB");
     }
 }
