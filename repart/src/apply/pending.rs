@@ -48,7 +48,7 @@ pub struct PendingFormat {
     pub reason: FormatReason,
 }
 
-/// What [`apply`] would do, found by reading only.
+/// What [`apply`](super::apply()) would do, found by reading only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Pending {
     /// The partition table is written (the plan changes it, or a copy is damaged or stale).
@@ -64,7 +64,7 @@ impl Pending {
     }
 }
 
-/// What [`apply`] would do on `target` now. Reads only.
+/// What [`apply`](super::apply()) would do on `target` now. Reads only.
 pub fn pending(plan: &Plan, target: &Path) -> Result<Pending, ApplyError> {
     let file = File::open(target).map_err(|source| ApplyError::Open {
         target: target.to_owned(),

@@ -32,7 +32,7 @@ pub enum MakeDirsOutcome {
     Skipped(String),
 }
 
-/// What [`apply`] did.
+/// What [`apply`](super::apply()) did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct ApplyReport {
     /// File systems made.

@@ -11,7 +11,7 @@ use super::{ENTRY_COUNT, ENTRY_SIZE, GptError, Guid, NAME_UNITS};
 pub struct Partition {
     /// 1-based index in the entry array (the `N` of `/dev/vdaN`).
     pub number: u32,
-    /// Partition type ([`types`]).
+    /// Partition type ([`super::types`]).
     pub type_guid: Guid,
     /// Unique partition GUID (PARTUUID).
     pub uuid: Guid,
@@ -19,7 +19,7 @@ pub struct Partition {
     pub first_lba: u64,
     /// Last sector, inclusive.
     pub last_lba: u64,
-    /// Attribute bits ([`ATTR_LEGACY_BIOS_BOOTABLE`], bits 48-63 type-specific).
+    /// Attribute bits ([`super::ATTR_LEGACY_BIOS_BOOTABLE`], bits 48-63 type-specific).
     pub attributes: u64,
     /// Partition name (PARTLABEL); at most [`NAME_UNITS`] UTF-16 code units.
     pub name: String,

@@ -60,11 +60,11 @@ pub(crate) use self::uuid::{serialize_guid, serialize_opt_guid};
 /// systemd's hard lower limit for a new partition.
 const HARD_MIN_SIZE: u64 = 4096;
 /// The GrowFileSystem attribute (bit 59) systemd sets by default on new partitions of types
-/// that know it ([`definitions::type_knows_growfs`]).
+/// that know it ([`crate::definitions::type_knows_growfs`]).
 pub const ATTR_GROWFS: u64 = 1 << 59;
 
 /// The ReadOnly attribute (bit 60) systemd sets by default on new verity partitions
-/// ([`definitions::type_is_verity`]).
+/// ([`crate::definitions::type_is_verity`]).
 pub const ATTR_READ_ONLY: u64 = 1 << 60;
 
 /// Inputs of [`plan`] besides the definitions and the disk.
