@@ -7,8 +7,8 @@
 //! systemd-repart v252; and [`apply`], which carries a plan out on image files and block devices
 //! in a crash-safe order (file systems into free space first, the table last, then the kernel
 //! through `BLKPG`), with [`vfat`] (the one FAT implementation of the workspace) and f2fs through
-//! `atomix-f2fs`. Every write goes through the narrow [`io::DiskIo`] layer. [`size`] is the
-//! workspace's one size parser and formatter. The kernel's sysfs is read through
+//! `atomix-f2fs`. Every write goes through the narrow [`io::DiskIo`] layer. [`size`] holds the
+//! workspace's one size parser and the plan's size formatter. The kernel's sysfs is read through
 //! `atomix-blockdev`.
 //!
 //! Must not: know the boot flow (slots, stages, kernel command line) or decide policy for its

@@ -1,7 +1,9 @@
-//! Sizes as people write and read them: the one size parser and the one size formatter of the
-//! workspace. [`parse_size`] is systemd's grammar (repart.d `SizeMinBytes=` and friends);
+//! Sizes as people write and read them: the one size parser of the workspace and the plan's
+//! size formatter. [`parse_size`] is systemd's grammar (repart.d `SizeMinBytes=` and friends);
 //! [`parse_size_arg`] is the command line's narrower one (`4096`, `512M`, `16g`) on top of it;
-//! [`human`] prints the plan's sizes ("128.0 MiB"). Must not: read or write a disk.
+//! [`human`] prints the plan's sizes ("128.0 MiB"). (`atomix flash` and `atomix inspect` print
+//! sizes in their own fixed formats, in `atomix_flash::target::human` and `cli/src/inspect.rs`.)
+//! Must not: read or write a disk.
 
 /// systemd's `parse_size(value, 1024)` for one component: digits, an optional fraction, optional
 /// whitespace and one of the suffixes `B K M G T P E` (base 1024, upper case). `None` if
