@@ -695,13 +695,10 @@ fn validate_loader(raw: RawLoader, first_usable: u64) -> Result<Loader, Problem>
     })
 }
 
-/// The kernel's partition naming rule for whole-disk `disk`.
+/// The kernel's partition naming rule for whole-disk `disk` (`atomix_blockdev::partition_name`,
+/// the workspace's one copy of it).
 pub fn partition_device(disk: &str, number: u32) -> String {
-    if disk.ends_with(|c: char| c.is_ascii_digit()) {
-        format!("{disk}p{number}")
-    } else {
-        format!("{disk}{number}")
-    }
+    atomix_blockdev::partition_name(disk, number)
 }
 
 #[cfg(test)]

@@ -52,6 +52,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+// `--size 16G`: the workspace's one size parser (`4096`, `512M`, `16g`; K/M/G/T are powers of
+// 1024), used by the subcommands through `crate::parse_size`.
+use atomix_repart::size::parse_size_arg as parse_size;
+
 #[derive(Debug, Parser)]
 #[command(name = "atomix", version, about = "Build, boot and inspect AtomixOS images; provision devices", long_about = None)]
 struct Cli {
@@ -172,51 +176,9 @@ fn existing_path(text: &str) -> Result<std::path::PathBuf, String> {
     }
 }
 
-/// A size with an optional binary suffix: `4096`, `512M`, `16G` (K/M/G/T are powers of 1024).
-fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (digits, shift) = match text.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let shift = match c.to_ascii_uppercase() {
-                'K' => 10,
-                'M' => 20,
-                'G' => 30,
-                'T' => 40,
-                _ => {
-                    return Err(format!(
-                        "`{text}`: unknown unit `{c}` (expected K, M, G or T)"
-                    ));
-                }
-            };
-            (&text[..i], shift)
-        }
-        _ => (text, 0),
-    };
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}`: expected a size such as 2147483648, 512M or 16G"))?;
-    value
-        .checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("`{text}`: too large"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("512M"), Ok(512 << 20));
-        assert_eq!(parse_size("16g"), Ok(16 << 30));
-        assert!(parse_size("16X").unwrap_err().contains("unknown unit"));
-        assert!(parse_size("G").is_err());
-        assert!(
-            parse_size("99999999999T")
-                .unwrap_err()
-                .contains("too large")
-        );
-    }
 
     #[test]
     fn cli_definition_is_consistent() {

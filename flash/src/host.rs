@@ -1,7 +1,8 @@
 //! Facts about the machine a flash target lives on, read from `/proc` and `/sys` (or from a fake
 //! tree under a test's directory): what is mounted, what is a swap, which block devices are
 //! partitions of which disk, which device-mapper/md devices sit on which, and the stable
-//! `/dev/disk/by-id` names. Nothing here decides anything; [`crate::target`] does.
+//! `/dev/disk/by-id` names. Nothing here decides anything; [`crate::target`] does. sysfs itself is
+//! read through `atomix_blockdev::Sysfs`, the workspace's one sysfs reader.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -10,6 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use atomix_blockdev::{Sysfs, SysfsError};
 use serde::Serialize;
 
 /// Where the facts come from: the real `/proc/self/mountinfo`, `/proc/swaps`, `/sys` and
@@ -42,30 +44,26 @@ impl Host {
         }
     }
 
-    /// The sysfs directory of block device `name` (`/sys/class/block/<name>`, a symlink into
-    /// `/sys/devices`).
-    fn class_dir(&self, name: &str) -> PathBuf {
-        self.sys.join("class/block").join(name)
+    /// The sysfs reader for [`Host::sys`] (`atomix-blockdev` owns how sysfs is read).
+    fn sysfs(&self) -> Sysfs {
+        Sysfs::at(&self.sys)
     }
 
     /// The kernel name (`sda`, `loop3p1`, `dm-0`) of the block device `dev`, or `None` when
     /// sysfs has no block device with that number.
     pub fn block_name(&self, dev: DevNum) -> Option<String> {
-        let link = fs::read_link(self.sys.join("dev/block").join(dev.to_string())).ok()?;
-        Some(link.file_name()?.to_string_lossy().into_owned())
+        self.sysfs().block_name(dev.major, dev.minor).ok()
     }
 
     /// Whether sysfs knows a block device called `name`.
     pub fn has_block(&self, name: &str) -> bool {
-        self.class_dir(name).join("dev").is_file()
+        self.sysfs().device_dir(name).join("dev").is_file()
     }
 
     /// One attribute of block device `name` (`size`, `device/model`, `loop/backing_file`),
     /// trimmed; `None` when absent or empty.
     pub fn attr(&self, name: &str, rel: &str) -> Option<String> {
-        let text = fs::read_to_string(self.class_dir(name).join(rel)).ok()?;
-        let text = text.trim();
-        (!text.is_empty()).then(|| text.to_owned())
+        self.sysfs().attr(name, rel)
     }
 
     /// The device number of block device `name` (its `dev` attribute).
@@ -79,68 +77,48 @@ impl Host {
     /// # Errors
     /// The sysfs link of a partition cannot be resolved.
     pub fn whole_disk(&self, name: &str) -> io::Result<String> {
-        let dir = self.class_dir(name);
-        if !dir.join("partition").exists() {
+        let sys = self.sysfs();
+        if !sys.is_partition(name) {
             return Ok(name.to_owned());
         }
-        let real = fs::canonicalize(&dir)?;
-        real.parent()
-            .and_then(Path::file_name)
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| io::Error::other(format!("{} has no parent", real.display())))
+        match sys.parent_disk(name) {
+            Ok(disk) => Ok(disk.unwrap_or_else(|| name.to_owned())),
+            Err(SysfsError::Read { source, .. }) => Err(source),
+            Err(e @ SysfsError::NotANumber { .. }) => Err(io::Error::other(e.to_string())),
+        }
     }
 
     /// The partitions of disk `disk`: the subdirectories of its sysfs directory that have a
     /// `partition` attribute, sorted by name.
     pub fn partitions(&self, disk: &str) -> Vec<Partition> {
-        let Ok(entries) = fs::read_dir(self.class_dir(disk)) else {
-            return Vec::new();
-        };
-        let mut parts: Vec<Partition> = entries
-            .filter_map(Result::ok)
-            .filter(|e| e.path().join("partition").is_file())
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
+        self.sysfs()
+            .partitions(disk)
+            .into_iter()
+            .filter_map(|name| {
                 Some(Partition {
                     dev: self.dev_of(&name)?,
                     bytes: self.sectors_bytes(&name),
                     name,
                 })
             })
-            .collect();
-        parts.sort_by(|a, b| a.name.cmp(&b.name));
-        parts
+            .collect()
     }
 
     /// The size sysfs gives (`size`, in 512-byte units), 0 when unknown.
     pub fn sectors_bytes(&self, name: &str) -> u64 {
-        self.attr(name, "size")
-            .and_then(|s| s.parse::<u64>().ok())
+        self.sysfs()
+            .sectors(name)
             .map_or(0, |s| s.saturating_mul(512))
-    }
-
-    /// Names listed under `holders/` (devices built on `name`: dm, md) or `slaves/` (what a
-    /// dm/md device is built on).
-    fn links(&self, name: &str, dir: &str) -> Vec<String> {
-        let Ok(entries) = fs::read_dir(self.class_dir(name).join(dir)) else {
-            return Vec::new();
-        };
-        let mut names: Vec<String> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
     }
 
     /// Devices built directly on `name` (`holders/`).
     pub fn holders(&self, name: &str) -> Vec<String> {
-        self.links(name, "holders")
+        self.sysfs().listed(name, "holders")
     }
 
     /// Devices `name` is built on directly (`slaves/`).
     pub fn slaves(&self, name: &str) -> Vec<String> {
-        self.links(name, "slaves")
+        self.sysfs().listed(name, "slaves")
     }
 
     /// `name` and everything beneath it: for a dm/md device its slaves (recursively), and for

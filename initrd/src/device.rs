@@ -10,9 +10,10 @@
 //! - `PARTLABEL=`: a `/sys/class/block/*/uevent` with `PARTNAME=<label>`; the node is `DEVNAME=`.
 //! - `PARTUUID=`: the kernel exports it neither in uevents nor in sysfs, so the GPT of every whole
 //!   disk (an entry without a `partition` file) is read through a [`GptSource`], and partition
-//!   `N` of disk `D` is mapped to its node with `atomix_board::partition_device`.
+//!   `N` of disk `D` is mapped to its node with `atomix_blockdev::partition_name`.
 //!
-//! All paths are below a [`HostPaths`] root, so tests run the same code on fixture trees.
+//! All paths are below a [`HostPaths`] root, so tests run the same code on fixture trees; sysfs
+//! is read through `atomix_blockdev::Sysfs`.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -20,6 +21,8 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use atomix_blockdev::{Sysfs, SysfsError, partition_name};
 
 /// The slot device as named on the kernel command line (`atomixos.lowerdev=`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,8 +60,9 @@ impl HostPaths {
         }
     }
 
-    fn class_block(&self) -> PathBuf {
-        self.root.join("sys/class/block")
+    /// The sysfs below the root (`sys`), read through `atomix_blockdev`.
+    fn sysfs(&self) -> Sysfs {
+        Sysfs::at(&self.root.join("sys"))
     }
 
     fn dev(&self, name: &str) -> PathBuf {
@@ -161,19 +165,8 @@ pub fn scan(
     spec: &DeviceSpec,
     gpt: &mut dyn GptSource,
 ) -> Result<Scan, DeviceError> {
-    let class = paths.class_block();
-    let sysfs_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| DeviceError::Sysfs { path, source }
-    };
-    let mut seen = Vec::new();
-    for entry in fs::read_dir(&class).map_err(sysfs_err(&class))? {
-        let entry = entry.map_err(sysfs_err(&class))?;
-        if let Some(name) = entry.file_name().to_str() {
-            seen.push(name.to_owned());
-        }
-    }
-    seen.sort();
+    let sys = paths.sysfs();
+    let seen = sys.names().map_err(sysfs_error)?;
 
     let found = match spec {
         DeviceSpec::Path(p) => {
@@ -185,7 +178,7 @@ pub fn scan(
         DeviceSpec::PartLabel(label) => {
             let mut matches = Vec::new();
             for name in &seen {
-                let uevent = class.join(name).join("uevent");
+                let uevent = sys.device_dir(name).join("uevent");
                 // A device can vanish between readdir and read; that is not an error.
                 let Ok(text) = fs::read_to_string(&uevent) else {
                     continue;
@@ -230,16 +223,12 @@ fn find_partuuid(
     uuid: &str,
     gpt: &mut dyn GptSource,
 ) -> Option<PathBuf> {
-    let class = paths.class_block();
+    let sys = paths.sysfs();
     for disk in seen {
-        let dir = class.join(disk);
-        if dir.join("partition").exists() {
+        if sys.is_partition(disk) {
             continue;
         }
-        let sectors = fs::read_to_string(dir.join("size"))
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(0);
+        let sectors = sys.sectors(disk).unwrap_or(0);
         // Empty loop devices, ejected media.
         if sectors == 0 {
             continue;
@@ -255,10 +244,9 @@ fn find_partuuid(
         let Some(part) = parts.iter().find(|p| p.uuid.eq_ignore_ascii_case(uuid)) else {
             continue;
         };
-        let dev = atomix_board::partition_device(&format!("/dev/{disk}"), part.number);
-        let name = dev.trim_start_matches("/dev/");
-        let node = paths.dev(name);
-        if seen.iter().any(|s| s == name) && node.exists() {
+        let name = partition_name(disk, part.number);
+        let node = paths.dev(&name);
+        if seen.contains(&name) && node.exists() {
             return Some(node);
         }
         log::debug!(
@@ -278,25 +266,22 @@ fn find_partuuid(
 /// [`DeviceError::Sysfs`] when `dev` has no sysfs entry or the link cannot be resolved.
 pub fn disk_of(paths: &HostPaths, dev: &Path) -> Result<Option<PathBuf>, DeviceError> {
     let name = dev.file_name().unwrap_or(dev.as_os_str());
-    let entry = paths.class_block().join(name);
-    let sysfs_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| DeviceError::Sysfs { path, source }
-    };
-    fs::metadata(&entry).map_err(sysfs_err(&entry))?;
-    if !entry.join("partition").exists() {
-        return Ok(None);
+    let disk = paths
+        .sysfs()
+        .parent_disk(&name.to_string_lossy())
+        .map_err(sysfs_error)?;
+    Ok(disk.map(|d| paths.dev(&d)))
+}
+
+/// A sysfs failure as [`DeviceError::Sysfs`], naming the file.
+fn sysfs_error(e: SysfsError) -> DeviceError {
+    match e {
+        SysfsError::Read { path, source } => DeviceError::Sysfs { path, source },
+        SysfsError::NotANumber { path, text } => DeviceError::Sysfs {
+            path,
+            source: io::Error::new(io::ErrorKind::InvalidData, format!("{text:?}")),
+        },
     }
-    let real = fs::canonicalize(&entry).map_err(sysfs_err(&entry))?;
-    let disk = real
-        .parent()
-        .and_then(Path::file_name)
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| DeviceError::Sysfs {
-            path: real.clone(),
-            source: io::Error::new(io::ErrorKind::NotFound, "a partition without a parent disk"),
-        })?;
-    Ok(Some(paths.dev(disk)))
 }
 
 /// One kernel uevent, reduced to what the device stage looks at.

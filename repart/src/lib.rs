@@ -7,7 +7,9 @@
 //! systemd-repart v252; and [`apply`], which carries a plan out on image files and block devices
 //! in a crash-safe order (file systems into free space first, the table last, then the kernel
 //! through `BLKPG`), with [`vfat`] (the one FAT implementation of the workspace) and f2fs through
-//! `atomix-f2fs`. Every write goes through the narrow [`io::DiskIo`] layer.
+//! `atomix-f2fs`. Every write goes through the narrow [`io::DiskIo`] layer. [`size`] holds the
+//! workspace's one size parser and the plan's size formatter. The kernel's sysfs is read through
+//! `atomix-blockdev`.
 //!
 //! Must not: know the boot flow (slots, stages, kernel command line) or decide policy for its
 //! callers (when to repartition, what a failure means); it carries out the plan it is given.
@@ -22,6 +24,7 @@
 //! crates-and-f2fs.md section 2). The codec here is checked against `sfdisk` and `sgdisk`.
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod apply;
 mod blkdev;
@@ -29,4 +32,5 @@ pub mod definitions;
 pub mod gpt;
 pub mod io;
 pub mod plan;
+pub mod size;
 pub mod vfat;

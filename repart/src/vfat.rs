@@ -35,60 +35,97 @@ pub struct VfatOptions {
 /// Failures making a FAT file system.
 #[derive(Debug, thiserror::Error)]
 pub enum VfatError {
+    /// A volume label that FAT cannot hold.
     #[error("volume label {label:?} is not 1-11 characters of A-Z 0-9 - _")]
-    Label { label: String },
+    Label {
+        /// The label given.
+        label: String,
+    },
+    /// Formatting the range as FAT failed.
     #[error("cannot format bytes {start}..{end} as FAT")]
     Format {
+        /// First byte.
         start: u64,
+        /// End byte (exclusive).
         end: u64,
+        /// The underlying error.
         #[source]
         source: io::Error,
     },
+    /// A file to copy into the file system cannot be opened.
     #[error("cannot open {name} from {path}")]
     OpenFile {
+        /// The file name.
         name: String,
+        /// Where it is read from.
         path: PathBuf,
+        /// The underlying error.
         #[source]
         source: io::Error,
     },
+    /// A file cannot be written into the new file system.
     #[error("cannot write {name} into the FAT file system")]
     WriteFile {
+        /// The file name.
         name: String,
+        /// The underlying error.
         #[source]
         source: io::Error,
     },
+    /// The range holds no usable FAT file system.
     #[error("no usable FAT file system in bytes {start}..{end}")]
     Open {
+        /// First byte.
         start: u64,
+        /// End byte (exclusive).
         end: u64,
+        /// The underlying error.
         #[source]
         source: io::Error,
     },
+    /// The root directory cannot be listed.
     #[error("cannot list the root directory of the FAT file system in bytes {start}..{end}")]
     List {
+        /// First byte.
         start: u64,
+        /// End byte (exclusive).
         end: u64,
+        /// The underlying error.
         #[source]
         source: io::Error,
     },
+    /// A file of an existing file system cannot be read.
     #[error("cannot read {name} from the FAT file system in bytes {start}..{end}")]
     ReadFile {
+        /// The file name.
         name: String,
+        /// First byte.
         start: u64,
+        /// End byte (exclusive).
         end: u64,
+        /// The underlying error.
         #[source]
         source: io::Error,
     },
+    /// A file of an existing file system cannot be written.
     #[error("cannot write {name} into the FAT file system in bytes {start}..{end}")]
     UpdateFile {
+        /// The file name.
         name: String,
+        /// First byte.
         start: u64,
+        /// End byte (exclusive).
         end: u64,
+        /// The underlying error.
         #[source]
         source: io::Error,
     },
+    /// A name that cannot be a file in the FAT root directory.
     #[error("{name:?} is not a file name for the FAT root directory (no `/`, `\\` or NUL)")]
-    FileName { name: String },
+    FileName {
+        /// The file name.
+        name: String,
+    },
 }
 
 /// An entry of a FAT root directory.
