@@ -23,8 +23,8 @@ use atomix_board::{AbStore, Board};
 use serde::{Deserialize, Serialize};
 
 use crate::disk::{
-    self, BootSource, DiskError, DiskLayout, DiskSpec, PartitionReport, RawFile, Reserved,
-    RootfsSource, SquashfsInfo,
+    self, BootSource, DiskError, DiskLayout, DiskSpec, LayoutError, PartitionReport, RawFile,
+    Reserved, RootfsSource, SquashfsInfo,
 };
 
 /// The version of an image built without one: an unversioned developer build. (The toolkit's
@@ -159,13 +159,11 @@ pub enum FlashableError {
     MissingLoader { board: String, package: String },
     #[error("board {board} has no loader files on the disk; {dir} would not be used")]
     UnusedLoader { board: String, dir: PathBuf },
-    #[error(
-        "board {board} keeps bytes below {board_first_usable} free, the image layout's first usable byte is {layout_first_usable}"
-    )]
-    RawRegion {
+    #[error("cannot lay out the image of board {board} from its repart.d definitions")]
+    Layout {
         board: String,
-        board_first_usable: u64,
-        layout_first_usable: u64,
+        #[source]
+        source: LayoutError,
     },
     #[error(
         "board {board} keeps the A/B counters in {file} on partition {partition}, but the image's boot vfat is partition {boot}"
@@ -239,17 +237,14 @@ pub fn derive_build_id(board: &str, version: &str, epoch: u64, parts: &[Part]) -
     disk::sha256_hex(text.as_bytes())[..12].to_owned()
 }
 
-/// The DiskLayout for `board`: DESIGN section 3's image-time part, with the board's U-Boot
-/// environment (if it keeps its counters there) reserved in the raw region.
+/// The DiskLayout for `board`: boot-a and rootfs-a from its repart.d definitions
+/// ([`DiskLayout::for_board`]), with the board's U-Boot environment (if it keeps its counters
+/// there) reserved in the raw region.
 pub fn layout(board: &Board) -> Result<DiskLayout, FlashableError> {
-    let mut layout = DiskLayout::atomix();
-    if board.repart.first_usable_bytes != layout.first_usable {
-        return Err(FlashableError::RawRegion {
-            board: board.name.clone(),
-            board_first_usable: board.repart.first_usable_bytes,
-            layout_first_usable: layout.first_usable,
-        });
-    }
+    let mut layout = DiskLayout::for_board(board).map_err(|source| FlashableError::Layout {
+        board: board.name.clone(),
+        source,
+    })?;
     if let AbStore::UbootEnv { offset, size } = board.ab.store {
         layout.reserved.push(Reserved {
             name: "the U-Boot environment".into(),

@@ -153,7 +153,7 @@ impl Artifacts {
     ) -> Result<DiskReport, DiskError> {
         disk::build(
             &DiskSpec {
-                layout: DiskLayout::atomix(),
+                layout: DiskLayout::atomix().map_err(|source| DiskError::Layout { source })?,
                 loader: Vec::new(),
                 boot_files: vec![
                     (
