@@ -140,72 +140,127 @@ pub struct Built {
 /// Failures building a flashable image.
 #[derive(Debug, thiserror::Error)]
 pub enum FlashableError {
+    /// The build ID or version has characters boot.scr cannot carry.
     #[error("the build ID or version cannot go into boot.scr")]
     BuildInfo {
+        /// Which field and value.
         #[source]
         source: BuildInfoError,
     },
+    /// The epoch is past the 32-bit timestamps of boot.scr and squashfs (2106).
     #[error("epoch {epoch} does not fit the 32-bit timestamps of boot.scr and squashfs")]
-    Epoch { epoch: u64 },
+    Epoch {
+        /// The epoch given.
+        epoch: u64,
+    },
+    /// The board loads a device tree and none was given.
     #[error(
         "board {board} boots with the device tree {dtb} (from the kernel package) and none was given"
     )]
-    MissingDtb { board: String, dtb: String },
+    MissingDtb {
+        /// The board's name.
+        board: String,
+        /// The device tree the board names.
+        dtb: String,
+    },
+    /// A device tree was given for a board that uses the firmware's own.
     #[error("board {board} uses the firmware's own device tree; {path} would not be used")]
-    UnusedDtb { board: String, path: PathBuf },
+    UnusedDtb {
+        /// The board's name.
+        board: String,
+        /// The device tree given.
+        path: PathBuf,
+    },
+    /// The board needs raw loader files and no loader directory was given.
     #[error(
         "board {board} needs its loader files (package {package}) and no loader directory was given"
     )]
-    MissingLoader { board: String, package: String },
+    MissingLoader {
+        /// The board's name.
+        board: String,
+        /// The Debian package holding the loader files.
+        package: String,
+    },
+    /// A loader directory was given for a board without loader files on the disk.
     #[error("board {board} has no loader files on the disk; {dir} would not be used")]
-    UnusedLoader { board: String, dir: PathBuf },
+    UnusedLoader {
+        /// The board's name.
+        board: String,
+        /// The loader directory given.
+        dir: PathBuf,
+    },
+    /// The image's layout cannot be made from the board's repart.d definitions.
     #[error("cannot lay out the image of board {board} from its repart.d definitions")]
     Layout {
+        /// The board's name.
         board: String,
+        /// Why.
         #[source]
         source: LayoutError,
     },
+    /// The board keeps its A/B state file on a partition that is not the image's boot vfat.
     #[error(
         "board {board} keeps the A/B counters in {file} on partition {partition}, but the image's boot vfat is partition {boot}"
     )]
     StatePartition {
+        /// The board's name.
         board: String,
+        /// The state file's name in the FAT root.
         file: String,
+        /// GPT entry number of the partition the board names.
         partition: u32,
+        /// GPT entry number of the image's boot vfat.
         boot: u32,
     },
+    /// An input file cannot be read (or hashed).
     #[error("cannot read the {what} {path}")]
     Input {
+        /// What the input is (kernel, initramfs, ...).
         what: String,
+        /// The file given.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },
+    /// boot.scr cannot be wrapped as a U-Boot legacy script image.
     #[error("cannot wrap boot.scr as a U-Boot script image")]
     Script {
+        /// What the encoder said.
         #[source]
         source: UimageError,
     },
+    /// The rootfs cannot be packed, read or used (not a squashfs, too large for its slot).
     #[error("cannot use the rootfs")]
     Rootfs {
+        /// Why.
         #[source]
         source: DiskError,
     },
+    /// The disk image cannot be built.
     #[error("cannot build the disk image {path}")]
     Disk {
+        /// The image being built.
         path: PathBuf,
+        /// Why.
         #[source]
         source: DiskError,
     },
+    /// No temporary file can be made beside the output.
     #[error("cannot create a temporary file in {dir}")]
     TempFile {
+        /// The output's directory.
         dir: PathBuf,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },
+    /// The manifest cannot be written or renamed into place.
     #[error("cannot write the manifest {path}")]
     Manifest {
+        /// The manifest file.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },

@@ -11,6 +11,8 @@
 //! Must not: duplicate the GPT or FAT code of `atomix-repart` (it calls it), know the boot
 //! stages, or issue block-device ioctls itself.
 
+#![warn(missing_docs)]
+
 pub mod bootenv;
 pub mod cpio;
 pub mod disk;
