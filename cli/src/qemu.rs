@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use atomix_board::Board;
-use atomix_qemu::{Ending, Expect, Forward, Nic, QemuConfig, Transport};
+use atomix_qemu::{Ending, Expect, FlashBankError, Forward, Nic, QemuConfig, Transport};
 use clap::Args;
 
 use crate::print_json;
@@ -123,22 +123,20 @@ fn no_bootdelay_seed(board: &Board, bios: &std::path::Path) -> Result<tempfile::
         .as_ref()
         .map(|f| f.env_size)
         .with_context(|| format!("board {} does not say where its firmware keeps the environment (use --keep-bootdelay)", board.name))?;
-    let binary = std::fs::read(bios)
-        .with_context(|| format!("cannot read the firmware {}", bios.display()))?;
-    let area = atomix_board::env::no_bootdelay_seed(&binary, usize::try_from(size)?).with_context(
-        || {
-            format!(
-                "{}: cannot make a bootdelay=0 environment (use --keep-bootdelay)",
-                bios.display()
-            )
-        },
-    )?;
     let path = tempfile::Builder::new()
         .prefix("atomix-uboot-env.")
         .tempfile()?
         .into_temp_path();
-    atomix_qemu::write_flash_bank(&path, &area)
-        .with_context(|| format!("cannot write the flash environment {}", path.display()))?;
+    atomix_qemu::write_no_bootdelay_bank(bios, size, &path).map_err(|e| match e {
+        // The one the user can step around.
+        FlashBankError::Seed { path, source } => anyhow::Error::new(source).context(format!(
+            "{}: cannot make a bootdelay=0 environment (use --keep-bootdelay)",
+            path.display()
+        )),
+        e @ (FlashBankError::ReadFirmware { .. }
+        | FlashBankError::EnvSize { .. }
+        | FlashBankError::Write { .. }) => e.into(),
+    })?;
     Ok(path)
 }
 

@@ -109,7 +109,7 @@ fn pack(args: PackArgs) -> Result<()> {
         bail!("{}: not a directory", args.dir.display());
     }
     let epoch = epoch_from_env()?;
-    let slot_bytes = DiskLayout::atomix().rootfs_slot()?.size;
+    let slot_bytes = DiskLayout::atomix()?.rootfs_slot()?.size;
     let parent = match args.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

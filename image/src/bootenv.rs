@@ -168,101 +168,159 @@ pub struct Updated {
 /// Failures reading or writing the counters.
 #[derive(Debug, thiserror::Error)]
 pub enum BootEnvError {
+    /// The image file or block device cannot be opened or sized.
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// The board's environment area lies past the end of the disk.
     #[error(
         "{}: the U-Boot environment area {offset:#x}..{:#x} does not fit the {disk_bytes}-byte disk",
         target.display(), offset + size
     )]
     Short {
+        /// The image file or block device.
         target: PathBuf,
+        /// Byte offset of the environment area on the disk.
         offset: u64,
+        /// Size of the area in bytes.
         size: u64,
+        /// The disk's size in bytes.
         disk_bytes: u64,
     },
+    /// The environment area's CRC does not match its contents.
     #[error(
         "environment CRC mismatch at {offset:#x} on {}: stored {stored:#010x}, computed \
          {computed:#010x}; U-Boot ignores this environment and boots with its built-in default",
         target.display()
     )]
     Crc {
+        /// The image file or block device.
         target: PathBuf,
+        /// Byte offset of the environment area on the disk.
         offset: u64,
+        /// The CRC in the area's header.
         stored: u32,
+        /// The CRC of the area's contents.
         computed: u32,
     },
+    /// The environment area's contents are not a U-Boot environment.
     #[error("the U-Boot environment at {offset:#x} on {} is malformed", target.display())]
     Decode {
+        /// The image file or block device.
         target: PathBuf,
+        /// Byte offset of the environment area on the disk.
         offset: u64,
+        /// What the environment codec said.
         #[source]
         source: EnvError,
     },
+    /// The disk has no partition table, so the state file's partition is not there.
     #[error("{} has no partition table, so no partition {partition} holding {file}", target.display())]
     NoTable {
+        /// The image file or block device.
         target: PathBuf,
+        /// GPT entry number of the partition holding the file.
         partition: u32,
+        /// The state file's name in the FAT root.
         file: String,
     },
+    /// The partition that holds the state file does not exist.
     #[error("{} has no partition {partition}, which holds {file}", target.display())]
     NoPartition {
+        /// The image file or block device.
         target: PathBuf,
+        /// GPT entry number of the partition holding the file.
         partition: u32,
+        /// The state file's name in the FAT root.
         file: String,
     },
+    /// The state file cannot be read from its vfat.
     #[error("cannot read {file} in partition {partition} of {}", target.display())]
     ReadStateFile {
+        /// The image file or block device.
         target: PathBuf,
+        /// GPT entry number of the partition holding the file.
         partition: u32,
+        /// The state file's name in the FAT root.
         file: String,
+        /// What the FAT code said.
         #[source]
         source: VfatError,
     },
+    /// The state file is not an `env export -t` text.
     #[error("{file} in partition {partition} of {} is malformed", target.display())]
     DecodeStateFile {
+        /// The image file or block device.
         target: PathBuf,
+        /// GPT entry number of the partition holding the file.
         partition: u32,
+        /// The state file's name in the FAT root.
         file: String,
+        /// What the environment codec said.
         #[source]
         source: EnvError,
     },
+    /// The environment must start from U-Boot's built-in default and none was found on the disk
+    /// (writing only the changed variables would leave U-Boot without `bootcmd`).
     #[error(
         "no U-Boot default environment found on {}: {why}; a saved environment replaces the \
          built-in default completely, so writing only these variables would leave U-Boot \
          without bootcmd (write the loader files first)",
         target.display()
     )]
-    NoDefault { target: PathBuf, why: String },
+    NoDefault {
+        /// The image file or block device.
+        target: PathBuf,
+        /// Why there is none.
+        why: String,
+    },
+    /// The change cannot be applied to the environment (a bad name or value).
     #[error("cannot apply the change")]
     Change {
+        /// What the environment codec said.
         #[source]
         source: EnvError,
     },
+    /// The changed environment does not fit its area.
     #[error("the changed environment does not fit the area at {offset:#x} on {}", target.display())]
     Encode {
+        /// The image file or block device.
         target: PathBuf,
+        /// Byte offset of the environment area on the disk.
         offset: u64,
+        /// What the environment codec said.
         #[source]
         source: EnvError,
     },
+    /// The environment area cannot be written.
     #[error("cannot write the U-Boot environment at {offset:#x} on {}", target.display())]
     WriteEnv {
+        /// The image file or block device.
         target: PathBuf,
+        /// Byte offset of the environment area on the disk.
         offset: u64,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },
+    /// The state file cannot be written into its vfat.
     #[error("cannot write {file} in partition {partition} of {}", target.display())]
     WriteStateFile {
+        /// The image file or block device.
         target: PathBuf,
+        /// GPT entry number of the partition holding the file.
         partition: u32,
+        /// The state file's name in the FAT root.
         file: String,
+        /// What the FAT code said.
         #[source]
         source: VfatError,
     },
+    /// The write cannot be flushed to the disk.
     #[error("cannot flush the write to {}", target.display())]
     Sync {
+        /// The image file or block device.
         target: PathBuf,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },

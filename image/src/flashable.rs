@@ -23,8 +23,8 @@ use atomix_board::{AbStore, Board};
 use serde::{Deserialize, Serialize};
 
 use crate::disk::{
-    self, BootSource, DiskError, DiskLayout, DiskSpec, PartitionReport, RawFile, Reserved,
-    RootfsSource, SquashfsInfo,
+    self, BootSource, DiskError, DiskLayout, DiskSpec, LayoutError, PartitionReport, RawFile,
+    Reserved, RootfsSource, SquashfsInfo,
 };
 
 /// The version of an image built without one: an unversioned developer build. (The toolkit's
@@ -140,74 +140,127 @@ pub struct Built {
 /// Failures building a flashable image.
 #[derive(Debug, thiserror::Error)]
 pub enum FlashableError {
+    /// The build ID or version has characters boot.scr cannot carry.
     #[error("the build ID or version cannot go into boot.scr")]
     BuildInfo {
+        /// Which field and value.
         #[source]
         source: BuildInfoError,
     },
+    /// The epoch is past the 32-bit timestamps of boot.scr and squashfs (2106).
     #[error("epoch {epoch} does not fit the 32-bit timestamps of boot.scr and squashfs")]
-    Epoch { epoch: u64 },
+    Epoch {
+        /// The epoch given.
+        epoch: u64,
+    },
+    /// The board loads a device tree and none was given.
     #[error(
         "board {board} boots with the device tree {dtb} (from the kernel package) and none was given"
     )]
-    MissingDtb { board: String, dtb: String },
+    MissingDtb {
+        /// The board's name.
+        board: String,
+        /// The device tree the board names.
+        dtb: String,
+    },
+    /// A device tree was given for a board that uses the firmware's own.
     #[error("board {board} uses the firmware's own device tree; {path} would not be used")]
-    UnusedDtb { board: String, path: PathBuf },
+    UnusedDtb {
+        /// The board's name.
+        board: String,
+        /// The device tree given.
+        path: PathBuf,
+    },
+    /// The board needs raw loader files and no loader directory was given.
     #[error(
         "board {board} needs its loader files (package {package}) and no loader directory was given"
     )]
-    MissingLoader { board: String, package: String },
-    #[error("board {board} has no loader files on the disk; {dir} would not be used")]
-    UnusedLoader { board: String, dir: PathBuf },
-    #[error(
-        "board {board} keeps bytes below {board_first_usable} free, the image layout's first usable byte is {layout_first_usable}"
-    )]
-    RawRegion {
+    MissingLoader {
+        /// The board's name.
         board: String,
-        board_first_usable: u64,
-        layout_first_usable: u64,
+        /// The Debian package holding the loader files.
+        package: String,
     },
+    /// A loader directory was given for a board without loader files on the disk.
+    #[error("board {board} has no loader files on the disk; {dir} would not be used")]
+    UnusedLoader {
+        /// The board's name.
+        board: String,
+        /// The loader directory given.
+        dir: PathBuf,
+    },
+    /// The image's layout cannot be made from the board's repart.d definitions.
+    #[error("cannot lay out the image of board {board} from its repart.d definitions")]
+    Layout {
+        /// The board's name.
+        board: String,
+        /// Why.
+        #[source]
+        source: LayoutError,
+    },
+    /// The board keeps its A/B state file on a partition that is not the image's boot vfat.
     #[error(
         "board {board} keeps the A/B counters in {file} on partition {partition}, but the image's boot vfat is partition {boot}"
     )]
     StatePartition {
+        /// The board's name.
         board: String,
+        /// The state file's name in the FAT root.
         file: String,
+        /// GPT entry number of the partition the board names.
         partition: u32,
+        /// GPT entry number of the image's boot vfat.
         boot: u32,
     },
+    /// An input file cannot be read (or hashed).
     #[error("cannot read the {what} {path}")]
     Input {
+        /// What the input is (kernel, initramfs, ...).
         what: String,
+        /// The file given.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },
+    /// boot.scr cannot be wrapped as a U-Boot legacy script image.
     #[error("cannot wrap boot.scr as a U-Boot script image")]
     Script {
+        /// What the encoder said.
         #[source]
         source: UimageError,
     },
+    /// The rootfs cannot be packed, read or used (not a squashfs, too large for its slot).
     #[error("cannot use the rootfs")]
     Rootfs {
+        /// Why.
         #[source]
         source: DiskError,
     },
+    /// The disk image cannot be built.
     #[error("cannot build the disk image {path}")]
     Disk {
+        /// The image being built.
         path: PathBuf,
+        /// Why.
         #[source]
         source: DiskError,
     },
+    /// No temporary file can be made beside the output.
     #[error("cannot create a temporary file in {dir}")]
     TempFile {
+        /// The output's directory.
         dir: PathBuf,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },
+    /// The manifest cannot be written or renamed into place.
     #[error("cannot write the manifest {path}")]
     Manifest {
+        /// The manifest file.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },
@@ -239,17 +292,14 @@ pub fn derive_build_id(board: &str, version: &str, epoch: u64, parts: &[Part]) -
     disk::sha256_hex(text.as_bytes())[..12].to_owned()
 }
 
-/// The DiskLayout for `board`: DESIGN section 3's image-time part, with the board's U-Boot
-/// environment (if it keeps its counters there) reserved in the raw region.
+/// The DiskLayout for `board`: boot-a and rootfs-a from its repart.d definitions
+/// ([`DiskLayout::for_board`]), with the board's U-Boot environment (if it keeps its counters
+/// there) reserved in the raw region.
 pub fn layout(board: &Board) -> Result<DiskLayout, FlashableError> {
-    let mut layout = DiskLayout::atomix();
-    if board.repart.first_usable_bytes != layout.first_usable {
-        return Err(FlashableError::RawRegion {
-            board: board.name.clone(),
-            board_first_usable: board.repart.first_usable_bytes,
-            layout_first_usable: layout.first_usable,
-        });
-    }
+    let mut layout = DiskLayout::for_board(board).map_err(|source| FlashableError::Layout {
+        board: board.name.clone(),
+        source,
+    })?;
     if let AbStore::UbootEnv { offset, size } = board.ab.store {
         layout.reserved.push(Reserved {
             name: "the U-Boot environment".into(),

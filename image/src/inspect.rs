@@ -32,11 +32,15 @@ const MAX_SCRIPT: usize = 1 << 20;
 /// Failures that stop an inspection.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
+    /// The image file or block device cannot be opened or sized.
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// A loader file to compare against cannot be read.
     #[error("cannot read the loader file {}", path.display())]
     LoaderFile {
+        /// The loader file.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },

@@ -100,84 +100,139 @@ pub struct SlotReport {
 /// the slot is left in.
 #[derive(Debug, thiserror::Error)]
 pub enum SlotError {
+    /// The image file or block device cannot be opened or sized.
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// The target has no partition table.
     #[error("{} has no partition table", target.display())]
-    NoTable { target: PathBuf },
+    NoTable {
+        /// The image file or block device.
+        target: PathBuf,
+    },
+    /// The target has no partition for the slot's boot or rootfs.
     #[error("{} has no partition {number} ({label}) for slot {slot}: {hint}", target.display())]
     MissingPartition {
+        /// The image file or block device.
         target: PathBuf,
+        /// The slot.
         slot: Slot,
+        /// GPT entry number of the partition.
         number: u32,
+        /// The PARTLABEL it should have.
         label: &'static str,
+        /// What to do about it.
         hint: String,
     },
+    /// A slot partition has another label than the layout's: not an AtomixOS disk.
     #[error(
         "partition {number} of {} is labelled {found:?}, not {expected:?}: not the AtomixOS layout",
         target.display()
     )]
     WrongLabel {
+        /// The image file or block device.
         target: PathBuf,
+        /// GPT entry number of the partition.
         number: u32,
+        /// The label the layout has there.
         expected: &'static str,
+        /// The label found.
         found: String,
     },
+    /// The boot files directory cannot be read.
     #[error("cannot read the boot files directory {}", dir.display())]
     BootDir {
+        /// The boot files directory.
         dir: PathBuf,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },
+    /// An entry of the boot files directory cannot go into the FAT root (a name that is not
+    /// UTF-8 or clashes with another but for case, a directory, not a regular file, unreadable).
     #[error("{}: {problem}", path.display())]
-    BootEntry { path: PathBuf, problem: String },
+    BootEntry {
+        /// The entry.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A file boot.scr needs is not in the boot files directory.
     #[error("{} has no {name}: {why}", dir.display())]
     MissingBootFile {
+        /// The boot files directory.
         dir: PathBuf,
+        /// The file's name.
         name: String,
+        /// Why there is none.
         why: String,
     },
+    /// The boot files do not fit the slot's boot partition.
     #[error(
         "the boot files in {} take {bytes} bytes, more than partition {number} ({label}) holds \
          ({size} bytes)",
         dir.display()
     )]
     BootTooLarge {
+        /// The boot files directory.
         dir: PathBuf,
+        /// Their size in bytes.
         bytes: u64,
+        /// GPT entry number of the partition.
         number: u32,
+        /// The partition's PARTLABEL.
         label: String,
+        /// The partition's size in bytes.
         size: u64,
     },
+    /// The rootfs squashfs cannot be read.
     #[error("cannot read the rootfs image {}", path.display())]
     RootfsRead {
+        /// The squashfs.
         path: PathBuf,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },
+    /// The rootfs image does not start with the squashfs magic.
     #[error("rootfs image {} is not a squashfs (no \"hsqs\" magic)", path.display())]
-    NotSquashfs { path: PathBuf },
+    NotSquashfs {
+        /// The file given.
+        path: PathBuf,
+    },
+    /// The rootfs squashfs is larger than the slot's rootfs partition.
     #[error(
         "rootfs image {} is {bytes} bytes, larger than partition {number} ({label}, {size} bytes)",
         path.display()
     )]
     RootfsTooLarge {
+        /// The squashfs.
         path: PathBuf,
+        /// Its size in bytes.
         bytes: u64,
+        /// GPT entry number of the partition.
         number: u32,
+        /// The partition's PARTLABEL.
         label: String,
+        /// The partition's size in bytes.
         size: u64,
     },
+    /// The A/B state file cannot be read before the boot partition is formatted.
     #[error(
         "cannot read the A/B state file {file} from partition {number} of {} (nothing written)",
         target.display()
     )]
     ReadState {
+        /// The image file or block device.
         target: PathBuf,
+        /// GPT entry number of the partition.
         number: u32,
+        /// The state file's name in the FAT root.
         file: String,
+        /// What the FAT code said.
         #[source]
         source: VfatError,
     },
+    /// Writing the rootfs failed part way.
     #[error(
         "writing the rootfs into partition {number} ({label}) of {} failed: it holds a partial \
          squashfs and slot {slot} must not boot until write-slot succeeds (its boot partition \
@@ -185,13 +240,19 @@ pub enum SlotError {
         target.display()
     )]
     WriteRootfs {
+        /// The image file or block device.
         target: PathBuf,
+        /// The slot.
         slot: Slot,
+        /// GPT entry number of the partition.
         number: u32,
+        /// The partition's PARTLABEL.
         label: String,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },
+    /// Formatting the boot partition failed after the rootfs was written.
     #[error(
         "the rootfs of slot {slot} is written, but formatting partition {number} ({label}) of {} \
          failed: its file system is incomplete, so U-Boot cannot load slot {slot}'s kernel; run \
@@ -199,31 +260,47 @@ pub enum SlotError {
         target.display()
     )]
     FormatBoot {
+        /// The image file or block device.
         target: PathBuf,
+        /// The slot.
         slot: Slot,
+        /// GPT entry number of the partition.
         number: u32,
+        /// The partition's PARTLABEL.
         label: String,
+        /// What the FAT code said.
         #[source]
         source: VfatError,
     },
+    /// Putting the A/B state file back failed after the slot was written.
     #[error(
         "slot {slot} is written, but putting the A/B state file {file} back into partition \
          {number} of {} failed: boot.scr starts from its default counters; it held {text:?}",
         target.display()
     )]
     WriteState {
+        /// The image file or block device.
         target: PathBuf,
+        /// The slot.
         slot: Slot,
+        /// GPT entry number of the partition.
         number: u32,
+        /// The state file's name in the FAT root.
         file: String,
+        /// The state file's contents before the write (to put back by hand).
         text: String,
+        /// What the FAT code said.
         #[source]
         source: Box<VfatError>,
     },
+    /// A write cannot be flushed to the disk.
     #[error("cannot flush {} after writing {what}", target.display())]
     Sync {
+        /// The image file or block device.
         target: PathBuf,
+        /// What was written.
         what: &'static str,
+        /// What the OS said.
         #[source]
         source: io::Error,
     },

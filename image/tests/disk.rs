@@ -50,7 +50,7 @@ fn inputs(dir: &Path) -> Inputs {
 
 fn spec(inputs: &Inputs, seed: &str) -> DiskSpec {
     DiskSpec {
-        layout: DiskLayout::atomix(),
+        layout: DiskLayout::atomix().unwrap(),
         loader: Vec::new(),
         boot_files: inputs
             .boot_files

@@ -3,8 +3,9 @@
 //!
 //! Owns: the `qemu-system-aarch64` command line for the `virt` machine, the QEMU process (its own
 //! process group, killed and reaped on every path: normal end, deadline, error, and a panic in
-//! the caller's line callback), the console transcript and its log file, and the rules that turn
-//! console text into an [`Ending`].
+//! the caller's line callback), the console transcript and its log file, the rules that turn
+//! console text into an [`Ending`], and the flash bank images the machine reads (the one place
+//! U-Boot's `bootdelay=0` bank is made: [`write_no_bootdelay_bank`]).
 //!
 //! Must not: build images, know about boot stages or the probe markers of the system tests, or
 //! judge a run by QEMU's exit status. Under `-no-reboot` QEMU exits 0 for a guest power-off, a
@@ -26,52 +27,24 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod command;
+mod flash;
 mod judge;
 mod net;
 mod process;
 mod run;
 
 use std::fmt;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use command::{command_line, command_line_string};
+pub use flash::{FLASH_BANK_BYTES, FlashBankError, write_flash_bank, write_no_bootdelay_bank};
 pub use judge::classify;
 pub use net::{BadForward, Forward, LAN_GATEWAY, Mac, Nic, Protocol, appliance_nics};
 pub use run::{run, run_interactive};
-
-/// Size of a `virt` machine flash bank: QEMU refuses a pflash drive of any other size (P5).
-pub const FLASH_BANK_BYTES: u64 = 64 << 20;
-
-/// Writes a flash bank image for [`QemuConfig::flash_bank1`]: `contents` at its start (for
-/// qemu_arm64 U-Boot, an environment area of its CONFIG_ENV_SIZE), the rest left as a hole.
-/// Written beside `path` and renamed into place.
-///
-/// # Errors
-/// `contents` is larger than a bank, or the file cannot be written.
-pub fn write_flash_bank(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    if contents.len() as u64 > FLASH_BANK_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!(
-                "{} bytes do not fit a {FLASH_BANK_BYTES}-byte flash bank",
-                contents.len()
-            ),
-        ));
-    }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    file.write_all(contents)?;
-    file.as_file().set_len(FLASH_BANK_BYTES)?;
-    file.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
 
 /// How the raw disks are attached to the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -306,23 +279,4 @@ pub enum QemuError {
         #[source]
         source: std::io::Error,
     },
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flash_banks_are_64_mib_with_the_contents_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bank.img");
-        write_flash_bank(&path, b"env").unwrap();
-        let data = std::fs::read(&path).unwrap();
-        assert_eq!(data.len() as u64, FLASH_BANK_BYTES);
-        assert_eq!(&data[..4], b"env\0");
-        assert!(data[3..].iter().all(|&b| b == 0));
-        let too_big = vec![0u8; FLASH_BANK_BYTES as usize + 1];
-        assert!(write_flash_bank(&dir.path().join("big.img"), &too_big).is_err());
-        assert!(!dir.path().join("big.img").exists());
-    }
 }

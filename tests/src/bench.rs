@@ -862,7 +862,10 @@ pub fn run(boots: usize, progress: &mut dyn FnMut(&str)) -> Result<BenchResult, 
     build_test_rootfs(&rootfs, &artifacts.busybox_aarch64)?;
     let disk_img = dir.join("disk.img");
     let disk_spec = DiskSpec {
-        layout: DiskLayout::atomix(),
+        layout: DiskLayout::atomix().map_err(|source| BenchError::Disk {
+            path: disk_img.clone(),
+            source: DiskError::Layout { source },
+        })?,
         loader: Vec::new(),
         boot_files: Vec::new(),
         rootfs: RootfsSource::Dir(rootfs),

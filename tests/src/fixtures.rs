@@ -14,7 +14,7 @@ use atomix_image::initramfs::{InitramfsSpec, RepartSpec};
 use atomix_board::bootscript::{self, BuildInfo};
 use atomix_board::uimage;
 use atomix_image::flashable::{self, Inputs};
-use atomix_qemu::{Forward, QemuConfig};
+use atomix_qemu::{FlashBankError, Forward, QemuConfig};
 
 use crate::{Artifacts, HarnessError, qemu_log_path};
 
@@ -153,7 +153,7 @@ impl Artifacts {
     ) -> Result<DiskReport, DiskError> {
         disk::build(
             &DiskSpec {
-                layout: DiskLayout::atomix(),
+                layout: DiskLayout::atomix().map_err(|source| DiskError::Layout { source })?,
                 loader: Vec::new(),
                 boot_files: vec![
                     (
@@ -195,27 +195,25 @@ impl Artifacts {
                 make: "add [firmware] to the profile",
             })?;
         let bios = PathBuf::from(&firmware.bios);
-        let binary = std::fs::read(&bios).map_err(|source| HarnessError::Firmware {
-            path: bios.clone(),
-            source,
-        })?;
-        let size = usize::try_from(firmware.env_size).unwrap_or(usize::MAX);
-        let area = atomix_board::env::no_bootdelay_seed(&binary, size).map_err(|source| {
-            HarnessError::EnvSeed {
-                path: bios.clone(),
-                source,
-            }
-        })?;
         let seed_dir = self.target_dir.join("systest-tmp");
         std::fs::create_dir_all(&seed_dir).map_err(|source| HarnessError::CreateDir {
             path: seed_dir.clone(),
             source,
         })?;
         let seed = seed_dir.join("uboot-env-bootdelay0.img");
-        atomix_qemu::write_flash_bank(&seed, &area).map_err(|source| HarnessError::Write {
-            path: seed.clone(),
-            source,
-        })?;
+        atomix_qemu::write_no_bootdelay_bank(&bios, firmware.env_size, &seed).map_err(
+            |e| match e {
+                FlashBankError::ReadFirmware { path, source } => {
+                    HarnessError::Firmware { path, source }
+                }
+                FlashBankError::Seed { path, source } => HarnessError::EnvSeed { path, source },
+                FlashBankError::Write { path, source } => HarnessError::Write { path, source },
+                e @ FlashBankError::EnvSize { .. } => HarnessError::Write {
+                    path: seed.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+                },
+            },
+        )?;
         Ok(QemuConfig {
             bios: Some(bios),
             flash_bank1: Some(seed),
