@@ -291,12 +291,7 @@ fn update(
 
 /// Prints the error chain (and what to do about a damaged environment); exit code 1.
 fn failed(e: &BootEnvError) -> u8 {
-    eprintln!("atomix: error: {e}");
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        eprintln!("  caused by: {c}");
-        cause = c.source();
-    }
+    atomix_errchain::eprint_report("atomix", e);
     if matches!(
         e,
         BootEnvError::Crc { .. }

@@ -120,10 +120,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("atomix: error: {error}");
-            for cause in error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
+            atomix_errchain::eprint_report("atomix", error.as_ref());
             ExitCode::from(1)
         }
     }

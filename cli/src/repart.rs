@@ -133,12 +133,7 @@ pub fn run(args: RepartArgs) -> Result<u8> {
             Ok(0)
         }
         Err(error) => {
-            eprintln!("atomix: error: {error}");
-            let mut cause = std::error::Error::source(&error);
-            while let Some(c) = cause {
-                eprintln!("  caused by: {c}");
-                cause = c.source();
-            }
+            atomix_errchain::eprint_report("atomix", &error);
             let state = after_failure(&current, &defs, args.seed, first_usable, target);
             eprintln!("atomix: {state}");
             Ok(EXIT_FAILED)

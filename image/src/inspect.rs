@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use atomix_board::bootscript;
 use atomix_board::uimage;
 use atomix_board::{Board, Slot};
+use atomix_errchain::one_line;
 use atomix_repart::apply::probe_signature;
 use atomix_repart::definitions::type_name;
 use atomix_repart::gpt::{Geometry, Partition};
@@ -256,7 +257,7 @@ pub fn inspect(
         },
         Err(e) => AbReport {
             state: None,
-            error: Some(chain(&e)),
+            error: Some(one_line(&e)),
         },
     };
     let first_boot_done = t
@@ -441,7 +442,7 @@ fn boot_partition(t: &Target, slot: Slot, p: &Partition) -> BootPartition {
         note: None,
     };
     let note = match vfat::list_root(&t.file, start, size) {
-        Err(e) => Some(format!("no readable FAT file system: {}", chain(&e))),
+        Err(e) => Some(format!("no readable FAT file system: {}", one_line(&e))),
         Ok(files) => {
             report.files = files;
             let script = report
@@ -455,7 +456,7 @@ fn boot_partition(t: &Target, slot: Slot, p: &Partition) -> BootPartition {
                     Some(format!("boot.scr is {} bytes: not a boot script", f.size))
                 }
                 Some(_) => match vfat::read_file(&t.file, start, size, "boot.scr") {
-                    Err(e) => Some(chain(&e)),
+                    Err(e) => Some(one_line(&e)),
                     Ok(None) => Some("no boot.scr".to_owned()),
                     Ok(Some(bytes)) => match uimage::decode_script(&bytes) {
                         Err(e) => Some(format!("boot.scr is damaged: {e}")),
@@ -505,18 +506,6 @@ fn data_report(t: &Target, first_boot_done: bool) -> Result<DataReport, InspectE
     })
 }
 
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,7 +528,7 @@ mod tests {
             source: inner,
         };
         assert_eq!(
-            chain(&e),
+            one_line(&e),
             "cannot read the loader file /x/u-boot.itb: inner"
         );
     }

@@ -407,13 +407,7 @@ fn refused(board: &str, inputs: &Inputs, out: &Path) -> FlashableError {
 }
 
 fn chain(err: &FlashableError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
+    atomix_errchain::one_line(err)
 }
 
 #[test]

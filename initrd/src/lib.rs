@@ -15,7 +15,6 @@
 pub mod boot;
 pub mod cmdline;
 pub mod device;
-pub mod error_chain;
 #[cfg(test)]
 mod fake;
 pub mod firstboot;

@@ -20,7 +20,6 @@ use std::error::Error;
 use std::path::PathBuf;
 
 use crate::cmdline::{Emergency, FailurePolicy};
-use crate::error_chain::error_chain;
 use crate::stage::Stage;
 use crate::system::{Clock, Rescue};
 
@@ -47,7 +46,7 @@ pub fn fail<S: Clock + Rescue>(
     err: &(dyn Error + 'static),
 ) -> Ending {
     log::error!("fatal: stage {stage} failed: {err}");
-    for cause in error_chain(err) {
+    for cause in atomix_errchain::causes(err) {
         log::error!("  caused by: {cause}");
     }
     log::error!("hint: {}", stage.hint());

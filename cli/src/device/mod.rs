@@ -180,13 +180,8 @@ pub fn run(cmd: DeviceCmd) -> u8 {
 }
 
 /// Writes `atomix: error: PREFIX ERROR` and its causes.
-fn write_error(out: &mut dyn Write, prefix: &str, error: &dyn std::error::Error) {
-    let _ = writeln!(out, "atomix: error: {prefix}{error}");
-    let mut cause = error.source();
-    while let Some(c) = cause {
-        let _ = writeln!(out, "  caused by: {c}");
-        cause = c.source();
-    }
+fn write_error(out: &mut dyn Write, prefix: &str, error: &(dyn std::error::Error + 'static)) {
+    let _ = atomix_errchain::write_report(out, "atomix", prefix, error);
 }
 
 /// A config or bundle read and validated as `atomix-provision validate` does it.

@@ -40,15 +40,8 @@ pub fn fake_init(dir: &Path, size: usize) -> PathBuf {
 }
 
 /// The `Display` of an error and all its sources, `: ` separated.
-pub fn error_chain(e: &dyn Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
+pub fn error_chain(e: &(dyn Error + 'static)) -> String {
+    atomix_errchain::one_line(e)
 }
 
 /// Decompress an initramfs with the real tool (`zstd -dc` / `gzip -dc`), checking it exits 0.

@@ -18,7 +18,6 @@ use atomix_sysroot::SysrootError;
 
 use crate::cmdline::{BootParams, CmdlineError, FailurePolicy};
 use crate::device::DeviceError;
-use crate::error_chain::error_chain;
 use crate::firstboot::fresh_flash::{self, FlashedDisk, FreshFlashError};
 use crate::firstboot::{MarkerError, RepartError, repart};
 use crate::modules::{self, MODULES_LOAD, ModulesError};
@@ -359,7 +358,7 @@ impl<S: System> Runner<'_, S> {
         self.report.peak_rss_kib = peak_rss_kib(hwm, rss);
         if let Err(e) = self.write_report() {
             // The boot matters more than the report; say so and go on.
-            log::warn!("{e}: {}", error_chain(&e).join(": "));
+            log::warn!("{}", atomix_errchain::OneLine(&e));
         }
         log::info!(
             "boot done in {:.1} ms: exec {}",

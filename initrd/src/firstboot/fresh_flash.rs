@@ -113,7 +113,7 @@ pub fn decide<S: SlotDevices + RepartDisk + Markers>(
                 log::warn!(
                     "cannot read the partition table of {}: {}; taking this boot as not a fresh flash",
                     disk.display(),
-                    crate::error_chain::joined(&e)
+                    atomix_errchain::OneLine(&e)
                 );
                 (
                     FreshFlash::NotFresh,

@@ -86,7 +86,7 @@ pub fn run<S: RepartDisk + Files + ModuleLoader + Clock>(
         }
         Err(err) => {
             rec.outcome = RepartOutcome::Failed;
-            let chain = crate::error_chain::joined(&err);
+            let chain = atomix_errchain::one_line(&err);
             rec.error = Some(chain.clone());
             report.repart = Some(rec);
             if mode == RepartMode::Required {

@@ -35,13 +35,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            let mut line = format!("mkf2fs: {err}");
-            let mut source = std::error::Error::source(&err);
-            while let Some(cause) = source {
-                line.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            eprintln!("{line}");
+            eprintln!("mkf2fs: {}", atomix_errchain::OneLine(&err));
             ExitCode::FAILURE
         }
     }
