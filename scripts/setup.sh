@@ -25,6 +25,7 @@ host_pkgs=(
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross libclang-dev clang pkg-config
   f2fs-tools libf2fs-format-dev libf2fs-dev uuid-dev libselinux1-dev openssh-client
   python3-venv nftables dbus-daemon time
+  systemd   # systemd-repart, which T1 compares our plans with (not there on a minimal Debian 12)
   dnsmasq-base libcap2 libgnutls30 libnettle8 libseccomp2
   chromium chromium-driver fonts-dejavu-core
 )
