@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent host set-up for building and testing the AtomixOS boot toolkit on Debian 12 x86_64.
 # Installs apt packages (amd64 and arm64 multiarch; with Debian's chromium, chromedriver and a
-# font for the web console's browser test), the Rust target for the static /init, and
-# unpacks the test kernel and busybox (Debian arm64 packages), and chronyd (for checking the
-# rendered chrony files), into the cache directory.
+# font for the web console's browser test), the Rust target for the static /init and
+# cargo-deny, and unpacks the test kernel and busybox (Debian arm64 packages), and chronyd (for
+# checking the rendered chrony files), into the cache directory.
 #
 # Usage: scripts/setup.sh            (as root; safe to run again: it skips what is already there)
 # Env:   ATOMIX_CACHE  cache directory (default: <repo>/.cache, ignored by git)
@@ -25,6 +25,7 @@ host_pkgs=(
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross libclang-dev clang pkg-config
   f2fs-tools libf2fs-format-dev libf2fs-dev uuid-dev libselinux1-dev openssh-client
   python3-venv nftables dbus-daemon time
+  systemd   # systemd-repart, which T1 compares our plans with (not there on a minimal Debian 12)
   dnsmasq-base libcap2 libgnutls30 libnettle8 libseccomp2
   chromium chromium-driver fonts-dejavu-core
 )
@@ -77,6 +78,14 @@ if command -v rustup >/dev/null 2>&1; then
   done
   rustup component list --installed | grep -q '^clippy' || rustup component add clippy
   rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+fi
+# cargo-deny for the lint step of scripts/test.sh (licenses, bans, sources: deny.toml); built
+# from crates.io once (a few minutes), pinned.
+deny_version=0.20.2
+if command -v cargo >/dev/null 2>&1 \
+   && ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $deny_version"; then
+  log "cargo install cargo-deny $deny_version"
+  cargo install cargo-deny --version "$deny_version" --locked
 fi
 
 # Download a package and unpack it (without installing it).

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use atomix_flash::{
-    FlashError, Host, Options, Phase, Plan, Progress, Refusal, Report, TargetKind, WriteOptions,
-    human,
+    FailureKind, FlashError, Found, Host, Options, Phase, Plan, Progress, Refusal, Report,
+    TargetKind, WriteOptions, human,
 };
 use clap::Args;
 use serde::Serialize;
@@ -171,15 +171,12 @@ fn failed(error: &FlashError) -> u8 {
 
 /// The exit code of a failure.
 fn exit_code(error: &FlashError) -> u8 {
-    match error {
-        FlashError::Image { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            EXIT_USAGE
-        }
-        FlashError::ImageKind { .. } | FlashError::TargetMissing { .. } => EXIT_USAGE,
-        FlashError::Refused(_) => EXIT_REFUSED,
-        FlashError::Mismatch { .. } => EXIT_MISMATCH,
-        FlashError::Interrupted { .. } => EXIT_INTERRUPTED,
-        _ => EXIT_FAILED,
+    match error.kind() {
+        FailureKind::Usage => EXIT_USAGE,
+        FailureKind::Refused => EXIT_REFUSED,
+        FailureKind::Io => EXIT_FAILED,
+        FailureKind::Mismatch => EXIT_MISMATCH,
+        FailureKind::Interrupted => EXIT_INTERRUPTED,
     }
 }
 
@@ -187,17 +184,22 @@ fn exit_code(error: &FlashError) -> u8 {
 fn hint(refusal: &Refusal) -> Option<&'static str> {
     match refusal {
         Refusal::NotBlockDevice {
-            what: "a regular file" | "missing",
+            what: Found::RegularFile | Found::Missing,
             ..
         } => Some("to write the image into a file, pass --to-file"),
         Refusal::NotAFile {
-            what: "a block device",
+            what: Found::BlockDevice,
             ..
         } => Some("--to-file is for files: drop it to flash a block device"),
         Refusal::InUse { .. } | Refusal::Busy { .. } => {
             Some("unmount it (and its partitions) first, or pick another target")
         }
-        _ => None,
+        Refusal::NotBlockDevice { .. }
+        | Refusal::NotAFile { .. }
+        | Refusal::SameAsImage { .. }
+        | Refusal::RootDisk { .. }
+        | Refusal::ReadOnly { .. }
+        | Refusal::TooSmall { .. } => None,
     }
 }
 

@@ -30,7 +30,8 @@ use std::path::{Path, PathBuf};
 
 pub use host::{DevNum, Host, Mount, Partition, parse_mountinfo, parse_swaps};
 pub use target::{
-    BlockInfo, Identity, Image, InUse, Refusal, Target, TargetKind, check, human, inspect_target,
+    BlockInfo, Found, Identity, Image, InUse, Refusal, Target, TargetKind, check, human,
+    inspect_target,
 };
 pub use write::{CHUNK_BYTES, Phase, Progress, Report, TargetState, WriteOptions, write};
 
@@ -184,7 +185,45 @@ fn progress_text(done: u64, total: u64, phase: Phase) -> String {
     }
 }
 
+/// What kind of failure a [`FlashError`] is, for a caller that maps failures to outcomes (the
+/// CLI's exit codes) without looking at messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The image or the target named is not there or not something that can be flashed.
+    Usage,
+    /// A safety check refused the target; nothing was written.
+    Refused,
+    /// An I/O failure; [`FlashError::state`] says what the target holds.
+    Io,
+    /// The target read back differs from the image.
+    Mismatch,
+    /// The cancel flag was set.
+    Interrupted,
+}
+
 impl FlashError {
+    /// What kind of failure this is.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Self::Image { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                FailureKind::Usage
+            }
+            Self::ImageKind { .. } | Self::TargetMissing { .. } => FailureKind::Usage,
+            Self::Refused(_) => FailureKind::Refused,
+            Self::Image { .. }
+            | Self::Target { .. }
+            | Self::NoSysfs { .. }
+            | Self::Host { .. }
+            | Self::OpenTarget { .. }
+            | Self::ReadImage { .. }
+            | Self::Write { .. }
+            | Self::Sync { .. }
+            | Self::ReadBack { .. } => FailureKind::Io,
+            Self::Mismatch { .. } => FailureKind::Mismatch,
+            Self::Interrupted { .. } => FailureKind::Interrupted,
+        }
+    }
+
     /// The target's state after this error, when writing had started.
     pub fn state(&self) -> Option<&TargetState> {
         match self {

@@ -362,6 +362,30 @@ pub fn inspect_target(path: &Path, host: &Host) -> Result<Target, FlashError> {
     })
 }
 
+/// What a refused target was found to be, when it is not the kind of target asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// A regular file (a block device was asked for).
+    RegularFile,
+    /// Nothing at the path (a block device was asked for).
+    Missing,
+    /// A block device (a file was asked for).
+    BlockDevice,
+    /// Something else: a directory, a character device, ... (from [`TargetKind::Other`]).
+    Other(&'static str),
+}
+
+impl std::fmt::Display for Found {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::RegularFile => "a regular file",
+            Self::Missing => "missing",
+            Self::BlockDevice => "a block device",
+            Self::Other(what) => what,
+        })
+    }
+}
+
 /// Why a target is not written. The message names the target and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -371,7 +395,7 @@ pub enum Refusal {
         /// The target.
         target: PathBuf,
         /// What it is instead.
-        what: &'static str,
+        what: Found,
     },
     /// Writing to a file was asked for, but the target is a block device (or something else
     /// that is not a regular file).
@@ -381,7 +405,7 @@ pub enum Refusal {
         /// The target.
         target: PathBuf,
         /// What it is instead.
-        what: &'static str,
+        what: Found,
     },
     /// The target is the image itself.
     #[error("target {} is the image {} itself", target.display(), image.display())]
@@ -488,31 +512,31 @@ pub fn check(image: &Image, target: &Target, to_file: bool) -> Result<(), Refusa
         (TargetKind::Block(_), true) => {
             return Err(Refusal::NotAFile {
                 target: path(),
-                what: "a block device",
+                what: Found::BlockDevice,
             });
         }
         (TargetKind::Other { what }, true) => {
             return Err(Refusal::NotAFile {
                 target: path(),
-                what,
+                what: Found::Other(what),
             });
         }
         (TargetKind::File, false) => {
             return Err(Refusal::NotBlockDevice {
                 target: path(),
-                what: "a regular file",
+                what: Found::RegularFile,
             });
         }
         (TargetKind::Missing, false) => {
             return Err(Refusal::NotBlockDevice {
                 target: path(),
-                what: "missing",
+                what: Found::Missing,
             });
         }
         (TargetKind::Other { what }, false) => {
             return Err(Refusal::NotBlockDevice {
                 target: path(),
-                what,
+                what: Found::Other(what),
             });
         }
         (TargetKind::Block(info), false) => info,

@@ -670,7 +670,7 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{FlashError, Host, Options, plan};
+    use crate::{FlashError, Found, Host, Options, plan};
     use std::fs;
 
     const MIB: u64 = 1 << 20;
@@ -857,7 +857,7 @@ mod tests {
             matches!(
                 err,
                 FlashError::Refused(Refusal::NotBlockDevice {
-                    what: "a regular file",
+                    what: Found::RegularFile,
                     ..
                 })
             ),

@@ -13,6 +13,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use atomix_repart::gpt::Guid;
+
 use crate::device::DeviceSpec;
 use crate::stage::{STAGES, Stage};
 
@@ -226,15 +228,13 @@ pub fn parse_device_spec(key: &str, v: &str) -> Result<DeviceSpec, CmdlineError>
         return Ok(DeviceSpec::PartLabel(label.to_owned()));
     }
     if let Some(uuid) = v.strip_prefix("PARTUUID=") {
-        return if is_guid(uuid) {
-            Ok(DeviceSpec::PartUuid(uuid.to_ascii_uppercase()))
-        } else {
-            Err(invalid(
+        return uuid.parse::<Guid>().map(DeviceSpec::PartUuid).map_err(|_| {
+            invalid(
                 key,
                 v,
                 "PARTUUID=XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX (hex digits)",
-            ))
-        };
+            )
+        });
     }
     if let Some(name) = v.strip_prefix("/dev/")
         && !name.is_empty()
@@ -249,15 +249,6 @@ pub fn parse_device_spec(key: &str, v: &str) -> Result<DeviceSpec, CmdlineError>
 }
 
 /// `8-4-4-4-12` hex digits.
-fn is_guid(s: &str) -> bool {
-    let groups: Vec<&str> = s.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
 fn emergency(key: &str, value: Option<&str>) -> Result<Emergency, CmdlineError> {
     one_of(
         key,
@@ -493,7 +484,7 @@ mod tests {
         let p = BootParams::parse(&format!("atomixos.lowerdev=PARTUUID={uuid}")).unwrap();
         assert_eq!(
             p.lowerdev,
-            DeviceSpec::PartUuid("0B9D9B1E-4D4B-4A55-9C29-7B3E0C1F2A3D".into())
+            DeviceSpec::PartUuid("0B9D9B1E-4D4B-4A55-9C29-7B3E0C1F2A3D".parse().unwrap())
         );
         assert_eq!(
             p.lowerdev.to_string(),

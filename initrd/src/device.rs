@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use atomix_blockdev::{Sysfs, SysfsError, partition_name};
+use atomix_repart::gpt::Guid;
 
 /// The slot device as named on the kernel command line (`atomixos.lowerdev=`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +32,8 @@ pub enum DeviceSpec {
     Path(PathBuf),
     /// A GPT partition name, e.g. `rootfs-a`.
     PartLabel(String),
-    /// A GPT unique partition GUID, canonical and uppercase.
-    PartUuid(String),
+    /// A GPT unique partition GUID (shown canonical and uppercase).
+    PartUuid(Guid),
 }
 
 impl fmt::Display for DeviceSpec {
@@ -212,7 +213,7 @@ pub fn scan(
             }
             matches.into_iter().next()
         }
-        DeviceSpec::PartUuid(uuid) => find_partuuid(paths, &seen, uuid, gpt),
+        DeviceSpec::PartUuid(uuid) => find_partuuid(paths, &seen, &uuid.to_string(), gpt),
     };
     Ok(Scan { found, seen })
 }
@@ -638,10 +639,10 @@ mod tests {
         t.part("mmcblk1p2", 2, "rootfs-a", true);
         // An empty loop device is skipped, not read.
         t.disk("loop0", 0);
-        let lower = DeviceSpec::PartUuid(UUID.into());
+        let lower = DeviceSpec::PartUuid(UUID.parse().unwrap());
         let s = scan(&t.paths(), &lower, &mut RepartGpt).unwrap();
         assert_eq!(s.found, Some(t.dev("mmcblk1p2")));
-        let other = DeviceSpec::PartUuid("11111111-2222-3333-4444-555555555555".into());
+        let other = DeviceSpec::PartUuid("11111111-2222-3333-4444-555555555555".parse().unwrap());
         assert_eq!(
             scan(&t.paths(), &other, &mut RepartGpt).unwrap().found,
             None
@@ -655,7 +656,7 @@ mod tests {
         write_gpt(&t, "vda", 16384);
         let s = scan(
             &t.paths(),
-            &DeviceSpec::PartUuid(UUID.into()),
+            &DeviceSpec::PartUuid(UUID.parse().unwrap()),
             &mut RepartGpt,
         )
         .unwrap();

@@ -22,6 +22,8 @@ mod guest;
 mod probe;
 mod rootfs;
 pub mod seed;
+#[cfg(test)]
+mod shell_words;
 mod tools;
 
 use std::path::{Path, PathBuf};
