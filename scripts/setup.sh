@@ -68,6 +68,16 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] \
 fi
 
 if command -v rustup >/dev/null 2>&1; then
+  # rust-toolchain.toml pins the toolchain by version; rustup would download it from
+  # static.rust-lang.org, which may not be reachable. When the installed stable is that very
+  # version, name it by its version too (the entry rustup itself would make).
+  pinned=$(sed -n 's/^channel = "\(.*\)"$/\1/p' "$repo/rust-toolchain.toml")
+  host=$(rustc +stable -vV | sed -n 's/^host: //p')
+  toolchains=${RUSTUP_HOME:-$HOME/.rustup}/toolchains
+  if [ ! -e "$toolchains/$pinned-$host" ] && rustc +stable --version | grep -q "^rustc $pinned "; then
+    log "toolchain $pinned is the installed stable: linking it"
+    ln -s "$toolchains/stable-$host" "$toolchains/$pinned-$host"
+  fi
   # gnu: the static /init and the device's atomix (they link Debian's glibc-built f2fs
   # archives); musl: the device's atomix-provision, and its host build for the benchmark.
   for t in aarch64-unknown-linux-gnu aarch64-unknown-linux-musl x86_64-unknown-linux-musl; do

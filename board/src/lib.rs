@@ -14,6 +14,7 @@
 //! stages, partition plans or image assembly.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod bootscript;
 pub mod env;

@@ -157,14 +157,7 @@ fn failed(error: &FlashError) -> u8 {
             }
         }
         FlashError::Interrupted { .. } => eprintln!("atomix: {error}"),
-        _ => {
-            eprintln!("atomix: error: {error}");
-            let mut cause = std::error::Error::source(error);
-            while let Some(c) = cause {
-                eprintln!("  caused by: {c}");
-                cause = c.source();
-            }
-        }
+        _ => atomix_errchain::eprint_report("atomix", error),
     }
     code
 }

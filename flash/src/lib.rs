@@ -21,6 +21,7 @@
 //! number `BLKGETSIZE64` gives), page-cache advice and `O_DIRECT` go through rustix and std.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod host;
 mod target;

@@ -11,6 +11,7 @@
 //! the rest is plain logic with unit tests.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod boot;
 pub mod cmdline;

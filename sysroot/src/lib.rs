@@ -11,6 +11,7 @@
 //! All system calls go through rustix's safe wrappers; this crate has no `unsafe`.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::ffi::{CString, OsStr};
 use std::fs;

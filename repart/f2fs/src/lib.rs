@@ -11,6 +11,7 @@
 //! `f2fs_devs_are_umounted` reads `/proc/mounts`: in the initrd, mount `/proc` first.
 //!
 //! All unsafe code (fork, the FFI calls, the global `c`) is in the private module `sys`.
+#![warn(missing_docs)]
 #![deny(unsafe_code)]
 
 mod error;

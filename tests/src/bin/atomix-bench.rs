@@ -69,13 +69,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let mut message = format!("atomix-bench: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(cause) = source {
-                message.push_str(&format!(": {cause}"));
-                source = cause.source();
-            }
-            eprintln!("{message}");
+            eprintln!("atomix-bench: {}", atomix_errchain::OneLine(&e));
             ExitCode::from(1)
         }
     }
