@@ -24,17 +24,9 @@ use crate::containers::UnitName;
 use crate::users::UserName;
 
 /// The keys of a user's entry (`PUT /api/config/users/{name}`).
-pub const USER_KEYS: &[&str] = &["isAdmin", "ssh_key", "shell"];
+pub const USER_KEYS: &[&str] = &crate::users::KEYS;
 /// The keys `PATCH /api/config/network` may change.
-pub const NETWORK_KEYS: &[&str] = &[
-    "dns_servers",
-    "dns_search_domains",
-    "default_gateway",
-    "interfaces",
-    "dnsmasq",
-    "ntp",
-    "firewall",
-];
+pub const NETWORK_KEYS: &[&str] = &crate::network::KEYS;
 
 /// A kind of Quadlet resource under `[containers]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -69,7 +69,8 @@ pub struct Network {
     pub firewall: FirewallInbound,
 }
 
-const KEYS: [&str; 7] = [
+/// The keys of `[network]` (also what `PATCH /api/config/network` may change).
+pub(crate) const KEYS: [&str; 7] = [
     "dns_servers",
     "dns_search_domains",
     "default_gateway",

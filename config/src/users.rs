@@ -225,11 +225,14 @@ pub(crate) fn check(c: &mut Checker<'_>, node: &Node) -> Option<Users> {
     Some(users)
 }
 
+/// The keys of a user's entry (also what `PUT /api/config/users/{name}` takes).
+pub(crate) const KEYS: [&str; 3] = ["isAdmin", "ssh_key", "shell"];
+
 type UserFields = (bool, Option<SshKey>, Option<Shell>);
 
 fn user(c: &mut Checker<'_>, node: &Node, path: &str) -> Option<UserFields> {
     let before = c.error_count();
-    let t = c.table(node, path, &["isAdmin", "ssh_key", "shell"], &[])?;
+    let t = c.table(node, path, &KEYS, &[])?;
     let is_admin = match t.get("isAdmin") {
         Some(n) => c.boolean(n, &join(path, "isAdmin")).unwrap_or(false),
         None => false,

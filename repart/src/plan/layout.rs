@@ -225,19 +225,10 @@ impl<'a> Slot<'a> {
     pub(super) fn new(def: &'a Definition) -> Self {
         Slot {
             def: Some(def),
-            existing: None,
             type_guid: def.type_guid(),
-            dropped: false,
-            offset: None,
-            current_size: None,
-            current_padding: None,
-            new_size: None,
-            new_padding: None,
-            padding_area: None,
-            allocated_to: None,
-            number: None,
             new_uuid: def.uuid(),
             new_label: def.label().map(str::to_owned),
+            ..Slot::new_empty()
         }
     }
 
