@@ -9,6 +9,7 @@ use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use atomix_blockdev::size::{Style, human};
 use serde::Serialize;
 
 use crate::FlashError;
@@ -466,24 +467,11 @@ fn list(uses: &[InUse]) -> String {
 fn sizes(a: u64, b: u64) -> (String, String) {
     // "100 MiB" and "100.0 MiB" look alike: compare at one decimal.
     let tenth = |n: u64| format!("{:.1}", n as f64 / f64::from(1u32 << 20));
-    let (ha, hb) = (human(a), human(b));
+    let (ha, hb) = (human(a, Style::Flash), human(b, Style::Flash));
     if tenth(a) == tenth(b) {
         (format!("{a} bytes"), format!("{b} bytes"))
     } else {
         (ha, hb)
-    }
-}
-
-/// A size in MiB below 10 GiB (`1169 MiB`, `0.5 MiB`), in GiB above (`14.6 GiB`).
-pub fn human(bytes: u64) -> String {
-    const MIB: f64 = (1u64 << 20) as f64;
-    let mib = bytes as f64 / MIB;
-    if bytes >= 10 << 30 {
-        format!("{:.1} GiB", mib / 1024.0)
-    } else if bytes.is_multiple_of(1 << 20) {
-        format!("{mib:.0} MiB")
-    } else {
-        format!("{mib:.1} MiB")
     }
 }
 
@@ -975,14 +963,6 @@ mod tests {
             check(&img, &dev, false),
             Err(Refusal::SameAsImage { .. })
         ));
-    }
-
-    #[test]
-    fn human_sizes() {
-        assert_eq!(human(0), "0 MiB");
-        assert_eq!(human(1169 << 20), "1169 MiB");
-        assert_eq!(human(1 << 19), "0.5 MiB");
-        assert_eq!(human(16 << 30), "16.0 GiB");
     }
 
     #[test]

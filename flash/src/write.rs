@@ -41,12 +41,12 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use atomix_blockdev::size::{Style, human};
 use rustix::fs::{Advice, OFlags, fadvise};
 use rustix::io::Errno;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::target::human;
 use crate::{FlashError, Plan, Refusal};
 
 /// Bytes per write (and per read-back read).
@@ -171,15 +171,15 @@ impl fmt::Display for TargetState {
                 let head = if file {
                     format!(
                         "the file holds only the first {} of the image's {}",
-                        human(written),
-                        human(total)
+                        human(written, Style::Flash),
+                        human(total, Style::Flash)
                     )
                 } else {
                     format!(
                         "the target holds the first {} of the image ({} in all) and its old \
                          data after that; it will not boot correctly",
-                        human(written),
-                        human(total)
+                        human(written, Style::Flash),
+                        human(total, Style::Flash)
                     )
                 };
                 let sync = if synced {
@@ -193,12 +193,12 @@ impl fmt::Display for TargetState {
                 f,
                 "all {} were written but not confirmed on the medium (fsync failed): treat the \
                  target as partly written and run flash again",
-                human(total)
+                human(total, Style::Flash)
             ),
             Self::Written { total } => write!(
                 f,
                 "all {} of the image were written and flushed, but not verified",
-                human(total)
+                human(total, Style::Flash)
             ),
         }
     }
