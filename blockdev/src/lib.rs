@@ -1,15 +1,21 @@
-//! Block devices as sysfs shows them: kernel names, partitions and their sectors.
+//! Block devices as sysfs shows them (kernel names, partitions and their sectors), and sizes as
+//! people read them.
 //!
 //! Owns: the one kernel partition-naming rule of the workspace ([`partition_name`]: `vda` + 2 →
 //! `vda2`, `mmcblk0` + 2 → `mmcblk0p2`), and [`Sysfs`], the reader of `class/block/<name>` and
 //! `dev/block/<major>:<minor>` below an injected sysfs root, so that every caller (the `/init`
 //! device wait, repart's kernel check, flash's target checks) is tested on fixture trees.
+//! Also owns the workspace's one size formatter ([`size::human`]): bytes as people read them, in
+//! the fixed style of each place that prints sizes (the repart plan, `atomix flash`,
+//! `atomix inspect`).
 //!
 //! Must not: write anything (sysfs or elsewhere), open device nodes, or decide what a device is
 //! for; it reports what the kernel shows.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod size;
 
 use std::fs;
 use std::io;

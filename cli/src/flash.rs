@@ -10,9 +10,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use atomix_blockdev::size::{Style, human};
 use atomix_flash::{
     FailureKind, FlashError, Found, Host, Options, Phase, Plan, Progress, Refusal, Report,
-    TargetKind, WriteOptions, human,
+    TargetKind, WriteOptions,
 };
 use clap::Args;
 use serde::Serialize;
@@ -203,7 +204,7 @@ fn describe(plan: &Plan) -> String {
     let mut out = format!(
         "image   {}: {} ({} bytes)\n",
         image.path.display(),
-        human(image.bytes),
+        human(image.bytes, Style::Flash),
         image.bytes
     );
     let shown = if target.resolved == target.path {
@@ -224,7 +225,7 @@ fn describe(plan: &Plan) -> String {
                 "target  {shown}: block device {} ({}), {} ({} bytes){flags}\n",
                 info.name,
                 info.dev,
-                human(target.bytes),
+                human(target.bytes, Style::Flash),
                 target.bytes
             ));
             let model = info.model.as_deref().unwrap_or("unknown");
@@ -241,7 +242,7 @@ fn describe(plan: &Plan) -> String {
             let parts: Vec<String> = info
                 .partitions
                 .iter()
-                .map(|p| format!("{} ({})", p.name, human(p.bytes)))
+                .map(|p| format!("{} ({})", p.name, human(p.bytes, Style::Flash)))
                 .collect();
             let parts = if parts.is_empty() {
                 "none".to_owned()
@@ -252,7 +253,7 @@ fn describe(plan: &Plan) -> String {
         }
         TargetKind::File => out.push_str(&format!(
             "target  {shown}: regular file of {}, truncated and rewritten\n",
-            human(target.bytes)
+            human(target.bytes, Style::Flash)
         )),
         TargetKind::Missing => {
             out.push_str(&format!("target  {shown}: new regular file\n"));
@@ -294,7 +295,7 @@ fn summary(report: &Report) -> String {
         "flashed {} to {}: {} in {:.1} s ({:.0} MB/s)",
         report.image.display(),
         report.target.display(),
-        human(report.bytes),
+        human(report.bytes, Style::Flash),
         report.write_seconds,
         report.write_mb_per_s()
     );
@@ -378,8 +379,8 @@ fn progress_line(p: &Progress) -> String {
     };
     format!(
         "{verb}: {} of {} ({pct:.0}%), {:.0} MB/s{eta}",
-        human(p.done),
-        human(p.total),
+        human(p.done, Style::Flash),
+        human(p.total, Style::Flash),
         rate / 1e6
     )
 }

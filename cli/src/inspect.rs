@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use atomix_blockdev::size::{Style, human};
 use atomix_board::Board;
 use atomix_image::inspect::{self, Report};
 use clap::Args;
@@ -120,7 +121,7 @@ fn print_report(r: &Report, board: &Board, how: &str) {
         } else {
             "image file"
         },
-        size(r.disk_bytes),
+        human(r.disk_bytes, Style::Inspect),
         r.disk_bytes,
         r.sector_size
     );
@@ -132,8 +133,8 @@ fn print_report(r: &Report, board: &Board, how: &str) {
             println!(
                 "partition table: GPT, disk {}, usable {}..{}{}",
                 t.disk_guid,
-                size(t.first_usable),
-                size(t.usable_end),
+                human(t.first_usable, Style::Inspect),
+                human(t.usable_end, Style::Inspect),
                 if t.read_from_backup {
                     " (primary damaged: read from the backup)"
                 } else {
@@ -146,7 +147,7 @@ fn print_report(r: &Report, board: &Board, how: &str) {
             );
             for p in &t.partitions {
                 let content = match (&p.filesystem, p.filesystem_bytes) {
-                    (Some(fs), Some(n)) => format!("{fs} ({})", size(n)),
+                    (Some(fs), Some(n)) => format!("{fs} ({})", human(n, Style::Inspect)),
                     (Some(fs), None) => fs.clone(),
                     (None, _) => "no file system".to_owned(),
                 };
@@ -155,8 +156,8 @@ fn print_report(r: &Report, board: &Board, how: &str) {
                     p.number,
                     p.label,
                     p.type_name.as_deref().unwrap_or(&p.type_guid),
-                    size(p.start),
-                    size(p.size),
+                    human(p.start, Style::Inspect),
+                    human(p.size, Style::Inspect),
                     if p.attribute_names.is_empty() {
                         "-".to_owned()
                     } else {
@@ -165,13 +166,17 @@ fn print_report(r: &Report, board: &Board, how: &str) {
                 );
             }
             for f in &t.free {
-                println!("  free: {} at {}", size(f.size), size(f.start));
+                println!(
+                    "  free: {} at {}",
+                    human(f.size, Style::Inspect),
+                    human(f.start, Style::Inspect)
+                );
             }
             if t.beyond_table > 0 {
                 println!(
                     "  beyond the table: {} (the backup GPT is not at the disk's end; first \
                      boot moves it)",
-                    size(t.beyond_table)
+                    human(t.beyond_table, Style::Inspect)
                 );
             }
         }
@@ -233,37 +238,4 @@ fn print_report(r: &Report, board: &Board, how: &str) {
         }
     );
     println!("/data: {}", r.data.summary);
-}
-
-/// A size for people: exact in the largest unit (KiB to GiB) that divides it with a count below
-/// 10000 (`1168 MiB`), else with one decimal in the largest unit below it (`13.7 GiB`).
-pub(crate) fn size(bytes: u64) -> String {
-    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
-    if let Some((unit, n)) = UNITS
-        .iter()
-        .find(|(_, n)| bytes >= *n && bytes.is_multiple_of(*n) && bytes / n < 10_000)
-    {
-        return format!("{} {unit}", bytes / n);
-    }
-    match UNITS.iter().find(|(_, n)| bytes >= *n) {
-        Some((unit, n)) => format!("{:.1} {unit}", bytes as f64 / *n as f64),
-        None => format!("{bytes} B"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_for_people() {
-        assert_eq!(size(0), "0 B");
-        assert_eq!(size(512), "512 B");
-        assert_eq!(size(16 << 20), "16 MiB");
-        assert_eq!(size(3 << 30), "3 GiB");
-        assert_eq!(size(1168 << 20), "1168 MiB");
-        assert_eq!(size((1 << 30) + 1), "1.0 GiB");
-        assert_eq!(size(3584), "3.5 KiB");
-        assert_eq!(size(14_401_516 << 10), "13.7 GiB");
-    }
 }

@@ -7,6 +7,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use atomix_blockdev::size::{Style, human};
 use atomix_board::Board;
 use atomix_board::rootfs::{self, Contents};
 use atomix_image::disk::{self, DiskLayout};
@@ -142,9 +143,9 @@ fn pack(args: PackArgs) -> Result<()> {
         println!(
             "{}: {} ({:.1}% of a {} rootfs slot), sha256 {}",
             packed.path.display(),
-            crate::inspect::size(bytes),
+            human(bytes, Style::Inspect),
             bytes as f64 * 100.0 / slot_bytes as f64,
-            crate::inspect::size(slot_bytes),
+            human(slot_bytes, Style::Inspect),
             packed.sha256
         );
     }

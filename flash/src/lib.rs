@@ -29,10 +29,11 @@ mod write;
 
 use std::path::{Path, PathBuf};
 
+use atomix_blockdev::size::{Style, human};
+
 pub use host::{DevNum, Host, Mount, Partition, parse_mountinfo, parse_swaps};
 pub use target::{
-    BlockInfo, Found, Identity, Image, InUse, Refusal, Target, TargetKind, check, human,
-    inspect_target,
+    BlockInfo, Found, Identity, Image, InUse, Refusal, Target, TargetKind, check, inspect_target,
 };
 pub use write::{CHUNK_BYTES, Phase, Progress, Report, TargetState, WriteOptions, write};
 
@@ -181,8 +182,16 @@ pub enum FlashError {
 
 fn progress_text(done: u64, total: u64, phase: Phase) -> String {
     match phase {
-        Phase::Write => format!("after writing {} of {}", human(done), human(total)),
-        Phase::Verify => format!("after verifying {} of {}", human(done), human(total)),
+        Phase::Write => format!(
+            "after writing {} of {}",
+            human(done, Style::Flash),
+            human(total, Style::Flash)
+        ),
+        Phase::Verify => format!(
+            "after verifying {} of {}",
+            human(done, Style::Flash),
+            human(total, Style::Flash)
+        ),
     }
 }
 

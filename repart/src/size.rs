@@ -1,9 +1,9 @@
-//! Sizes as people write and read them: the one size parser of the workspace and the plan's
-//! size formatter. [`parse_size`] is systemd's grammar (repart.d `SizeMinBytes=` and friends);
-//! [`parse_size_arg`] is the command line's narrower one (`4096`, `512M`, `16g`) on top of it;
-//! [`human`] prints the plan's sizes ("128.0 MiB"). (`atomix flash` and `atomix inspect` print
-//! sizes in their own fixed formats, in `atomix_flash::target::human` and `cli/src/inspect.rs`.)
-//! Must not: read or write a disk.
+//! Sizes as people write them: the one size parser of the workspace. [`parse_size`] is
+//! systemd's grammar (repart.d `SizeMinBytes=` and friends); [`parse_size_arg`] is the command
+//! line's narrower one (`4096`, `512M`, `16g`) on top of it. (Printing sizes, the plan's
+//! "128.0 MiB" as `atomix flash`'s and `atomix inspect`'s formats, is
+//! `atomix_blockdev::size::human`'s.)
+//! Must not: read or write a disk, or print sizes.
 
 /// systemd's `parse_size(value, 1024)` for one component: digits, an optional fraction, optional
 /// whitespace and one of the suffixes `B K M G T P E` (base 1024, upper case). `None` if
@@ -74,22 +74,6 @@ pub fn parse_size_arg(text: &str) -> Result<u64, String> {
     parse_size(&canonical).ok_or_else(|| format!("`{text}`: too large"))
 }
 
-/// `bytes` in binary units with one decimal ("128.0 MiB").
-pub fn human(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut unit = 0;
-    let mut value = bytes as f64;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,12 +104,5 @@ mod tests {
                 .unwrap_err()
                 .contains("too large")
         );
-    }
-
-    #[test]
-    fn human_sizes() {
-        assert_eq!(human(512), "512 B");
-        assert_eq!(human(128 << 20), "128.0 MiB");
-        assert_eq!(human(3 << 29), "1.5 GiB");
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::size::human;
+use atomix_blockdev::size::{Style, human};
 
 use super::{ActionKind, Plan};
 
@@ -12,7 +12,7 @@ impl fmt::Display for Plan {
             f,
             "disk: {} bytes ({}), {} sectors of {} bytes, GPT {}{}",
             self.disk_bytes,
-            human(self.disk_bytes),
+            human(self.disk_bytes, Style::Plan),
             self.disk_bytes / self.sector_size,
             self.sector_size,
             self.disk_guid,
@@ -42,9 +42,9 @@ impl fmt::Display for Plan {
             "#", "action", "label", "type", "start LBA", "sectors", "size", "uuid"
         )?;
         for a in &self.actions {
-            let mut size = human(a.sectors * self.sector_size);
+            let mut size = human(a.sectors * self.sector_size, Style::Plan);
             if let (ActionKind::Grow, Some(old)) = (a.kind, a.old_sectors) {
-                size = format!("{} -> {size}", human(old * self.sector_size));
+                size = format!("{} -> {size}", human(old * self.sector_size, Style::Plan));
             }
             let mut notes = Vec::new();
             if a.set_label {
