@@ -6,7 +6,7 @@
 //! from the TOML files in `board/profiles/` into validated types, and the repart.d definition
 //! sets in `board/repart.d/`. Adding a board means adding a profile file, not a code path.
 //! Also owns what U-Boot reads: the generated `boot.scr` ([`bootscript`]) in its legacy image
-//! wrapper ([`uimage`]), and the U-Boot environment formats that hold the counters ([`env`]).
+//! wrapper ([`uimage`]), and the U-Boot environment formats that hold the counters ([`env`](mod@env)).
 //! And the board's part of the root filesystem, rendered from the same facts ([`rootfs`]):
 //! RAUC's slots and bootloader backend, `fw_env.config`, NIC names, the serial console.
 //!

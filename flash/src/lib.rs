@@ -6,11 +6,11 @@
 //! ([`check`], pure: mounted or holding mounted partitions, swap or dm/md on it, the disk
 //! holding `/`, smaller than the image, read-only, not a block device, the image itself);
 //! writing the image with progress, throughput and a cancel flag, `fsync`, and verifying by
-//! reading the target back past the page cache and comparing SHA-256 ([`write`]); and saying
+//! reading the target back past the page cache and comparing SHA-256 ([`write`](fn@write)); and saying
 //! what state the target is in after any failure or interruption ([`TargetState`]).
 //!
 //! Plan/apply: [`plan`] opens nothing for writing and decides whether the target may be
-//! written; [`write`] carries a plan out (and re-checks what can change in between: it opens a
+//! written; [`write`](fn@write) carries a plan out (and re-checks what can change in between: it opens a
 //! block device exclusively, so nothing can mount it while it is written, and sizes it again).
 //!
 //! Must not: know the image layout, partitions inside the image, or boards; ask the user

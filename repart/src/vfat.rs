@@ -1,6 +1,6 @@
 //! FAT file systems with the `fatfs` crate, inside a byte range of a disk: one implementation for
 //! the image builder (boot-a with its files), the repartitioner (an empty boot-b), the slot
-//! writer (a boot partition refilled) and the A/B state file ([`format`]), and for reading and
+//! writer (a boot partition refilled) and the A/B state file ([`format`](fn@format)), and for reading and
 //! updating single files in an existing file system's root directory ([`list_root`],
 //! [`read_file`], [`write_file`]).
 //!

@@ -63,7 +63,7 @@ pub const CHUNK_BYTES: usize = 4 << 20;
 /// Buffer address and `O_DIRECT` length alignment (covers 512- and 4096-byte sectors).
 const ALIGN: usize = 4096;
 
-/// What [`write`] does besides writing.
+/// What [`write`](fn@write) does besides writing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteOptions {
     /// Read the target back and compare SHA-256 with the image's.

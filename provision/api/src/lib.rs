@@ -4,7 +4,7 @@
 //! original AtomixOS service's (spec section 6), so clients made for it keep working.
 //!
 //! Owns: these facts, once, and (feature `sign`) how a client signs with a private key in its
-//! process ([`sign`]). Must not: do I/O, verify (the server does, with `ssh-key`), or know about
+//! process (`sign`). Must not: do I/O, verify (the server does, with `ssh-key`), or know about
 //! the config model.
 
 #![forbid(unsafe_code)]

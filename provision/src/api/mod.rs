@@ -3,7 +3,7 @@
 //! clients made for it keep working; every change of the config goes through the one import
 //! path ([`crate::import`]) and the activation engine.
 //!
-//! - [`router`]: the shared state [`Api`] and the routes; [`handlers`]: the routes' handlers.
+//! - [`router`](mod@router): the shared state [`Api`] and the routes; [`handlers`]: the routes' handlers.
 //! - [`auth`]: who may call (signed requests, the bootstrap exception); [`nonces`]: single-use
 //!   nonces; [`sshsig`]: SSHSIG verification against the admin signers; [`origin`]: the
 //!   browser protections before provisioning.

@@ -1,4 +1,4 @@
-//! The service's shared state ([`Api`]) and its routes ([`routes`], [`router`]).
+//! The service's shared state ([`Api`]) and its routes ([`routes`](fn@routes), [`router`](fn@router)).
 //!
 //! To add routes: write the handlers (they take `State<Arc<Api>>`, guard themselves with
 //! [`super::auth::admin`], and submit work with [`super::handlers::prepare`] and
