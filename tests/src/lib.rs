@@ -34,7 +34,7 @@ use atomix_qemu::QemuConfig;
 pub use artifacts::{Artifacts, RealRootfs, target_dir, workspace_root};
 pub use fixtures::{FlashedImage, TEST_IMAGE_VERSION};
 pub use guest::{Guest, GuestError, Shell};
-pub use probe::{DataProbe, MountLine, Probe};
+pub use probe::{DataProbe, MountLine, Probe, STAGE_ORDER};
 pub use rootfs::{PROBE_APPLETS, build_test_rootfs, rootfs_overlay};
 pub use tools::{atomix_binary, median, require_root, run_checked, run_tool};
 

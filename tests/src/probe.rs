@@ -1,5 +1,20 @@
 //! Parsing the marker lines that the test rootfs's probe init (`tests/rootfs/sbin/init`) prints.
 
+/// The stages `/init` reports in initrd.json, in the order it runs them: what a T3 boot expects
+/// (written here, apart from the initrd's own list, so that a change to it shows in the tests).
+pub const STAGE_ORDER: [&str; 10] = [
+    "early",
+    "cmdline",
+    "modules",
+    "device",
+    "fresh-flash",
+    "repart",
+    "lower",
+    "overlay",
+    "marker",
+    "switch-root",
+];
+
 /// The partition labelled `data`, as the probe saw it (`PROBE data ...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DataProbe {

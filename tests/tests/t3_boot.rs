@@ -178,22 +178,7 @@ fn assert_booted(name: &str, outcome: &Outcome, lowerdev: &str) {
             s["name"].as_str().unwrap()
         })
         .collect();
-    assert_eq!(
-        stages,
-        [
-            "early",
-            "cmdline",
-            "modules",
-            "device",
-            "fresh-flash",
-            "repart",
-            "lower",
-            "overlay",
-            "marker",
-            "switch-root"
-        ],
-        "{name}"
-    );
+    assert_eq!(stages, atomix_systests::STAGE_ORDER, "{name}");
     // This initramfs carries no repart data (first boot has its own tests, t3_firstboot): the
     // disk, which has no boot-b, is a fresh flash and repart skips.
     assert_eq!(json["fresh_flash"], true, "{name}");

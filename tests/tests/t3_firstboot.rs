@@ -151,22 +151,7 @@ fn assert_reached_root(name: &str, out: &Outcome, probe: &Probe) -> serde_json::
             s["name"].as_str().unwrap()
         })
         .collect();
-    assert_eq!(
-        stages,
-        [
-            "early",
-            "cmdline",
-            "modules",
-            "device",
-            "fresh-flash",
-            "repart",
-            "lower",
-            "overlay",
-            "marker",
-            "switch-root"
-        ],
-        "{name}"
-    );
+    assert_eq!(stages, atomix_systests::STAGE_ORDER, "{name}");
     json
 }
 
