@@ -642,6 +642,38 @@ fn run() -> Result<()> {
     let rss_after = [rss(args.ours.pid)?, rss(args.original.pid)?];
     let load_after = load();
 
+    let rows = rows(rss_start, rss_idle, rss_after, &cells);
+    print!(
+        "{}",
+        report(&args, &load_before, &load_after, &cells, &rows)?
+    );
+    Ok(())
+}
+
+/// A number with 3 significant digits or so (NaN and infinity as `-`).
+fn number(x: f64) -> String {
+    if !x.is_finite() {
+        "-".to_owned()
+    } else if x.abs() >= 100.0 || x == x.trunc() {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// One route at one concurrency: ours and the original's.
+type CellPair = (Kind, usize, Cell, Cell);
+
+/// The table's rows from the RSS readings (`VmRSS`, `VmHWM` in KiB; ours, the original's) and
+/// the cells.
+fn rows(
+    rss_start: [(u64, u64); 2],
+    rss_idle: [(u64, u64); 2],
+    rss_after: [(u64, u64); 2],
+    cells: &[CellPair],
+) -> Vec<Row> {
     let mut rows = Vec::new();
     // The issue's RSS targets are idle and after the scenario; the peak (200 connections
     // open at once, each with its buffers) is shown beside them without one.
@@ -665,7 +697,7 @@ fn run() -> Result<()> {
             }),
         });
     }
-    for (kind, clients, ours, original) in &cells {
+    for (kind, clients, ours, original) in cells {
         let name = format!("{} x{clients}", kind.name());
         let rate_ratio = ours.per_second() / original.per_second();
         rows.push(Row {
@@ -701,6 +733,18 @@ fn run() -> Result<()> {
         });
     }
 
+    rows
+}
+
+/// What is printed: the table (and every failure by kind), or with `args.json` the JSON.
+fn report(
+    args: &Args,
+    load_before: &str,
+    load_after: &str,
+    cells: &[CellPair],
+    rows: &[Row],
+) -> Result<String> {
+    let mut out = String::new();
     let load = format!("load average {load_before} before, {load_after} after");
     if args.json {
         let json_cells: Vec<Value> = cells
@@ -741,23 +785,24 @@ fn run() -> Result<()> {
             "cells": json_cells,
             "rows": json_rows,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&out)?));
     }
-    println!(
+    let _ = writeln!(
+        out,
         "provisioning API on 127.0.0.1, ours vs the original; {} s or {} requests a cell and \
          side, in {} rounds; {load}",
         args.seconds, args.max_requests, args.rounds
     );
-    println!("| metric | ours | original | ratio | target | met? |");
-    println!("|---|---|---|---|---|---|");
-    for r in &rows {
+    let _ = writeln!(out, "| metric | ours | original | ratio | target | met? |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for r in rows {
         let (target, met) = match &r.target {
             Some((t, true)) => (t.as_str(), "yes"),
             Some((t, false)) => (t.as_str(), "NO"),
             None => ("-", "-"),
         };
-        println!(
+        let _ = writeln!(
+            out,
             "| {} | {} | {} | {} | {target} | {met} |",
             r.metric,
             number(r.ours),
@@ -765,25 +810,337 @@ fn run() -> Result<()> {
             number(r.ours / r.original)
         );
     }
-    for (kind, clients, ours, original) in &cells {
+    for (kind, clients, ours, original) in cells {
         for (name, c) in [("ours", ours), ("original", original)] {
             for (what, n) in &c.errors {
-                println!("{} x{clients}, {name}: {n} x {what}", kind.name());
+                let _ = writeln!(out, "{} x{clients}, {name}: {n} x {what}", kind.name());
             }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
-/// A number with 3 significant digits or so (NaN and infinity as `-`).
-fn number(x: f64) -> String {
-    if !x.is_finite() {
-        "-".to_owned()
-    } else if x.abs() >= 100.0 || x == x.trunc() {
-        format!("{x:.0}")
-    } else if x.abs() >= 10.0 {
-        format!("{x:.1}")
-    } else {
-        format!("{x:.2}")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> Args {
+        Args {
+            ours: Server { port: 1, pid: 2 },
+            original: Server { port: 3, pid: 4 },
+            key: PathBuf::from("/k"),
+            seconds: 3.0,
+            rounds: 3,
+            max_requests: 200_000,
+            concurrency: vec![1, 200],
+            routes: Kind::ALL.to_vec(),
+            client_threads: 1,
+            one_address: false,
+            json: false,
+        }
     }
+
+    fn cell(ms: &[f64], secs: u64, errors: &[(&str, u64)]) -> Cell {
+        Cell {
+            latencies: ms
+                .iter()
+                .map(|m| Duration::from_secs_f64(m / 1e3))
+                .collect(),
+            elapsed: Duration::from_secs(secs),
+            errors: errors.iter().map(|(w, n)| ((*w).to_owned(), *n)).collect(),
+        }
+    }
+
+    fn sample() -> (Vec<CellPair>, Vec<Row>) {
+        let cells = vec![
+            (
+                Kind::Health,
+                1,
+                cell(&[1.0, 2.0, 3.0, 4.0], 1, &[]),
+                cell(&[10.0, 20.0], 1, &[("health: HTTP 503", 2)]),
+            ),
+            (
+                Kind::Nonce,
+                200,
+                cell(&[], 1, &[("connect: refused", 200)]),
+                cell(&[1.0], 1, &[]),
+            ),
+            (
+                Kind::Validate,
+                200,
+                cell(&[5.0, 7.5], 2, &[]),
+                cell(&[400.0], 2, &[("validate: HTTP 401", 3)]),
+            ),
+        ];
+        let rows = rows(
+            [(8192, 8192), (40960, 41000)],
+            [(9216, 9300), (51200, 52000)],
+            [(10752, 20480), (61440, 81920)],
+            &cells,
+        );
+        (cells, rows)
+    }
+
+    #[test]
+    fn table_as_printed() {
+        let (cells, rows) = sample();
+        let text = report(&args(), "0.50 0.40 0.30", "1.20 0.60 0.35", &cells, &rows).unwrap();
+        let expected = [
+            concat!(
+                "provisioning API on 127.0.0.1, ours vs the original; 3 s or 200000 requests a ",
+                "cell and side, in 3 rounds; load average 0.50 0.40 0.30 before, 1.20 0.60 0.35 ",
+                "after"
+            ),
+            "| metric | ours | original | ratio | target | met? |",
+            "|---|---|---|---|---|---|",
+            "| RSS at start (MiB) | 8 | 40 | 0.20 | ratio <= 0.2 | yes |",
+            "| RSS idle, provisioned (MiB) | 9 | 50 | 0.18 | ratio <= 0.2 | yes |",
+            "| RSS after the cells (MiB) | 10.5 | 60 | 0.17 | ratio <= 0.2 | yes |",
+            "| peak RSS, VmHWM (MiB) | 20 | 80 | 0.25 | - | - |",
+            "| health x1 req/s | 4 | 2 | 2 | - | - |",
+            "| health x1 p50 (ms) | 2 | 10 | 0.20 | - | - |",
+            "| health x1 p99 (ms) | 4 | 20 | 0.20 | - | - |",
+            "| health x1 errors | 0 | 2 | 0 | 0 | yes |",
+            "| nonce x200 req/s | 0 | 1 | 0 | - | - |",
+            "| nonce x200 p50 (ms) | - | 1 | - | - | - |",
+            "| nonce x200 p99 (ms) | - | 1 | - | < 5 ms | NO |",
+            "| nonce x200 errors | 200 | 0 | - | 0 | NO |",
+            "| validate x200 req/s | 1 | 0.50 | 2 | ratio >= 10 | NO |",
+            "| validate x200 p50 (ms) | 5 | 400 | 0.01 | - | - |",
+            "| validate x200 p99 (ms) | 7.50 | 400 | 0.02 | - | - |",
+            "| validate x200 errors | 0 | 3 | 0 | 0 | yes |",
+            "health x1, original: 2 x health: HTTP 503",
+            "nonce x200, ours: 200 x connect: refused",
+            "validate x200, original: 3 x validate: HTTP 401",
+            "",
+        ];
+        assert_eq!(text, expected.join("\n"));
+    }
+
+    #[test]
+    fn json_as_printed() {
+        let (cells, rows) = sample();
+        let json = Args {
+            json: true,
+            ..args()
+        };
+        let text = report(&json, "0.50 0.40 0.30", "1.20 0.60 0.35", &cells, &rows).unwrap();
+        assert_eq!(text, JSON);
+    }
+
+    /// `report`'s JSON for `sample()`, as printed.
+    const JSON: &str = r#"{
+  "cells": [
+    {
+      "clients": 1,
+      "original": {
+        "errors": {
+          "health: HTTP 503": 2
+        },
+        "max_ms": 20.0,
+        "p50_ms": 10.0,
+        "p99_ms": 20.0,
+        "per_second": 2.0,
+        "requests": 2,
+        "seconds": 1.0
+      },
+      "ours": {
+        "errors": {},
+        "max_ms": 4.0,
+        "p50_ms": 2.0,
+        "p99_ms": 4.0,
+        "per_second": 4.0,
+        "requests": 4,
+        "seconds": 1.0
+      },
+      "route": "health"
+    },
+    {
+      "clients": 200,
+      "original": {
+        "errors": {},
+        "max_ms": 1.0,
+        "p50_ms": 1.0,
+        "p99_ms": 1.0,
+        "per_second": 1.0,
+        "requests": 1,
+        "seconds": 1.0
+      },
+      "ours": {
+        "errors": {
+          "connect: refused": 200
+        },
+        "max_ms": null,
+        "p50_ms": null,
+        "p99_ms": null,
+        "per_second": 0.0,
+        "requests": 0,
+        "seconds": 1.0
+      },
+      "route": "nonce"
+    },
+    {
+      "clients": 200,
+      "original": {
+        "errors": {
+          "validate: HTTP 401": 3
+        },
+        "max_ms": 400.0,
+        "p50_ms": 400.0,
+        "p99_ms": 400.0,
+        "per_second": 0.5,
+        "requests": 1,
+        "seconds": 2.0
+      },
+      "ours": {
+        "errors": {},
+        "max_ms": 7.5,
+        "p50_ms": 5.0,
+        "p99_ms": 7.5,
+        "per_second": 1.0,
+        "requests": 2,
+        "seconds": 2.0
+      },
+      "route": "validate"
+    }
+  ],
+  "client_threads": 1,
+  "load_after": "1.20 0.60 0.35",
+  "load_before": "0.50 0.40 0.30",
+  "max_requests": 200000,
+  "one_address": false,
+  "rounds": 3,
+  "rows": [
+    {
+      "met": true,
+      "metric": "RSS at start (MiB)",
+      "original": 40.0,
+      "ours": 8.0,
+      "ratio": 0.2,
+      "target": "ratio <= 0.2"
+    },
+    {
+      "met": true,
+      "metric": "RSS idle, provisioned (MiB)",
+      "original": 50.0,
+      "ours": 9.0,
+      "ratio": 0.18,
+      "target": "ratio <= 0.2"
+    },
+    {
+      "met": true,
+      "metric": "RSS after the cells (MiB)",
+      "original": 60.0,
+      "ours": 10.5,
+      "ratio": 0.175,
+      "target": "ratio <= 0.2"
+    },
+    {
+      "met": null,
+      "metric": "peak RSS, VmHWM (MiB)",
+      "original": 80.0,
+      "ours": 20.0,
+      "ratio": 0.25,
+      "target": null
+    },
+    {
+      "met": null,
+      "metric": "health x1 req/s",
+      "original": 2.0,
+      "ours": 4.0,
+      "ratio": 2.0,
+      "target": null
+    },
+    {
+      "met": null,
+      "metric": "health x1 p50 (ms)",
+      "original": 10.0,
+      "ours": 2.0,
+      "ratio": 0.2,
+      "target": null
+    },
+    {
+      "met": null,
+      "metric": "health x1 p99 (ms)",
+      "original": 20.0,
+      "ours": 4.0,
+      "ratio": 0.2,
+      "target": null
+    },
+    {
+      "met": true,
+      "metric": "health x1 errors",
+      "original": 2.0,
+      "ours": 0.0,
+      "ratio": 0.0,
+      "target": "0"
+    },
+    {
+      "met": null,
+      "metric": "nonce x200 req/s",
+      "original": 1.0,
+      "ours": 0.0,
+      "ratio": 0.0,
+      "target": null
+    },
+    {
+      "met": null,
+      "metric": "nonce x200 p50 (ms)",
+      "original": 1.0,
+      "ours": null,
+      "ratio": null,
+      "target": null
+    },
+    {
+      "met": false,
+      "metric": "nonce x200 p99 (ms)",
+      "original": 1.0,
+      "ours": null,
+      "ratio": null,
+      "target": "< 5 ms"
+    },
+    {
+      "met": false,
+      "metric": "nonce x200 errors",
+      "original": 0.0,
+      "ours": 200.0,
+      "ratio": null,
+      "target": "0"
+    },
+    {
+      "met": false,
+      "metric": "validate x200 req/s",
+      "original": 0.5,
+      "ours": 1.0,
+      "ratio": 2.0,
+      "target": "ratio >= 10"
+    },
+    {
+      "met": null,
+      "metric": "validate x200 p50 (ms)",
+      "original": 400.0,
+      "ours": 5.0,
+      "ratio": 0.0125,
+      "target": null
+    },
+    {
+      "met": null,
+      "metric": "validate x200 p99 (ms)",
+      "original": 400.0,
+      "ours": 7.5,
+      "ratio": 0.01875,
+      "target": null
+    },
+    {
+      "met": true,
+      "metric": "validate x200 errors",
+      "original": 3.0,
+      "ours": 0.0,
+      "ratio": 0.0,
+      "target": "0"
+    }
+  ],
+  "seconds": 3.0
+}
+"#;
 }

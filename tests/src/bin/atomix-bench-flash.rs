@@ -266,9 +266,34 @@ fn real_main() -> Result<()> {
     }
     drop(lo);
 
-    let (o, d) = (median_f64(&ours_w)?, median_f64(&dd_w)?);
-    let (ov, dv) = (median_f64(&ours_v)?, median_f64(&dd_v)?);
-    let ddd = median_f64(&ddd_w)?;
+    let medians = Medians {
+        ours_write: median_f64(&ours_w)?,
+        dd_write: median_f64(&dd_w)?,
+        dd_direct_write: median_f64(&ddd_w)?,
+        ours_verify: median_f64(&ours_v)?,
+        dd_verify: median_f64(&dd_v)?,
+    };
+    std::io::stdout()
+        .write_all(report(args.rounds, args.size_mib, &medians, args.json).as_bytes())?;
+    Ok(())
+}
+
+/// The medians of the rounds, in seconds.
+struct Medians {
+    ours_write: f64,
+    dd_write: f64,
+    dd_direct_write: f64,
+    ours_verify: f64,
+    dd_verify: f64,
+}
+
+/// What is printed: the table, or with `json` the JSON line.
+fn report(rounds: usize, size_mib: u64, m: &Medians, json: bool) -> String {
+    use std::fmt::Write as _;
+    let bytes = size_mib * MIB;
+    let (o, d) = (m.ours_write, m.dd_write);
+    let (ov, dv) = (m.ours_verify, m.dd_verify);
+    let ddd = m.dd_direct_write;
     let (o_mbs, d_mbs, ddd_mbs) = (
         bytes as f64 / o / 1e6,
         bytes as f64 / d / 1e6,
@@ -276,11 +301,13 @@ fn real_main() -> Result<()> {
     );
     let ratio = o_mbs / d_mbs;
     let met = ratio >= TARGET_RATIO;
-    if args.json {
-        println!(
+    let mut out = String::new();
+    if json {
+        let _ = writeln!(
+            out,
             "{}",
             serde_json::json!({
-                "rounds": args.rounds,
+                "rounds": rounds,
                 "image_bytes": bytes,
                 "ours_write_seconds": o,
                 "dd_write_seconds": d,
@@ -295,44 +322,93 @@ fn real_main() -> Result<()> {
                 "dd_verify_seconds": dv,
             })
         );
-        return Ok(());
+        return out;
     }
-    let mut out = std::io::stdout().lock();
-    writeln!(
+    let _ = writeln!(
         out,
         "flash of a {} MiB image to a loop device, median of {} rounds",
-        args.size_mib, args.rounds
-    )?;
-    writeln!(out, "| metric | ours | anchor (dd) | ratio | target |")?;
-    writeln!(out, "|---|---|---|---|---|")?;
-    writeln!(
+        size_mib, rounds
+    );
+    let _ = writeln!(out, "| metric | ours | anchor (dd) | ratio | target |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    let _ = writeln!(
         out,
         "| write throughput incl. fsync (MB/s) | {o_mbs:.0} | {d_mbs:.0} | {ratio:.2} | >= \
          {TARGET_RATIO:.2} ({}) |",
         if met { "met" } else { "NOT met" }
-    )?;
-    writeln!(
+    );
+    let _ = writeln!(
         out,
         "| write throughput vs dd oflag=direct (MB/s) | {o_mbs:.0} | {ddd_mbs:.0} | {:.2} | - |",
         o_mbs / ddd_mbs
-    )?;
-    writeln!(
+    );
+    let _ = writeln!(
         out,
         "| write time incl. fsync (s) | {o:.2} | {d:.2} | {:.2} | - |",
         o / d
-    )?;
-    writeln!(
+    );
+    let _ = writeln!(
         out,
         "| verify: read back + sha256 (s) | {ov:.2} | {dv:.2} | {:.2} | - |",
         ov / dv
-    )?;
-    writeln!(
+    );
+    let _ = writeln!(
         out,
         "anchor write: dd bs=4M conv=fsync; anchor verify: dd bs=4M iflag=direct | sha256sum"
-    )?;
-    Ok(())
+    );
+    out
 }
 
 fn median_f64(values: &[f64]) -> Result<f64> {
     Stats::of(values).map(|s| s.median).context("no rounds")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MEDIANS: Medians = Medians {
+        ours_write: 1.5,
+        dd_write: 2.0,
+        dd_direct_write: 1.6,
+        ours_verify: 0.8,
+        dd_verify: 1.0,
+    };
+
+    #[test]
+    fn table_as_printed() {
+        assert_eq!(
+            report(5, 1024, &MEDIANS, false),
+            "flash of a 1024 MiB image to a loop device, median of 5 rounds\n\
+             | metric | ours | anchor (dd) | ratio | target |\n\
+             |---|---|---|---|---|\n\
+             | write throughput incl. fsync (MB/s) | 716 | 537 | 1.33 | >= 0.90 (met) |\n\
+             | write throughput vs dd oflag=direct (MB/s) | 716 | 671 | 1.07 | - |\n\
+             | write time incl. fsync (s) | 1.50 | 2.00 | 0.75 | - |\n\
+             | verify: read back + sha256 (s) | 0.80 | 1.00 | 0.80 | - |\n\
+             anchor write: dd bs=4M conv=fsync; anchor verify: dd bs=4M iflag=direct | sha256sum\n"
+        );
+        let slow = Medians {
+            ours_write: 3.0,
+            ..MEDIANS
+        };
+        let text = report(5, 1024, &slow, false);
+        assert!(
+            text.contains("| 358 | 537 | 0.67 | >= 0.90 (NOT met) |\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn json_as_printed() {
+        assert_eq!(
+            report(5, 1024, &MEDIANS, true),
+            "{\"dd_direct_write_mb_per_s\":671.08864,\"dd_direct_write_seconds\":1.6,\
+             \"dd_verify_seconds\":1.0,\"dd_write_mb_per_s\":536.870912,\
+             \"dd_write_seconds\":2.0,\"image_bytes\":1073741824,\"met\":true,\
+             \"ours_verify_seconds\":0.8,\"ours_write_mb_per_s\":715.8278826666666,\
+             \"ours_write_seconds\":1.5,\"ratio\":1.3333333333333333,\"rounds\":5,\
+             \"target_ratio_at_least\":0.9}\n"
+        );
+    }
 }

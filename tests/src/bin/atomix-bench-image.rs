@@ -390,7 +390,15 @@ fn real_main() -> Result<()> {
         });
     }
 
-    if args.json {
+    print!("{}", report(args.runs, &rows, args.json));
+    Ok(())
+}
+
+/// What is printed: the table, or with `json` the JSON line.
+fn report(runs: usize, rows: &[Row], json: bool) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if json {
         let rows: Vec<serde_json::Value> = rows
             .iter()
             .map(|r| {
@@ -406,19 +414,21 @@ fn real_main() -> Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::json!({ "runs": args.runs, "rows": rows }));
-        return Ok(());
+        let _ = writeln!(out, "{}", serde_json::json!({ "runs": runs, "rows": rows }));
+        return out;
     }
-    println!(
+    let _ = writeln!(
+        out,
         "rock64 image build (1169 MiB sparse: loader, GPT, boot-a vfat, rootfs-a squashfs, \
          sha256 of the parts and the image), median of {}",
-        args.runs
+        runs
     );
-    println!("| metric | ours | anchor | ratio | target |");
-    println!("|---|---|---|---|---|");
-    for r in &rows {
+    let _ = writeln!(out, "| metric | ours | anchor | ratio | target |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for r in rows {
         let ratio = secs(r.ours) / secs(r.anchor);
-        println!(
+        let _ = writeln!(
+            out,
             "| image build, {} (s) | {:.2} | {:.2} | {:.2} | <= 1.00 ({}) |",
             r.what,
             secs(r.ours),
@@ -426,14 +436,69 @@ fn real_main() -> Result<()> {
             ratio,
             if ratio <= 1.0 { "met" } else { "NOT met" }
         );
-        println!(
+        let _ = writeln!(
+            out,
             "| of which sha256sum of the parts and the image (s) | - | {:.2} | - | - |",
             secs(r.anchor_hash)
         );
     }
-    println!(
+    let _ = writeln!(
+        out,
         "images: the same partition table, raw region and squashfs in every run; the same boot \
          files in the first"
     );
-    Ok(())
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Vec<Row> {
+        vec![
+            Row {
+                what: "kernel module tree (6.1.0-28-arm64)".to_owned(),
+                ours: Duration::from_secs_f64(12.345),
+                anchor: Duration::from_secs_f64(20.5),
+                anchor_hash: Duration::from_secs_f64(4.125),
+            },
+            Row {
+                what: "probe rootfs (busybox)".to_owned(),
+                ours: Duration::from_millis(875),
+                anchor: Duration::from_millis(500),
+                anchor_hash: Duration::from_millis(250),
+            },
+        ]
+    }
+
+    #[test]
+    fn table_as_printed() {
+        assert_eq!(
+            report(5, &rows(), false),
+            "rock64 image build (1169 MiB sparse: loader, GPT, boot-a vfat, rootfs-a squashfs, \
+             sha256 of the parts and the image), median of 5\n\
+             | metric | ours | anchor | ratio | target |\n\
+             |---|---|---|---|---|\n\
+             | image build, kernel module tree (6.1.0-28-arm64) (s) | 12.35 | 20.50 | 0.60 | \
+             <= 1.00 (met) |\n\
+             | of which sha256sum of the parts and the image (s) | - | 4.12 | - | - |\n\
+             | image build, probe rootfs (busybox) (s) | 0.88 | 0.50 | 1.75 | <= 1.00 (NOT met) |\n\
+             | of which sha256sum of the parts and the image (s) | - | 0.25 | - | - |\n\
+             images: the same partition table, raw region and squashfs in every run; the same \
+             boot files in the first\n"
+        );
+    }
+
+    #[test]
+    fn json_as_printed() {
+        assert_eq!(
+            report(5, &rows(), true),
+            "{\"rows\":[{\"anchor_s\":20.5,\"anchor_sha256sum_s\":4.125,\"met\":true,\
+             \"ours_s\":12.345,\"ratio\":0.6021951219512195,\
+             \"rootfs\":\"kernel module tree (6.1.0-28-arm64)\",\"target_ratio\":1.0},\
+             {\"anchor_s\":0.5,\"anchor_sha256sum_s\":0.25,\"met\":false,\"ours_s\":0.875,\
+             \"ratio\":1.75,\"rootfs\":\"probe rootfs (busybox)\",\"target_ratio\":1.0}],\
+             \"runs\":5}\n"
+        );
+    }
 }

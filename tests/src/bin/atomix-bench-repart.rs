@@ -283,40 +283,7 @@ fn real_main() -> Result<()> {
         median(&anchor_t).context("no runs")?,
         median(&repart_t).context("no runs")?,
     );
-    let ratio = ms(o) / ms(t);
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "runs": args.runs,
-                "ours_ms": ms(o),
-                "anchor_ms": ms(t),
-                "anchor_systemd_repart_ms": ms(r),
-                "ratio": ratio,
-                "target_ratio": 0.5,
-                "met": ratio <= 0.5,
-            })
-        );
-    } else {
-        println!(
-            "first-boot repartitioning of a flashed 16 GiB image file, median of {}",
-            args.runs
-        );
-        println!("| metric | ours | anchor | ratio | target |");
-        println!("|---|---|---|---|---|");
-        println!(
-            "| partitions + vfat + f2fs + dirs (ms) | {:.1} | {:.1} | {:.2} | <= 0.50 ({}) |",
-            ms(o),
-            ms(t),
-            ratio,
-            if ratio <= 0.5 { "met" } else { "NOT met" }
-        );
-        println!(
-            "| of which systemd-repart (table + vfat) (ms) | - | {:.1} | - | - |",
-            ms(r)
-        );
-        println!("layouts: identical (starts, sizes, types, UUIDs, labels) in every run");
-    }
+    print!("{}", host_report(args.runs, ms(o), ms(t), ms(r), args.json));
     guest_first_vs_steady(dir, args.runs, args.json)
 }
 
@@ -401,8 +368,67 @@ fn guest_first_vs_steady(dir: &Path, runs: usize, json: bool) -> Result<()> {
         med(first_repart),
         med(steady_repart),
     );
+    print!("{}", guest_report(runs, f, s, fr, sr, json));
+    Ok(())
+}
+
+/// What the host part prints: its table, or with `json` its JSON line. Times in ms: ours, the
+/// anchor, and of that systemd-repart.
+fn host_report(runs: usize, o: f64, t: f64, r: f64, json: bool) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let ratio = o / t;
     if json {
-        println!(
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::json!({
+                "runs": runs,
+                "ours_ms": o,
+                "anchor_ms": t,
+                "anchor_systemd_repart_ms": r,
+                "ratio": ratio,
+                "target_ratio": 0.5,
+                "met": ratio <= 0.5,
+            })
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "first-boot repartitioning of a flashed 16 GiB image file, median of {}",
+            runs
+        );
+        let _ = writeln!(out, "| metric | ours | anchor | ratio | target |");
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "| partitions + vfat + f2fs + dirs (ms) | {:.1} | {:.1} | {:.2} | <= 0.50 ({}) |",
+            o,
+            t,
+            ratio,
+            if ratio <= 0.5 { "met" } else { "NOT met" }
+        );
+        let _ = writeln!(
+            out,
+            "| of which systemd-repart (table + vfat) (ms) | - | {:.1} | - | - |",
+            r
+        );
+        let _ = writeln!(
+            out,
+            "layouts: identical (starts, sizes, types, UUIDs, labels) in every run"
+        );
+    }
+    out
+}
+
+/// What the guest part prints: its table, or with `json` its JSON line. Medians in ms: `/init`
+/// total of the first and the steady-state boot, and their repart stages.
+fn guest_report(runs: usize, f: f64, s: f64, fr: f64, sr: f64, json: bool) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if json {
+        let _ = writeln!(
+            out,
             "{}",
             serde_json::json!({
                 "guest_first_boot_initrd_ms": f,
@@ -412,12 +438,69 @@ fn guest_first_vs_steady(dir: &Path, runs: usize, json: bool) -> Result<()> {
             })
         );
     } else {
-        println!();
-        println!("in the guest (QEMU TCG), 16 GiB disk, initrd.json, median of {runs}");
-        println!("| metric | first boot | steady-state boot | ratio |");
-        println!("|---|---|---|---|");
-        println!("| /init total (ms) | {f:.1} | {s:.1} | {:.2} |", f / s);
-        println!("| repart stage (ms) | {fr:.1} | {sr:.1} | {:.2} |", fr / sr);
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "in the guest (QEMU TCG), 16 GiB disk, initrd.json, median of {runs}"
+        );
+        let _ = writeln!(out, "| metric | first boot | steady-state boot | ratio |");
+        let _ = writeln!(out, "|---|---|---|---|");
+        let _ = writeln!(out, "| /init total (ms) | {f:.1} | {s:.1} | {:.2} |", f / s);
+        let _ = writeln!(
+            out,
+            "| repart stage (ms) | {fr:.1} | {sr:.1} | {:.2} |",
+            fr / sr
+        );
     }
-    Ok(())
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_table_as_printed() {
+        assert_eq!(
+            host_report(5, 812.25, 2034.5, 640.0, false),
+            "first-boot repartitioning of a flashed 16 GiB image file, median of 5\n\
+             | metric | ours | anchor | ratio | target |\n\
+             |---|---|---|---|---|\n\
+             | partitions + vfat + f2fs + dirs (ms) | 812.2 | 2034.5 | 0.40 | <= 0.50 (met) |\n\
+             | of which systemd-repart (table + vfat) (ms) | - | 640.0 | - | - |\n\
+             layouts: identical (starts, sizes, types, UUIDs, labels) in every run\n"
+        );
+        let text = host_report(5, 1500.0, 2000.0, 640.0, false);
+        assert!(
+            text.contains("| 1500.0 | 2000.0 | 0.75 | <= 0.50 (NOT met) |\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn host_json_as_printed() {
+        assert_eq!(
+            host_report(5, 812.25, 2034.5, 640.0, true),
+            "{\"anchor_ms\":2034.5,\"anchor_systemd_repart_ms\":640.0,\"met\":true,\
+             \"ours_ms\":812.25,\"ratio\":0.39923814204964364,\"runs\":5,\
+             \"target_ratio\":0.5}\n"
+        );
+    }
+
+    #[test]
+    fn guest_table_and_json_as_printed() {
+        assert_eq!(
+            guest_report(3, 1850.0, 420.5, 1400.25, 2.5, false),
+            "\nin the guest (QEMU TCG), 16 GiB disk, initrd.json, median of 3\n\
+             | metric | first boot | steady-state boot | ratio |\n\
+             |---|---|---|---|\n\
+             | /init total (ms) | 1850.0 | 420.5 | 4.40 |\n\
+             | repart stage (ms) | 1400.2 | 2.5 | 560.10 |\n"
+        );
+        assert_eq!(
+            guest_report(3, 1850.0, 420.5, 1400.25, 2.5, true),
+            "{\"guest_first_boot_initrd_ms\":1850.0,\"guest_first_boot_repart_ms\":1400.25,\
+             \"guest_steady_boot_initrd_ms\":420.5,\"guest_steady_boot_repart_ms\":2.5}\n"
+        );
+    }
 }

@@ -181,46 +181,7 @@ fn provision(artifacts: &Artifacts, dir: &Path, boots: usize, as_json: bool) -> 
         marks.push(provisioned_boot(artifacts, &disk, &n.to_string())?);
         std::fs::remove_file(&disk)?;
     }
-    let med = |pick: fn(&ProvisionMarks) -> f64| -> f64 {
-        let millis: Vec<u64> = marks
-            .iter()
-            .map(|m| (pick(m) * 1000.0).round() as u64)
-            .collect();
-        median(&millis).unwrap_or(0) as f64 / 1000.0
-    };
-    let (total, container) = (
-        med(ProvisionMarks::to_marked_good),
-        med(ProvisionMarks::container_start),
-    );
-    if as_json {
-        let each: Vec<Value> = marks
-            .iter()
-            .map(|m| {
-                json!({"to_marked_good_s": m.to_marked_good(), "container_start_s": m.container_start()})
-            })
-            .collect();
-        let result = json!({
-            "boots": boots,
-            "to_marked_good_s": total,
-            "container_start_s": container,
-            "each": each,
-        });
-        println!("{}", serde_json::to_string_pretty(&result)?);
-        return Ok(());
-    }
-    println!(
-        "provisioning in the guest: qemu-virt, U-Boot, 2 vCPUs, 2 GiB, a fresh flash with a \
-         bundle seed on boot-a; median of {boots} (no anchor: the original is NixOS on hardware)\n"
-    );
-    println!("{:<58} {:>8}", "metric (s, guest clock)", "median");
-    println!(
-        "{:<58} {total:>8.1}",
-        "systemd start → provisioned and marked good"
-    );
-    println!(
-        "{:<58} {container:>8.1}",
-        "  of which the container (image build → active)"
-    );
+    print!("{}", provision_report(boots, &marks, as_json)?);
     Ok(())
 }
 
@@ -271,6 +232,76 @@ fn run() -> Result<()> {
         std::fs::remove_file(&disk)?;
     }
 
+    print!(
+        "{}",
+        report(
+            args.boots, &first, &steady, &manifest, cold_s, cached_s, hit_s, args.json
+        )?
+    );
+    Ok(())
+}
+
+/// What `--provision` prints: its table, or with `as_json` its JSON.
+fn provision_report(boots: usize, marks: &[ProvisionMarks], as_json: bool) -> Result<String> {
+    let mut out = String::new();
+    let med = |pick: fn(&ProvisionMarks) -> f64| -> f64 {
+        let millis: Vec<u64> = marks
+            .iter()
+            .map(|m| (pick(m) * 1000.0).round() as u64)
+            .collect();
+        median(&millis).unwrap_or(0) as f64 / 1000.0
+    };
+    let (total, container) = (
+        med(ProvisionMarks::to_marked_good),
+        med(ProvisionMarks::container_start),
+    );
+    if as_json {
+        let each: Vec<Value> = marks
+            .iter()
+            .map(|m| {
+                json!({"to_marked_good_s": m.to_marked_good(), "container_start_s": m.container_start()})
+            })
+            .collect();
+        let result = json!({
+            "boots": boots,
+            "to_marked_good_s": total,
+            "container_start_s": container,
+            "each": each,
+        });
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&result)?));
+    }
+    let _ = writeln!(
+        out,
+        "provisioning in the guest: qemu-virt, U-Boot, 2 vCPUs, 2 GiB, a fresh flash with a \
+         bundle seed on boot-a; median of {boots} (no anchor: the original is NixOS on hardware)\n"
+    );
+    let _ = writeln!(out, "{:<58} {:>8}", "metric (s, guest clock)", "median");
+    let _ = writeln!(
+        out,
+        "{:<58} {total:>8.1}",
+        "systemd start → provisioned and marked good"
+    );
+    let _ = writeln!(
+        out,
+        "{:<58} {container:>8.1}",
+        "  of which the container (image build → active)"
+    );
+    Ok(out)
+}
+
+/// What is printed: the table, or with `as_json` the JSON. `first` and `steady` are the boots'
+/// marks, `manifest` the build's, the build times in seconds.
+#[allow(clippy::too_many_arguments)]
+fn report(
+    boots: usize,
+    first: &[Marks],
+    steady: &[Marks],
+    manifest: &Value,
+    cold_s: Option<f64>,
+    cached_s: f64,
+    hit_s: f64,
+    as_json: bool,
+) -> Result<String> {
     let med = |marks: &[Marks], pick: fn(&Marks) -> f64| -> f64 {
         let millis: Vec<u64> = marks
             .iter()
@@ -281,24 +312,24 @@ fn run() -> Result<()> {
     let rows: Vec<(&str, String, String)> = vec![
         (
             "kernel start → /init done (s, guest)",
-            format!("{:.2}", med(&first, |m| m.init_done)),
-            format!("{:.2}", med(&steady, |m| m.init_done)),
+            format!("{:.2}", med(first, |m| m.init_done)),
+            format!("{:.2}", med(steady, |m| m.init_done)),
         ),
         (
             "kernel start → multi-user.target (s, guest)",
-            format!("{:.1}", med(&first, |m| m.multi_user)),
-            format!("{:.1}", med(&steady, |m| m.multi_user)),
+            format!("{:.1}", med(first, |m| m.multi_user)),
+            format!("{:.1}", med(steady, |m| m.multi_user)),
         ),
         (
             "/init done → multi-user.target (s, guest)",
-            format!("{:.1}", med(&first, |m| m.multi_user - m.init_done)),
-            format!("{:.1}", med(&steady, |m| m.multi_user - m.init_done)),
+            format!("{:.1}", med(first, |m| m.multi_user - m.init_done)),
+            format!("{:.1}", med(steady, |m| m.multi_user - m.init_done)),
         ),
     ];
     let bytes = manifest["bytes"].as_u64().unwrap_or(0);
     let slot = manifest["slot_bytes"].as_u64().unwrap_or(1);
     let result = json!({
-        "boots": args.boots,
+        "boots": boots,
         "first_boot": first.iter().map(|m| json!({"init_done_s": m.init_done, "multi_user_s": m.multi_user})).collect::<Vec<_>>(),
         "steady_state": steady.iter().map(|m| json!({"init_done_s": m.init_done, "multi_user_s": m.multi_user})).collect::<Vec<_>>(),
         "squashfs_bytes": bytes,
@@ -309,16 +340,15 @@ fn run() -> Result<()> {
         "build_cache_hit_s": hit_s,
         "packages": manifest["packages"].as_array().map_or(0, Vec::len),
     });
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
-        return Ok(());
+    if as_json {
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&result)?));
     }
     let mut out = String::new();
     let _ = writeln!(
         out,
         "root filesystem: qemu-virt, {} packages, U-Boot boots with both NICs, 2 vCPUs, 2 GiB; \
          median of {} (no anchor: the original is NixOS on hardware)\n",
-        result["packages"], args.boots
+        result["packages"], boots
     );
     let _ = writeln!(
         out,
@@ -352,6 +382,166 @@ fn run() -> Result<()> {
         "build, package set cached (s)"
     );
     let _ = writeln!(out, "{:<46} {hit_s:>12.0}", "build, cache hit (s)");
-    print!("{out}");
-    Ok(())
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marks(pairs: &[(f64, f64)]) -> Vec<Marks> {
+        pairs
+            .iter()
+            .map(|&(init_done, multi_user)| Marks {
+                init_done,
+                multi_user,
+            })
+            .collect()
+    }
+
+    fn sample() -> (Vec<Marks>, Vec<Marks>, Value) {
+        (
+            marks(&[(2.1234, 31.5), (2.2, 33.25), (2.05, 30.0)]),
+            marks(&[(1.5, 20.1), (1.6, 21.3), (1.55, 20.7)]),
+            json!({
+                "bytes": 412_000_000,
+                "slot_bytes": 1_073_741_824,
+                "tree_mib": 1180,
+                "packages": ["a", "b", "c"],
+            }),
+        )
+    }
+
+    #[test]
+    fn table_as_printed() {
+        let (first, steady, manifest) = sample();
+        let text = report(3, &first, &steady, &manifest, None, 95.4, 1.2, false).unwrap();
+        let expected = [
+            concat!(
+                "root filesystem: qemu-virt, 3 packages, U-Boot boots with both NICs, 2 vCPUs, ",
+                "2 GiB; median of 3 (no anchor: the original is NixOS on hardware)"
+            ),
+            "",
+            "metric                                           first boot   steady state",
+            "kernel start → /init done (s, guest)                   2.12           1.55",
+            "kernel start → multi-user.target (s, guest)            31.5           20.7",
+            "/init done → multi-user.target (s, guest)              29.4           19.1",
+            "",
+            concat!(
+                "squashfs (MiB)                                        392.9 ",
+                "(38.4% of the 1024 MiB slot; tree 1180 MiB)"
+            ),
+            "build, cold (s)                                    (--cold)",
+            "build, package set cached (s)                            95",
+            "build, cache hit (s)                                      1",
+            "",
+        ];
+        assert_eq!(text, expected.join("\n"));
+        let cold = report(3, &first, &steady, &manifest, Some(612.7), 95.4, 1.2, false).unwrap();
+        assert!(
+            cold.contains("\nbuild, cold (s)                                         613\n"),
+            "{cold}"
+        );
+    }
+
+    #[test]
+    fn json_as_printed() {
+        let (first, steady, manifest) = sample();
+        let text = report(3, &first, &steady, &manifest, None, 95.4, 1.2, true).unwrap();
+        assert_eq!(
+            text,
+            r#"{
+  "boots": 3,
+  "build_cache_hit_s": 1.2,
+  "build_cold_s": null,
+  "build_package_set_cached_s": 95.4,
+  "first_boot": [
+    {
+      "init_done_s": 2.1234,
+      "multi_user_s": 31.5
+    },
+    {
+      "init_done_s": 2.2,
+      "multi_user_s": 33.25
+    },
+    {
+      "init_done_s": 2.05,
+      "multi_user_s": 30.0
+    }
+  ],
+  "packages": 3,
+  "slot_bytes": 1073741824,
+  "squashfs_bytes": 412000000,
+  "steady_state": [
+    {
+      "init_done_s": 1.5,
+      "multi_user_s": 20.1
+    },
+    {
+      "init_done_s": 1.6,
+      "multi_user_s": 21.3
+    },
+    {
+      "init_done_s": 1.55,
+      "multi_user_s": 20.7
+    }
+  ],
+  "tree_mib": 1180
+}
+"#
+        );
+    }
+
+    fn provision_marks() -> Vec<ProvisionMarks> {
+        [(105.4, 90.2), (100.0, 88.0), (110.0, 95.0)]
+            .into_iter()
+            .map(|(marked_good, container_active)| ProvisionMarks {
+                systemd_start: 10.0,
+                marked_good,
+                build_start: 50.0,
+                container_active,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn provision_table_and_json_as_printed() {
+        let text = provision_report(3, &provision_marks(), false).unwrap();
+        let expected = [
+            concat!(
+                "provisioning in the guest: qemu-virt, U-Boot, 2 vCPUs, 2 GiB, a fresh flash ",
+                "with a bundle seed on boot-a; median of 3 (no anchor: the original is NixOS on ",
+                "hardware)"
+            ),
+            "",
+            "metric (s, guest clock)                                      median",
+            "systemd start → provisioned and marked good                    95.4",
+            "  of which the container (image build → active)                40.2",
+            "",
+        ];
+        assert_eq!(text, expected.join("\n"));
+        assert_eq!(
+            provision_report(3, &provision_marks(), true).unwrap(),
+            r#"{
+  "boots": 3,
+  "container_start_s": 40.2,
+  "each": [
+    {
+      "container_start_s": 40.2,
+      "to_marked_good_s": 95.4
+    },
+    {
+      "container_start_s": 38.0,
+      "to_marked_good_s": 90.0
+    },
+    {
+      "container_start_s": 45.0,
+      "to_marked_good_s": 100.0
+    }
+  ],
+  "to_marked_good_s": 95.4
+}
+"#
+        );
+    }
 }
