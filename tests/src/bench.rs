@@ -33,6 +33,7 @@ use atomix_image::modules::{Module, ModuleError, ModuleIndex};
 use atomix_qemu::{Ending, QemuError};
 use serde_json::{Value, json};
 
+use crate::bench_table::{Align, Table, fixed};
 use crate::{Artifacts, HarnessError, KERNEL_CONSOLE_ARGS, Probe, build_test_rootfs};
 
 /// The board whose module list both initramfs load.
@@ -630,94 +631,64 @@ impl BenchResult {
 
     /// The per-boot numbers and the table, as printed.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "modules ({}): {}\n",
-            self.modules.len(),
-            self.modules.join(" ")
-        );
-        let _ = writeln!(
-            out,
-            "{:<9} {:>4} {:>11} {:>12} {:>13} {:>12} {:>9} {:>9}",
-            "side",
-            "boot",
-            "initrd ms",
-            "to probe ms",
-            "rootfs at ms",
-            "total_ms",
-            "RSS KiB",
-            "wall ms"
+        let right = Align::Right;
+        let mut boots = Table::columns(
+            [
+                "side",
+                "boot",
+                "initrd ms",
+                "to probe ms",
+                "rootfs at ms",
+                "total_ms",
+                "RSS KiB",
+                "wall ms",
+            ],
+            &[
+                (9, Align::Left),
+                (4, right),
+                (11, right),
+                (12, right),
+                (13, right),
+                (12, right),
+                (9, right),
+                (9, right),
+            ],
         );
         for (side, samples) in [(Side::Ours, &self.ours), (Side::Baseline, &self.baseline)] {
             for (i, s) in samples.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "{:<9} {:>4} {:>11.3} {:>12.3} {:>13.3} {:>12} {:>9} {:>9.0}",
+                boots.row([
                     side.to_string(),
-                    i + 1,
-                    s.initrd_ms,
-                    s.to_rootfs_ms,
-                    s.rootfs_at_ms,
-                    s.total_ms
-                        .map_or_else(|| "-".to_owned(), |t| format!("{t:.3}")),
+                    (i + 1).to_string(),
+                    format!("{:.3}", s.initrd_ms),
+                    format!("{:.3}", s.to_rootfs_ms),
+                    format!("{:.3}", s.rootfs_at_ms),
+                    fixed(s.total_ms, 3),
                     s.peak_rss_kib
                         .map_or_else(|| "-".to_owned(), |k| k.to_string()),
-                    s.wall_ms
-                );
+                    format!("{:.0}", s.wall_ms),
+                ]);
             }
         }
-        out.push('\n');
-        let rows = self.rows();
-        let cells: Vec<[String; 5]> = rows
-            .iter()
-            .map(|r| {
-                [
-                    r.metric.to_owned(),
-                    value(r.ours, r.unit),
-                    value(r.baseline, r.unit),
-                    r.ratio()
-                        .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}")),
-                    target_cell(r),
-                ]
-            })
-            .collect();
-        let header = [
-            "metric".to_owned(),
-            "ours".to_owned(),
-            "baseline (anchor)".to_owned(),
-            "ratio".to_owned(),
-            "target".to_owned(),
-        ];
-        let mut width = header.clone().map(|h| h.chars().count());
-        for row in &cells {
-            for (w, cell) in width.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
+        let mut table = Table::padded(
+            ["metric", "ours", "baseline (anchor)", "ratio", "target"],
+            &[Align::Left, right, right, right, Align::Left],
+        );
+        for r in self.rows() {
+            table.row([
+                r.metric.to_owned(),
+                value(r.ours, r.unit),
+                value(r.baseline, r.unit),
+                fixed(r.ratio(), 2),
+                target_cell(&r),
+            ]);
         }
-        let line = |out: &mut String, row: &[String; 5]| {
-            let _ = writeln!(
-                out,
-                "| {:<w0$} | {:>w1$} | {:>w2$} | {:>w3$} | {:<w4$} |",
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                row[4],
-                w0 = width[0],
-                w1 = width[1],
-                w2 = width[2],
-                w3 = width[3],
-                w4 = width[4],
-            );
-        };
-        line(&mut out, &header);
-        let rule = width.map(|w| "-".repeat(w));
-        line(&mut out, &rule);
-        for row in &cells {
-            line(&mut out, row);
-        }
-        out
+        format!(
+            "modules ({}): {}\n\n{}\n{}",
+            self.modules.len(),
+            self.modules.join(" "),
+            boots.render(),
+            table.render()
+        )
     }
 
     /// The machine-readable result (`--json`).

@@ -43,6 +43,7 @@ use atomix_api::{
     HEADER_NONCE, HEADER_SIGNATURE, JobResponse, JobState, NonceResponse, SubmitResponse, routes,
     signed_message,
 };
+use atomix_systests::bench_table::{JsonStyle, Table, json_text};
 use serde_json::{Value, json};
 use ssh_key::PrivateKey;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
@@ -645,7 +646,7 @@ fn run() -> Result<()> {
     let rows = rows(rss_start, rss_idle, rss_after, &cells);
     print!(
         "{}",
-        report(&args, &load_before, &load_after, &cells, &rows)?
+        report(&args, &load_before, &load_after, &cells, &rows)
     );
     Ok(())
 }
@@ -743,9 +744,7 @@ fn report(
     load_after: &str,
     cells: &[CellPair],
     rows: &[Row],
-) -> Result<String> {
-    let mut out = String::new();
-    let load = format!("load average {load_before} before, {load_after} after");
+) -> String {
     if args.json {
         let json_cells: Vec<Value> = cells
             .iter()
@@ -774,7 +773,7 @@ fn report(
                        "met": r.target.as_ref().map(|t| t.1)})
             })
             .collect();
-        let out = json!({
+        let result = json!({
             "seconds": args.seconds,
             "rounds": args.rounds,
             "max_requests": args.max_requests,
@@ -785,31 +784,30 @@ fn report(
             "cells": json_cells,
             "rows": json_rows,
         });
-        return Ok(format!("{}\n", serde_json::to_string_pretty(&out)?));
+        return json_text(&result, JsonStyle::Pretty);
     }
-    let _ = writeln!(
-        out,
-        "provisioning API on 127.0.0.1, ours vs the original; {} s or {} requests a cell and \
-         side, in {} rounds; {load}",
-        args.seconds, args.max_requests, args.rounds
-    );
-    let _ = writeln!(out, "| metric | ours | original | ratio | target | met? |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let mut table = Table::markdown(["metric", "ours", "original", "ratio", "target", "met?"])
+        .with_title(format!(
+            "provisioning API on 127.0.0.1, ours vs the original; {} s or {} requests a cell and \
+             side, in {} rounds; load average {load_before} before, {load_after} after",
+            args.seconds, args.max_requests, args.rounds
+        ));
     for r in rows {
         let (target, met) = match &r.target {
             Some((t, true)) => (t.as_str(), "yes"),
             Some((t, false)) => (t.as_str(), "NO"),
             None => ("-", "-"),
         };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {target} | {met} |",
-            r.metric,
+        table.row([
+            r.metric.clone(),
             number(r.ours),
             number(r.original),
-            number(r.ours / r.original)
-        );
+            number(r.ours / r.original),
+            target.to_owned(),
+            met.to_owned(),
+        ]);
     }
+    let mut out = table.render();
     for (kind, clients, ours, original) in cells {
         for (name, c) in [("ours", ours), ("original", original)] {
             for (what, n) in &c.errors {
@@ -817,7 +815,7 @@ fn report(
             }
         }
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]
@@ -884,7 +882,7 @@ mod tests {
     #[test]
     fn table_as_printed() {
         let (cells, rows) = sample();
-        let text = report(&args(), "0.50 0.40 0.30", "1.20 0.60 0.35", &cells, &rows).unwrap();
+        let text = report(&args(), "0.50 0.40 0.30", "1.20 0.60 0.35", &cells, &rows);
         let expected = [
             concat!(
                 "provisioning API on 127.0.0.1, ours vs the original; 3 s or 200000 requests a ",
@@ -924,7 +922,7 @@ mod tests {
             json: true,
             ..args()
         };
-        let text = report(&json, "0.50 0.40 0.30", "1.20 0.60 0.35", &cells, &rows).unwrap();
+        let text = report(&json, "0.50 0.40 0.30", "1.20 0.60 0.35", &cells, &rows);
         assert_eq!(text, JSON);
     }
 

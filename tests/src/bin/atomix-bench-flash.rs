@@ -18,8 +18,8 @@
 //! dropped (`echo 3 > /proc/sys/vm/drop_caches`), so each run starts from the same state. The
 //! order of ours and dd alternates between rounds; medians are reported. Needs root.
 //!
-//! The table is our own (like `atomix-bench-repart`'s): the `Row` type of `atomix-bench` knows
-//! only "at most" targets and renders only the initramfs table.
+//! The table is a markdown `bench_table::Table` whose target is a ratio at least 0.9
+//! (`Target::AtLeast`).
 //!
 //! Usage: atomix-bench-flash --atomix PATH [--rounds N] [--size MIB] [--dir DIR] [--json]
 
@@ -32,6 +32,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use atomix_systests::bench::Stats;
+use atomix_systests::bench_table::{JsonStyle, Table, Target, json_text};
 use atomix_systests::run_checked;
 
 const MIB: u64 = 1 << 20;
@@ -289,7 +290,6 @@ struct Medians {
 
 /// What is printed: the table, or with `json` the JSON line.
 fn report(rounds: usize, size_mib: u64, m: &Medians, json: bool) -> String {
-    use std::fmt::Write as _;
     let bytes = size_mib * MIB;
     let (o, d) = (m.ours_write, m.dd_write);
     let (ov, dv) = (m.ours_verify, m.dd_verify);
@@ -300,63 +300,60 @@ fn report(rounds: usize, size_mib: u64, m: &Medians, json: bool) -> String {
         bytes as f64 / ddd / 1e6,
     );
     let ratio = o_mbs / d_mbs;
-    let met = ratio >= TARGET_RATIO;
-    let mut out = String::new();
+    let target = Target::AtLeast(TARGET_RATIO);
     if json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::json!({
-                "rounds": rounds,
-                "image_bytes": bytes,
-                "ours_write_seconds": o,
-                "dd_write_seconds": d,
-                "ours_write_mb_per_s": o_mbs,
-                "dd_write_mb_per_s": d_mbs,
-                "dd_direct_write_seconds": ddd,
-                "dd_direct_write_mb_per_s": ddd_mbs,
-                "ratio": ratio,
-                "target_ratio_at_least": TARGET_RATIO,
-                "met": met,
-                "ours_verify_seconds": ov,
-                "dd_verify_seconds": dv,
-            })
-        );
-        return out;
+        let result = serde_json::json!({
+            "rounds": rounds,
+            "image_bytes": bytes,
+            "ours_write_seconds": o,
+            "dd_write_seconds": d,
+            "ours_write_mb_per_s": o_mbs,
+            "dd_write_mb_per_s": d_mbs,
+            "dd_direct_write_seconds": ddd,
+            "dd_direct_write_mb_per_s": ddd_mbs,
+            "ratio": ratio,
+            "target_ratio_at_least": TARGET_RATIO,
+            "met": target.met(ratio),
+            "ours_verify_seconds": ov,
+            "dd_verify_seconds": dv,
+        });
+        return json_text(&result, JsonStyle::Line);
     }
-    let _ = writeln!(
-        out,
-        "flash of a {} MiB image to a loop device, median of {} rounds",
-        size_mib, rounds
-    );
-    let _ = writeln!(out, "| metric | ours | anchor (dd) | ratio | target |");
-    let _ = writeln!(out, "|---|---|---|---|---|");
-    let _ = writeln!(
-        out,
-        "| write throughput incl. fsync (MB/s) | {o_mbs:.0} | {d_mbs:.0} | {ratio:.2} | >= \
-         {TARGET_RATIO:.2} ({}) |",
-        if met { "met" } else { "NOT met" }
-    );
-    let _ = writeln!(
-        out,
-        "| write throughput vs dd oflag=direct (MB/s) | {o_mbs:.0} | {ddd_mbs:.0} | {:.2} | - |",
-        o_mbs / ddd_mbs
-    );
-    let _ = writeln!(
-        out,
-        "| write time incl. fsync (s) | {o:.2} | {d:.2} | {:.2} | - |",
-        o / d
-    );
-    let _ = writeln!(
-        out,
-        "| verify: read back + sha256 (s) | {ov:.2} | {dv:.2} | {:.2} | - |",
-        ov / dv
-    );
-    let _ = writeln!(
-        out,
-        "anchor write: dd bs=4M conv=fsync; anchor verify: dd bs=4M iflag=direct | sha256sum"
-    );
-    out
+    let mut table = Table::markdown(["metric", "ours", "anchor (dd)", "ratio", "target"])
+        .with_title(format!(
+            "flash of a {size_mib} MiB image to a loop device, median of {rounds} rounds"
+        ));
+    table
+        .row([
+            "write throughput incl. fsync (MB/s)".to_owned(),
+            format!("{o_mbs:.0}"),
+            format!("{d_mbs:.0}"),
+            format!("{ratio:.2}"),
+            target.cell(ratio),
+        ])
+        .row([
+            "write throughput vs dd oflag=direct (MB/s)".to_owned(),
+            format!("{o_mbs:.0}"),
+            format!("{ddd_mbs:.0}"),
+            format!("{:.2}", o_mbs / ddd_mbs),
+            "-".to_owned(),
+        ])
+        .row([
+            "write time incl. fsync (s)".to_owned(),
+            format!("{o:.2}"),
+            format!("{d:.2}"),
+            format!("{:.2}", o / d),
+            "-".to_owned(),
+        ])
+        .row([
+            "verify: read back + sha256 (s)".to_owned(),
+            format!("{ov:.2}"),
+            format!("{dv:.2}"),
+            format!("{:.2}", ov / dv),
+            "-".to_owned(),
+        ]);
+    table.render()
+        + "anchor write: dd bs=4M conv=fsync; anchor verify: dd bs=4M iflag=direct | sha256sum\n"
 }
 
 fn median_f64(values: &[f64]) -> Result<f64> {

@@ -22,12 +22,15 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use atomix_repart::gpt::{self, Geometry, Guid, Partition, Table, types};
+use atomix_repart::gpt::{self, Geometry, Guid, Partition, types};
 use atomix_repart::vfat;
+use atomix_systests::bench_table::{JsonStyle, Table, Target, json_text};
 use atomix_systests::{median, run_checked};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
+/// Target: our time at most this fraction of the anchor's.
+const TARGET_RATIO: f64 = 0.5;
 const DIRS: [&str; 5] = [
     "config",
     "config/quadlet",
@@ -77,7 +80,7 @@ fn flashed(path: &Path) -> Result<Guid> {
     let size = 1169 * MIB;
     let g = Geometry::new(size, 512)?;
     let disk_guid = Guid::from_seed(b"bench/disk");
-    let mut t = Table::spanning(&g, disk_guid);
+    let mut t = gpt::Table::spanning(&g, disk_guid);
     t.first_usable_lba = 32768;
     t.partitions = vec![
         Partition {
@@ -195,7 +198,7 @@ fn anchor(defs: &Path, staging: &Path, seed: Guid, image: &Path) -> Result<Ancho
 }
 
 /// Every partition (start, size, type, UUID, label, attributes) and the usable range.
-fn layout(image: &Path) -> Result<Table> {
+fn layout(image: &Path) -> Result<gpt::Table> {
     let mut t = gpt::read(&mut fs::File::open(image)?, 16 * GIB)?;
     // The disk GUID is the flashed image's on both sides; compare the partitions and range.
     t.disk_guid = Guid::NIL;
@@ -375,84 +378,66 @@ fn guest_first_vs_steady(dir: &Path, runs: usize, json: bool) -> Result<()> {
 /// What the host part prints: its table, or with `json` its JSON line. Times in ms: ours, the
 /// anchor, and of that systemd-repart.
 fn host_report(runs: usize, o: f64, t: f64, r: f64, json: bool) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
     let ratio = o / t;
+    let target = Target::AtMost(TARGET_RATIO);
     if json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::json!({
-                "runs": runs,
-                "ours_ms": o,
-                "anchor_ms": t,
-                "anchor_systemd_repart_ms": r,
-                "ratio": ratio,
-                "target_ratio": 0.5,
-                "met": ratio <= 0.5,
-            })
-        );
-    } else {
-        let _ = writeln!(
-            out,
-            "first-boot repartitioning of a flashed 16 GiB image file, median of {}",
-            runs
-        );
-        let _ = writeln!(out, "| metric | ours | anchor | ratio | target |");
-        let _ = writeln!(out, "|---|---|---|---|---|");
-        let _ = writeln!(
-            out,
-            "| partitions + vfat + f2fs + dirs (ms) | {:.1} | {:.1} | {:.2} | <= 0.50 ({}) |",
-            o,
-            t,
-            ratio,
-            if ratio <= 0.5 { "met" } else { "NOT met" }
-        );
-        let _ = writeln!(
-            out,
-            "| of which systemd-repart (table + vfat) (ms) | - | {:.1} | - | - |",
-            r
-        );
-        let _ = writeln!(
-            out,
-            "layouts: identical (starts, sizes, types, UUIDs, labels) in every run"
-        );
+        let result = serde_json::json!({
+            "runs": runs,
+            "ours_ms": o,
+            "anchor_ms": t,
+            "anchor_systemd_repart_ms": r,
+            "ratio": ratio,
+            "target_ratio": TARGET_RATIO,
+            "met": target.met(ratio),
+        });
+        return json_text(&result, JsonStyle::Line);
     }
-    out
+    let mut table = Table::markdown(["metric", "ours", "anchor", "ratio", "target"]).with_title(
+        format!("first-boot repartitioning of a flashed 16 GiB image file, median of {runs}"),
+    );
+    table
+        .row([
+            "partitions + vfat + f2fs + dirs (ms)".to_owned(),
+            format!("{o:.1}"),
+            format!("{t:.1}"),
+            format!("{ratio:.2}"),
+            target.cell(ratio),
+        ])
+        .row([
+            "of which systemd-repart (table + vfat) (ms)".to_owned(),
+            "-".to_owned(),
+            format!("{r:.1}"),
+            "-".to_owned(),
+            "-".to_owned(),
+        ]);
+    table.render() + "layouts: identical (starts, sizes, types, UUIDs, labels) in every run\n"
 }
 
-/// What the guest part prints: its table, or with `json` its JSON line. Medians in ms: `/init`
-/// total of the first and the steady-state boot, and their repart stages.
+/// What the guest part prints: its table (after an empty line), or with `json` its JSON line.
+/// Medians in ms: `/init` total of the first and the steady-state boot, and their repart stages.
 fn guest_report(runs: usize, f: f64, s: f64, fr: f64, sr: f64, json: bool) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
     if json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::json!({
-                "guest_first_boot_initrd_ms": f,
-                "guest_steady_boot_initrd_ms": s,
-                "guest_first_boot_repart_ms": fr,
-                "guest_steady_boot_repart_ms": sr,
-            })
-        );
-    } else {
-        let _ = writeln!(out);
-        let _ = writeln!(
-            out,
-            "in the guest (QEMU TCG), 16 GiB disk, initrd.json, median of {runs}"
-        );
-        let _ = writeln!(out, "| metric | first boot | steady-state boot | ratio |");
-        let _ = writeln!(out, "|---|---|---|---|");
-        let _ = writeln!(out, "| /init total (ms) | {f:.1} | {s:.1} | {:.2} |", f / s);
-        let _ = writeln!(
-            out,
-            "| repart stage (ms) | {fr:.1} | {sr:.1} | {:.2} |",
-            fr / sr
-        );
+        let result = serde_json::json!({
+            "guest_first_boot_initrd_ms": f,
+            "guest_steady_boot_initrd_ms": s,
+            "guest_first_boot_repart_ms": fr,
+            "guest_steady_boot_repart_ms": sr,
+        });
+        return json_text(&result, JsonStyle::Line);
     }
-    out
+    let mut table = Table::markdown(["metric", "first boot", "steady-state boot", "ratio"])
+        .with_title(format!(
+            "in the guest (QEMU TCG), 16 GiB disk, initrd.json, median of {runs}"
+        ));
+    for (metric, first, steady) in [("/init total (ms)", f, s), ("repart stage (ms)", fr, sr)] {
+        table.row([
+            metric.to_owned(),
+            format!("{first:.1}"),
+            format!("{steady:.1}"),
+            format!("{:.2}", first / steady),
+        ]);
+    }
+    format!("\n{}", table.render())
 }
 
 #[cfg(test)]

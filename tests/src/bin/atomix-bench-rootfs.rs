@@ -22,7 +22,6 @@
 //!
 //! Usage: atomix-bench-rootfs [--boots N] [--cold] [--provision] [--json]   (as root)
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -30,6 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use atomix_systests::appliance::{self, ProvisionMarks};
 use atomix_systests::bench::kernel_timestamp;
+use atomix_systests::bench_table::{Align, JsonStyle, Table, json_text};
 use atomix_systests::{Artifacts, Guest, median, run_checked, seed};
 use serde_json::{Value, json};
 
@@ -181,7 +181,7 @@ fn provision(artifacts: &Artifacts, dir: &Path, boots: usize, as_json: bool) -> 
         marks.push(provisioned_boot(artifacts, &disk, &n.to_string())?);
         std::fs::remove_file(&disk)?;
     }
-    print!("{}", provision_report(boots, &marks, as_json)?);
+    print!("{}", provision_report(boots, &marks, as_json));
     Ok(())
 }
 
@@ -236,14 +236,13 @@ fn run() -> Result<()> {
         "{}",
         report(
             args.boots, &first, &steady, &manifest, cold_s, cached_s, hit_s, args.json
-        )?
+        )
     );
     Ok(())
 }
 
 /// What `--provision` prints: its table, or with `as_json` its JSON.
-fn provision_report(boots: usize, marks: &[ProvisionMarks], as_json: bool) -> Result<String> {
-    let mut out = String::new();
+fn provision_report(boots: usize, marks: &[ProvisionMarks], as_json: bool) -> String {
     let med = |pick: fn(&ProvisionMarks) -> f64| -> f64 {
         let millis: Vec<u64> = marks
             .iter()
@@ -268,25 +267,26 @@ fn provision_report(boots: usize, marks: &[ProvisionMarks], as_json: bool) -> Re
             "container_start_s": container,
             "each": each,
         });
-        return Ok(format!("{}\n", serde_json::to_string_pretty(&result)?));
+        return json_text(&result, JsonStyle::Pretty);
     }
-    let _ = writeln!(
-        out,
+    let mut table = Table::columns(
+        ["metric (s, guest clock)", "median"],
+        &[(58, Align::Left), (8, Align::Right)],
+    );
+    table
+        .row([
+            "systemd start → provisioned and marked good".to_owned(),
+            format!("{total:.1}"),
+        ])
+        .row([
+            "  of which the container (image build → active)".to_owned(),
+            format!("{container:.1}"),
+        ]);
+    format!(
         "provisioning in the guest: qemu-virt, U-Boot, 2 vCPUs, 2 GiB, a fresh flash with a \
-         bundle seed on boot-a; median of {boots} (no anchor: the original is NixOS on hardware)\n"
-    );
-    let _ = writeln!(out, "{:<58} {:>8}", "metric (s, guest clock)", "median");
-    let _ = writeln!(
-        out,
-        "{:<58} {total:>8.1}",
-        "systemd start → provisioned and marked good"
-    );
-    let _ = writeln!(
-        out,
-        "{:<58} {container:>8.1}",
-        "  of which the container (image build → active)"
-    );
-    Ok(out)
+         bundle seed on boot-a; median of {boots} (no anchor: the original is NixOS on hardware)\n\n{}",
+        table.render()
+    )
 }
 
 /// What is printed: the table, or with `as_json` the JSON. `first` and `steady` are the boots'
@@ -301,7 +301,7 @@ fn report(
     cached_s: f64,
     hit_s: f64,
     as_json: bool,
-) -> Result<String> {
+) -> String {
     let med = |marks: &[Marks], pick: fn(&Marks) -> f64| -> f64 {
         let millis: Vec<u64> = marks
             .iter()
@@ -341,48 +341,43 @@ fn report(
         "packages": manifest["packages"].as_array().map_or(0, Vec::len),
     });
     if as_json {
-        return Ok(format!("{}\n", serde_json::to_string_pretty(&result)?));
+        return json_text(&result, JsonStyle::Pretty);
     }
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "root filesystem: qemu-virt, {} packages, U-Boot boots with both NICs, 2 vCPUs, 2 GiB; \
-         median of {} (no anchor: the original is NixOS on hardware)\n",
-        result["packages"], boots
+    let mut boots_table = Table::columns(
+        ["metric", "first boot", "steady state"],
+        &[(46, Align::Left), (12, Align::Right), (14, Align::Right)],
     );
-    let _ = writeln!(
-        out,
-        "{:<46} {:>12} {:>14}",
-        "metric", "first boot", "steady state"
-    );
-    for (metric, a, b) in &rows {
-        let _ = writeln!(out, "{metric:<46} {a:>12} {b:>14}");
+    for (metric, a, b) in rows {
+        boots_table.row([metric.to_owned(), a, b]);
     }
-    let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "{:<46} {:>12.1} ({:.1}% of the {} MiB slot; tree {} MiB)",
-        "squashfs (MiB)",
-        bytes as f64 / (1 << 20) as f64,
-        bytes as f64 * 100.0 / slot as f64,
-        slot >> 20,
-        manifest["tree_mib"]
-    );
+    let mut build = Table::columns([""; 0], &[(46, Align::Left), (12, Align::Right)]);
+    build.row([
+        "squashfs (MiB)".to_owned(),
+        format!("{:.1}", bytes as f64 / (1 << 20) as f64),
+        format!(
+            "({:.1}% of the {} MiB slot; tree {} MiB)",
+            bytes as f64 * 100.0 / slot as f64,
+            slot >> 20,
+            manifest["tree_mib"]
+        ),
+    ]);
     match cold_s {
-        Some(s) => {
-            let _ = writeln!(out, "{:<46} {s:>12.0}", "build, cold (s)");
-        }
-        None => {
-            let _ = writeln!(out, "{:<46} {:>12}", "build, cold (s)", "(--cold)");
-        }
-    }
-    let _ = writeln!(
-        out,
-        "{:<46} {cached_s:>12.0}",
-        "build, package set cached (s)"
-    );
-    let _ = writeln!(out, "{:<46} {hit_s:>12.0}", "build, cache hit (s)");
-    Ok(out)
+        Some(s) => build.row(["build, cold (s)".to_owned(), format!("{s:.0}")]),
+        None => build.row(["build, cold (s)", "(--cold)"]),
+    };
+    build
+        .row([
+            "build, package set cached (s)".to_owned(),
+            format!("{cached_s:.0}"),
+        ])
+        .row(["build, cache hit (s)".to_owned(), format!("{hit_s:.0}")]);
+    format!(
+        "root filesystem: qemu-virt, {} packages, U-Boot boots with both NICs, 2 vCPUs, 2 GiB; \
+         median of {boots} (no anchor: the original is NixOS on hardware)\n\n{}\n{}",
+        result["packages"],
+        boots_table.render(),
+        build.render()
+    )
 }
 
 #[cfg(test)]
@@ -415,7 +410,7 @@ mod tests {
     #[test]
     fn table_as_printed() {
         let (first, steady, manifest) = sample();
-        let text = report(3, &first, &steady, &manifest, None, 95.4, 1.2, false).unwrap();
+        let text = report(3, &first, &steady, &manifest, None, 95.4, 1.2, false);
         let expected = [
             concat!(
                 "root filesystem: qemu-virt, 3 packages, U-Boot boots with both NICs, 2 vCPUs, ",
@@ -437,7 +432,7 @@ mod tests {
             "",
         ];
         assert_eq!(text, expected.join("\n"));
-        let cold = report(3, &first, &steady, &manifest, Some(612.7), 95.4, 1.2, false).unwrap();
+        let cold = report(3, &first, &steady, &manifest, Some(612.7), 95.4, 1.2, false);
         assert!(
             cold.contains("\nbuild, cold (s)                                         613\n"),
             "{cold}"
@@ -447,7 +442,7 @@ mod tests {
     #[test]
     fn json_as_printed() {
         let (first, steady, manifest) = sample();
-        let text = report(3, &first, &steady, &manifest, None, 95.4, 1.2, true).unwrap();
+        let text = report(3, &first, &steady, &manifest, None, 95.4, 1.2, true);
         assert_eq!(
             text,
             r#"{
@@ -506,7 +501,7 @@ mod tests {
 
     #[test]
     fn provision_table_and_json_as_printed() {
-        let text = provision_report(3, &provision_marks(), false).unwrap();
+        let text = provision_report(3, &provision_marks(), false);
         let expected = [
             concat!(
                 "provisioning in the guest: qemu-virt, U-Boot, 2 vCPUs, 2 GiB, a fresh flash ",
@@ -521,7 +516,7 @@ mod tests {
         ];
         assert_eq!(text, expected.join("\n"));
         assert_eq!(
-            provision_report(3, &provision_marks(), true).unwrap(),
+            provision_report(3, &provision_marks(), true),
             r#"{
   "boots": 3,
   "container_start_s": 40.2,
