@@ -1,6 +1,6 @@
-//! The benchmark behind `atomix-bench` (DESIGN section 8): our initramfs against a hand-written
-//! busybox one (the anchor), built and booted in the same invocation on the same kernel, disk
-//! image and QEMU configuration.
+//! The benchmark behind `atomix-bench boot` (DESIGN section 8): our initramfs against a
+//! hand-written busybox one (the anchor), built and booted in the same invocation on the same
+//! kernel, disk image and QEMU configuration.
 //!
 //! Both initramfs are cpio newc archives made by `atomix-image`'s writer and compressed with zstd
 //! at [`initramfs::ZSTD_LEVEL`]; both load the same module closure of the `qemu-virt` board in

@@ -1,32 +1,15 @@
-//! Benchmark: the real root filesystem (DESIGN section 8), the baseline the provisioner's
-//! first-boot time will be measured against.
+//! `atomix-bench rootfs`: the real root filesystem (DESIGN section 8), the baseline the
+//! provisioner's first-boot time is measured against; with `--provision`, the provisioned first
+//! boot.
 //!
-//! - Boots, on the guest clock, median of N: kernel start → `/init` done (the kernel timestamp
-//!   of its `boot done` line) → systemd's multi-user target (`ActiveEnterTimestampMonotonic`,
-//!   microseconds since the kernel started), for a first boot (a fresh copy of the flashed
-//!   16 GiB image: repartitioning, /data made) and the steady-state boot of the same disk that
-//!   follows it. Through U-Boot and boot.scr, with both NICs, as the T3 test boots.
-//! - The squashfs's size against the 1 GiB slot, from the build's manifest.
-//! - Build time of `scripts/rootfs.sh`: cold (`--fresh`: every package installed again under
-//!   qemu-user; only with `--cold`, about ten minutes), with the package set cached
-//!   (`--rebuild`: trees added and packed again), and a cache hit.
-//!
-//! - With `--provision` (what `scripts/bench-provision.sh --boots N` runs), instead: first boots
-//!   of a fresh flash whose boot partition carries a seed bundle (the T3 test's probe container,
-//!   built on the device), median of N: systemd start → provisioned and marked good (first
-//!   boot's journal line), and of that the container's start alone (its image build leaving
-//!   `inactive` → the container `active`).
-//!
-//! There is no anchor to run beside: the original AtomixOS is NixOS on hardware. The table says
-//! so instead of inventing one.
-//!
-//! Usage: atomix-bench-rootfs [--boots N] [--cold] [--provision] [--json]   (as root)
+//! Owns: the boots, their guest-clock marks, the build timings and the tables. Must not: build
+//! the root filesystem other than through `scripts/rootfs.sh`.
 
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use atomix_systests::appliance::{self, ProvisionMarks};
 use atomix_systests::bench::kernel_timestamp;
 use atomix_systests::bench_table::{Align, JsonStyle, Table, json_text};
@@ -38,35 +21,43 @@ const INIT_DONE_MARK: &str = "atomix-init: boot done in";
 const BOOT_TIMEOUT: Duration = Duration::from_secs(1200);
 const TO_SHELL: Duration = Duration::from_secs(600);
 
-struct Args {
-    boots: usize,
-    cold: bool,
-    provision: bool,
-    json: bool,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        boots: 3,
-        cold: false,
-        provision: false,
-        json: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--boots" => args.boots = it.next().context("--boots N")?.parse()?,
-            "--cold" => args.cold = true,
-            "--provision" => args.provision = true,
-            "--json" => args.json = true,
-            other => bail!(
-                "unknown argument {other:?}; usage: atomix-bench-rootfs [--boots N] [--cold] \
-                 [--provision] [--json]"
-            ),
-        }
-    }
-    ensure!(args.boots > 0, "--boots must be at least 1");
-    Ok(args)
+/// The real root filesystem: boots to multi-user, its size and build time (as root).
+///
+/// - Boots, on the guest clock, median of N: kernel start → /init done (the kernel timestamp
+///   of its `boot done` line) → systemd's multi-user target (ActiveEnterTimestampMonotonic,
+///   microseconds since the kernel started), for a first boot (a fresh copy of the flashed
+///   16 GiB image: repartitioning, /data made) and the steady-state boot of the same disk that
+///   follows it. Through U-Boot and boot.scr, with both NICs, as the T3 test boots.
+/// - The squashfs's size against the 1 GiB slot, from the build's manifest.
+/// - Build time of scripts/rootfs.sh: cold (--fresh: every package installed again under
+///   qemu-user; only with --cold, about ten minutes), with the package set cached
+///   (--rebuild: trees added and packed again), and a cache hit.
+///
+/// With --provision (what `scripts/bench-provision.sh --boots N` runs), instead: first boots of
+/// a fresh flash whose boot partition carries a seed bundle (the T3 test's probe container,
+/// built on the device), median of N: systemd start → provisioned and marked good (first boot's
+/// journal line), and of that the container's start alone (its image build leaving `inactive`
+/// → the container `active`).
+///
+/// There is no anchor to run beside: the original AtomixOS is NixOS on hardware. The table says
+/// so instead of inventing one. Run it through scripts/bench-rootfs.sh (or
+/// scripts/bench-provision.sh for --provision).
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Boots (first and steady-state pairs; with --provision, provisioned first boots).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = crate::at_least_one)]
+    pub boots: usize,
+    /// Also time a cold build of the root filesystem (scripts/rootfs.sh --fresh, about ten
+    /// minutes).
+    #[arg(long)]
+    pub cold: bool,
+    /// Measure provisioned first boots instead.
+    #[arg(long)]
+    pub provision: bool,
+    /// Print the result as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// One boot's guest-clock marks, in seconds since the kernel started.
@@ -125,16 +116,6 @@ fn rootfs_build(root: &Path, flags: &[&str]) -> Result<(Value, f64)> {
     Ok((serde_json::from_str(&out)?, start.elapsed().as_secs_f64()))
 }
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("atomix-bench-rootfs: error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// First boot of `disk` (a fresh flash with a seed on its boot partition) to provisioned.
 fn provisioned_boot(artifacts: &Artifacts, disk: &Path, name: &str) -> Result<ProvisionMarks> {
     let cfg = artifacts.appliance_config(
@@ -181,12 +162,15 @@ fn provision(artifacts: &Artifacts, dir: &Path, boots: usize, as_json: bool) -> 
         marks.push(provisioned_boot(artifacts, &disk, &n.to_string())?);
         std::fs::remove_file(&disk)?;
     }
-    print!("{}", provision_report(boots, &marks, as_json));
-    Ok(())
+    crate::print(&provision_report(boots, &marks, as_json))
 }
 
-fn run() -> Result<()> {
-    let args = parse_args()?;
+/// Runs the benchmark (or, with `--provision`, the provisioned boots) and prints its table (or
+/// JSON).
+///
+/// # Errors
+/// A build, a boot or a command in the guest fails, or a mark is missing.
+pub fn run(args: &Args) -> Result<()> {
     let artifacts = Artifacts::locate()?;
     let dir = artifacts.fresh_dir("bench-rootfs")?;
     if args.provision {
@@ -232,13 +216,9 @@ fn run() -> Result<()> {
         std::fs::remove_file(&disk)?;
     }
 
-    print!(
-        "{}",
-        report(
-            args.boots, &first, &steady, &manifest, cold_s, cached_s, hit_s, args.json
-        )
-    );
-    Ok(())
+    crate::print(&report(
+        args.boots, &first, &steady, &manifest, cold_s, cached_s, hit_s, args.json,
+    ))
 }
 
 /// What `--provision` prints: its table, or with `as_json` its JSON.
@@ -284,7 +264,8 @@ fn provision_report(boots: usize, marks: &[ProvisionMarks], as_json: bool) -> St
         ]);
     format!(
         "provisioning in the guest: qemu-virt, U-Boot, 2 vCPUs, 2 GiB, a fresh flash with a \
-         bundle seed on boot-a; median of {boots} (no anchor: the original is NixOS on hardware)\n\n{}",
+         bundle seed on boot-a; median of {boots} (no anchor: the original is NixOS on \
+         hardware)\n\n{}",
         table.render()
     )
 }

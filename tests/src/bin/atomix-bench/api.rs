@@ -1,38 +1,14 @@
-//! Benchmark (DESIGN section 8, issue 10): the provisioning API, ours (`atomix-provision serve`)
-//! against the original AtomixOS service, both already running on loopback (started and killed
-//! by `scripts/bench-api.sh`), measured in one run by this load generator, interleaved so that
-//! both see the same machine: each cell is run in `--rounds` (3) parts, ours and the original's
-//! in turn, the side that goes first alternating.
+//! `atomix-bench api` (DESIGN section 8, issue 10): the load generator that measures the
+//! provisioning API, ours (`atomix-provision serve`) against the original AtomixOS service, both
+//! already running on loopback (started and killed by `scripts/bench-api.sh`).
 //!
-//! - Each server is provisioned first: an unauthenticated initial import (spec 6.3) of the
-//!   smallest valid config with `--key`'s public half as the admin's key, followed to its end.
-//! - RSS: `VmRSS` of each server's process (`/proc/PID/status`) at start, idle (provisioned,
-//!   before any load) and after the cells, and `VmHWM` then. The original's `ssh-keygen`
-//!   children (one per verification) are not counted.
-//! - Cells: `GET /api/health`, `GET /api/nonce` and a signed `POST /api/validate` (of that
-//!   config) at each `--concurrency` (1 and 200): that many clients, each on its own HTTP/1.1
-//!   keep-alive connection (opened before the clock starts), in a closed loop, for `--seconds`
-//!   (3) or until `--max-requests` (200000) were started, whichever comes first, a side and
-//!   cell. Every latency is kept, so the percentiles are exact; throughput is the successful
-//!   requests over the time from the first start to the last answer, summed over the rounds. Every failure (a status other than 200, an I/O error, a
-//!   timeout of [`TIMEOUT`]) is counted, reported and left out of the latencies.
-//! - A signed validate is what an operator's client does: `GET /api/nonce`, the ed25519 SSHSIG
-//!   made in this process (`atomix_api::sign`), then the `POST`. Its latency spans all three:
-//!   a validate cannot be made without its nonce, and the nonce alone has its own cells.
-//! - Client `i` connects from its own loopback address 127.0.0.(1+i), as that many operators
-//!   would. Both services keep at most 16 outstanding nonces per client address and evict that
-//!   address's oldest when it asks for more, so 200 clients sharing 127.0.0.1 would mostly find
-//!   their nonce evicted by the time they post it; `--one-address` runs them so, to show it.
-//!
-//! Usage: atomix-bench-api --ours PORT:PID --original PORT:PID --key KEY [--seconds S]
-//! [--rounds R] [--max-requests N] [--concurrency 1,200] [--routes health,nonce,validate]
-//! [--client-threads T] [--one-address] [--json]
+//! Owns: provisioning both servers, their RSS readings, the HTTP/1.1 clients, the cells, their
+//! percentiles and the table. Must not: start or stop the servers (the script does).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -51,7 +27,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Barrier;
 
 /// The config both servers are provisioned with and validate (its admin key replaced).
-const MINIMAL: &str = include_str!("../../../config/tests/fixtures/minimal.toml");
+const MINIMAL: &str = include_str!("../../../../config/tests/fixtures/minimal.toml");
 /// How long one request (or a validate's round) may take; longer is an error.
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a server may take to answer its first health check.
@@ -67,120 +43,139 @@ const TARGET_VALIDATE_RATIO: f64 = 10.0;
 /// The concurrency of the p99 target.
 const TARGET_CONCURRENCY: usize = 200;
 
-struct Args {
-    ours: Server,
-    original: Server,
-    key: PathBuf,
-    seconds: f64,
-    rounds: usize,
-    max_requests: u64,
-    concurrency: Vec<usize>,
-    routes: Vec<Kind>,
-    client_threads: usize,
-    one_address: bool,
-    json: bool,
+/// The provisioning API, ours against the original, both already running on 127.0.0.1.
+///
+/// Measured in one run by this load generator, interleaved so that both see the same machine:
+/// each cell is run in --rounds parts, ours and the original's in turn, the side that goes
+/// first alternating.
+///
+/// - Each server is provisioned first: an unauthenticated initial import (spec 6.3) of the
+///   smallest valid config with --key's public half as the admin's key, followed to its end.
+/// - RSS: VmRSS of each server's process (/proc/PID/status) at start, idle (provisioned,
+///   before any load) and after the cells, and VmHWM then. The original's ssh-keygen children
+///   (one per verification) are not counted.
+/// - Cells: GET /api/health, GET /api/nonce and a signed POST /api/validate (of that config) at
+///   each --concurrency: that many clients, each on its own HTTP/1.1 keep-alive connection
+///   (opened before the clock starts), in a closed loop, for --seconds or until --max-requests
+///   were started, whichever comes first, a side and cell. Every latency is kept, so the
+///   percentiles are exact; throughput is the successful requests over the time from the first
+///   start to the last answer, summed over the rounds. Every failure (a status other than 200,
+///   an I/O error, a timeout of 10 s) is counted, reported and left out of the latencies.
+/// - A signed validate is what an operator's client does: GET /api/nonce, the ed25519 SSHSIG
+///   made in this process (atomix_api::sign), then the POST. Its latency spans all three: a
+///   validate cannot be made without its nonce, and the nonce alone has its own cells.
+/// - Client i connects from its own loopback address 127.0.0.(1+i), as that many operators
+///   would. Both services keep at most 16 outstanding nonces per client address and evict that
+///   address's oldest when it asks for more, so 200 clients sharing 127.0.0.1 would mostly find
+///   their nonce evicted by the time they post it; --one-address runs them so, to show it.
+///
+/// Run it through scripts/bench-api.sh, which starts both servers.
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Our server: its port on 127.0.0.1 and its process id.
+    #[arg(long, value_name = "PORT:PID", value_parser = server)]
+    pub ours: Server,
+    /// The original's server: its port on 127.0.0.1 and its process id.
+    #[arg(long, value_name = "PORT:PID", value_parser = server)]
+    pub original: Server,
+    /// The admin's private key (OpenSSH); its public half goes into the config.
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// How long a cell may last, a side (0 < S <= 60), split over the rounds.
+    #[arg(long, value_name = "S", default_value_t = 3.0, value_parser = seconds)]
+    pub seconds: f64,
+    /// The parts each cell is run in, alternating the sides (1 to 100).
+    #[arg(long, value_name = "R", default_value_t = 3, value_parser = rounds)]
+    pub rounds: usize,
+    /// At most this many requests are started in a cell, a side (split over the rounds).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 200_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_requests: u64,
+    /// The numbers of concurrent clients, comma-separated (each 1 to 1000).
+    #[arg(
+        long,
+        value_name = "N,M",
+        value_delimiter = ',',
+        action = clap::ArgAction::Set,
+        default_value = "1,200",
+        value_parser = clients
+    )]
+    pub concurrency: Vec<usize>,
+    /// The routes measured, comma-separated.
+    #[arg(
+        long,
+        value_name = "health,nonce,validate",
+        value_delimiter = ',',
+        action = clap::ArgAction::Set,
+        default_value = "health,nonce,validate",
+        value_enum
+    )]
+    pub routes: Vec<Kind>,
+    /// Worker threads of the clients' runtime.
+    #[arg(long, value_name = "T", default_value_t = 1, value_parser = crate::at_least_one)]
+    pub client_threads: usize,
+    /// Run every client from 127.0.0.1 instead of its own loopback address.
+    #[arg(long)]
+    pub one_address: bool,
+    /// Print the result as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
+/// A server under test.
 #[derive(Debug, Clone, Copy)]
-struct Server {
+pub struct Server {
     port: u16,
     pid: u32,
 }
 
-const USAGE: &str = "usage: atomix-bench-api --ours PORT:PID --original PORT:PID --key KEY \
-                     [--seconds S] [--rounds R] [--max-requests N] [--concurrency 1,200] \
-                     [--routes health,nonce,validate] [--client-threads T] [--one-address] [--json]";
-
-fn parse_args() -> Result<Args> {
-    let server = |s: String| -> Result<Server> {
-        let (port, pid) = s.split_once(':').context("PORT:PID")?;
-        Ok(Server {
-            port: port.parse().context("PORT:PID: the port")?,
-            pid: pid.parse().context("PORT:PID: the pid")?,
-        })
-    };
-    let (mut ours, mut original, mut key) = (None, None, None);
-    let (mut seconds, mut rounds, mut max_requests, mut client_threads) = (3.0, 3, 200_000, 1);
-    let mut concurrency = vec![1, TARGET_CONCURRENCY];
-    let mut routes = Kind::ALL.to_vec();
-    let (mut one_address, mut json) = (false, false);
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut value = |what: &str| it.next().with_context(|| format!("{a} {what}"));
-        match a.as_str() {
-            "--ours" => ours = Some(server(value("PORT:PID")?)?),
-            "--original" => original = Some(server(value("PORT:PID")?)?),
-            "--key" => key = Some(PathBuf::from(value("KEY")?)),
-            "--seconds" => seconds = value("S")?.parse()?,
-            "--rounds" => rounds = value("R")?.parse()?,
-            "--max-requests" => max_requests = value("N")?.parse()?,
-            "--client-threads" => client_threads = value("T")?.parse()?,
-            "--concurrency" => {
-                concurrency = value("N,M")?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?;
-            }
-            "--routes" => {
-                routes = value("health,nonce,validate")?
-                    .split(',')
-                    .map(|r| {
-                        Kind::ALL
-                            .into_iter()
-                            .find(|k| k.name() == r)
-                            .with_context(|| format!("--routes: no route {r:?}"))
-                    })
-                    .collect::<Result<_>>()?;
-            }
-            "--one-address" => one_address = true,
-            "--json" => json = true,
-            other => bail!("unknown argument {other:?}; {USAGE}"),
-        }
-    }
-    ensure!(seconds > 0.0 && seconds <= 60.0, "--seconds: 0 < S <= 60");
-    ensure!((1..=100).contains(&rounds), "--rounds: 1 to 100");
-    ensure!(max_requests > 0, "--max-requests must be at least 1");
-    ensure!(
-        concurrency.iter().all(|&c| (1..=1000).contains(&c)),
-        "--concurrency: 1 to 1000 clients"
-    );
-    ensure!(client_threads > 0, "--client-threads must be at least 1");
-    Ok(Args {
-        ours: ours.context(USAGE)?,
-        original: original.context(USAGE)?,
-        key: key.context(USAGE)?,
-        seconds,
-        rounds,
-        max_requests,
-        concurrency,
-        routes,
-        client_threads,
-        one_address,
-        json,
+/// `--ours` / `--original`: PORT:PID.
+fn server(value: &str) -> Result<Server, String> {
+    let (port, pid) = value.split_once(':').ok_or("expected PORT:PID")?;
+    Ok(Server {
+        port: port.parse().map_err(|_| "PORT:PID: the port")?,
+        pid: pid.parse().map_err(|_| "PORT:PID: the pid")?,
     })
 }
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("atomix-bench-api: {e:#}");
-            ExitCode::FAILURE
-        }
+/// `--seconds`: 0 < S <= 60.
+fn seconds(value: &str) -> Result<f64, String> {
+    match value.parse() {
+        Ok(s) if s > 0.0 && s <= 60.0 => Ok(s),
+        _ => Err("expected seconds S with 0 < S <= 60".to_owned()),
+    }
+}
+
+/// `--rounds`: 1 to 100.
+fn rounds(value: &str) -> Result<usize, String> {
+    match value.parse() {
+        Ok(n) if (1..=100).contains(&n) => Ok(n),
+        _ => Err("expected a number from 1 to 100".to_owned()),
+    }
+}
+
+/// One number of `--concurrency`: 1 to 1000 clients.
+fn clients(value: &str) -> Result<usize, String> {
+    match value.parse() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err("expected a number of clients from 1 to 1000".to_owned()),
     }
 }
 
 /// What is measured in a cell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
     Health,
     Nonce,
     Validate,
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Health, Kind::Nonce, Kind::Validate];
-
     fn name(self) -> &'static str {
         match self {
             Kind::Health => "health",
@@ -569,8 +564,11 @@ struct Row {
     target: Option<(String, bool)>,
 }
 
-fn run() -> Result<()> {
-    let args = parse_args()?;
+/// Provisions both servers, runs the cells and prints the table (or the JSON).
+///
+/// # Errors
+/// A server does not start or provision, the key cannot be read, or a client task fails.
+pub fn run(args: &Args) -> Result<()> {
     let key = PrivateKey::read_openssh_file(&args.key)
         .with_context(|| format!("cannot read the key {}", args.key.display()))?;
     let config = config_for(&key)?;
@@ -644,11 +642,7 @@ fn run() -> Result<()> {
     let load_after = load();
 
     let rows = rows(rss_start, rss_idle, rss_after, &cells);
-    print!(
-        "{}",
-        report(&args, &load_before, &load_after, &cells, &rows)
-    );
-    Ok(())
+    crate::print(&report(args, &load_before, &load_after, &cells, &rows))
 }
 
 /// A number with 3 significant digits or so (NaN and infinity as `-`).
@@ -820,6 +814,8 @@ fn report(
 
 #[cfg(test)]
 mod tests {
+    use clap::{Parser as _, ValueEnum as _};
+
     use super::*;
 
     fn args() -> Args {
@@ -831,7 +827,7 @@ mod tests {
             rounds: 3,
             max_requests: 200_000,
             concurrency: vec![1, 200],
-            routes: Kind::ALL.to_vec(),
+            routes: vec![Kind::Health, Kind::Nonce, Kind::Validate],
             client_threads: 1,
             one_address: false,
             json: false,
@@ -877,6 +873,73 @@ mod tests {
             &cells,
         );
         (cells, rows)
+    }
+
+    /// `atomix-bench api` with the required options.
+    const BASE: [&str; 8] = [
+        "atomix-bench",
+        "api",
+        "--ours",
+        "1:2",
+        "--original",
+        "3:4",
+        "--key",
+        "/k",
+    ];
+
+    fn parse(extra: &[&str]) -> Args {
+        let cli = crate::Cli::try_parse_from(BASE.iter().chain(extra)).unwrap();
+        match cli.command {
+            crate::Command::Api(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn options_as_before() {
+        let defaults = parse(&[]);
+        assert_eq!((defaults.ours.port, defaults.ours.pid), (1, 2));
+        assert_eq!((defaults.original.port, defaults.original.pid), (3, 4));
+        assert_eq!(defaults.seconds, 3.0);
+        assert_eq!((defaults.rounds, defaults.max_requests), (3, 200_000));
+        assert_eq!(defaults.concurrency, [1, TARGET_CONCURRENCY]);
+        assert_eq!(defaults.routes, Kind::value_variants());
+        assert_eq!(defaults.client_threads, 1);
+        assert!(!defaults.one_address && !defaults.json);
+        // A list is one comma-separated value; given again, the last one counts.
+        let lists = parse(&[
+            "--concurrency=1,5",
+            "--concurrency",
+            "7,1000",
+            "--routes",
+            "validate,nonce,validate",
+        ]);
+        assert_eq!(lists.concurrency, [7, 1000]);
+        assert_eq!(lists.routes, [Kind::Validate, Kind::Nonce, Kind::Validate]);
+        let edges = parse(&["--seconds", "0.5", "--rounds", "100", "--max-requests", "1"]);
+        assert_eq!(
+            (edges.seconds, edges.rounds, edges.max_requests),
+            (0.5, 100, 1)
+        );
+        for bad in [
+            &["--seconds", "0"][..],
+            &["--seconds", "60.5"],
+            &["--seconds", "NaN"],
+            &["--rounds", "0"],
+            &["--rounds", "101"],
+            &["--max-requests", "0"],
+            &["--concurrency", "1,1001"],
+            &["--concurrency", "0"],
+            &["--concurrency", ""],
+            &["--routes", "health,nope"],
+            &["--client-threads", "0"],
+        ] {
+            let e = crate::Cli::try_parse_from(BASE.iter().chain(bad)).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+        }
+        for server in ["12", "x:1", "1:x", "70000:1"] {
+            assert!(super::server(server).is_err(), "{server}");
+        }
     }
 
     #[test]

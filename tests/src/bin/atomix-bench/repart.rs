@@ -1,27 +1,17 @@
-//! Benchmark: first-boot repartitioning of a flashed 16 GiB image file, ours against the anchor,
-//! side by side in one run (DESIGN section 8).
+//! `atomix-bench repart`: first-boot repartitioning of a flashed 16 GiB image file, ours
+//! against systemd-repart + mkfs.f2fs + sload.f2fs (DESIGN section 8), and in QEMU our first
+//! boot against the steady-state boot.
 //!
-//! - ours: `atomix repart --board rock64 --dry-run=no IMAGE` (boot-b vfat, rootfs-b, data f2fs
-//!   with its five directories, backup GPT moved);
-//! - anchor: `systemd-repart --dry-run=no --empty=allow --discard=no --seed=<disk GUID>` with the
-//!   same definitions minus `Format=f2fs` and `MakeDirectories=` (v252 cannot make f2fs; it does
-//!   make the vfat, with mkfs.vfat through a loop device), then, as systemd-repart itself formats,
-//!   through a loop device over the data partition (`losetup -o --sizelimit`): `mkfs.f2fs -f -t 0
-//!   -l data` and `sload.f2fs` of a directory holding the five directories.
-//!
-//! Each run starts from a fresh sparse copy of the same flashed image; the order alternates;
-//! the median of N runs is reported. Both results are checked to have the same partition table
-//! (starts, sizes, types, labels and, with the same seed, UUIDs). Needs root (loop devices).
-//!
-//! Usage: atomix-bench-repart --atomix PATH [--runs N] [--dir DIR] [--json]
+//! Owns: the flashed image, the anchor's definitions and steps, the runs, their checks and the
+//! two tables. Must not: repartition by any other path than the `atomix` binary it is given.
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use atomix_repart::gpt::{self, Geometry, Guid, Partition, types};
 use atomix_repart::vfat;
 use atomix_systests::bench_table::{JsonStyle, Table, Target, json_text};
@@ -39,39 +29,41 @@ const DIRS: [&str; 5] = [
     "logs",
 ];
 
-struct Args {
-    atomix: PathBuf,
-    runs: usize,
-    dir: Option<PathBuf>,
-    json: bool,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        atomix: PathBuf::new(),
-        runs: 5,
-        dir: None,
-        json: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--atomix" => args.atomix = it.next().context("--atomix PATH")?.into(),
-            "--runs" => args.runs = it.next().context("--runs N")?.parse()?,
-            "--dir" => args.dir = Some(it.next().context("--dir DIR")?.into()),
-            "--json" => args.json = true,
-            other => bail!(
-                "unknown argument {other:?}; usage: atomix-bench-repart --atomix PATH \
-                 [--runs N] [--dir DIR] [--json]"
-            ),
-        }
-    }
-    ensure!(
-        !args.atomix.as_os_str().is_empty(),
-        "--atomix PATH (the release atomix binary) is required"
-    );
-    ensure!(args.runs > 0, "--runs must be at least 1");
-    Ok(args)
+/// First-boot repartitioning of a flashed 16 GiB image file, ours against the anchor (needs
+/// root: loop devices).
+///
+/// Side by side in one run (DESIGN section 8):
+///
+/// - ours: `atomix repart --board rock64 --dry-run=no IMAGE` (boot-b vfat, rootfs-b, data f2fs
+///   with its five directories, backup GPT moved);
+/// - anchor: `systemd-repart --dry-run=no --empty=allow --discard=no --seed=<disk GUID>` with the
+///   same definitions minus Format=f2fs and MakeDirectories= (v252 cannot make f2fs; it does
+///   make the vfat, with mkfs.vfat through a loop device), then, as systemd-repart itself formats,
+///   through a loop device over the data partition (`losetup -o --sizelimit`): `mkfs.f2fs -f -t 0
+///   -l data` and `sload.f2fs` of a directory holding the five directories.
+///
+/// Each run starts from a fresh sparse copy of the same flashed image; the order alternates;
+/// the median of N runs is reported. Both results are checked to have the same partition table
+/// (starts, sizes, types, labels and, with the same seed, UUIDs).
+///
+/// Then, in QEMU (the real arm64 kernel and our /init), the initrd time of a first boot of a
+/// flashed 16 GiB disk against the steady-state boot that follows it (initrd.json, median of
+/// N), as a second table. Run it through scripts/bench-repart.sh.
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The release `atomix` binary to measure.
+    #[arg(long, value_name = "PATH")]
+    pub atomix: PathBuf,
+    /// Runs of each side (and first/steady boot pairs in QEMU).
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = crate::at_least_one)]
+    pub runs: usize,
+    /// Where the images go (default: a temporary directory under $TMPDIR).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print the results as JSON (one line for each table) instead of the tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The flashed rock64 image: raw region bytes, boot-a FAT16, rootfs-a data, backup after
@@ -209,18 +201,11 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn main() -> ExitCode {
-    match real_main() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("atomix-bench-repart: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn real_main() -> Result<()> {
-    let args = parse_args()?;
+/// Runs the host benchmark and prints its table (or JSON line), then the guest's.
+///
+/// # Errors
+/// Not root, a tool or a boot fails, or the two sides made different partition tables.
+pub fn run(args: &Args) -> Result<()> {
     ensure!(
         rustix::process::geteuid().is_root(),
         "the anchor needs root (systemd-repart formats vfat through a loop device; mkfs.f2fs \
@@ -286,7 +271,7 @@ fn real_main() -> Result<()> {
         median(&anchor_t).context("no runs")?,
         median(&repart_t).context("no runs")?,
     );
-    print!("{}", host_report(args.runs, ms(o), ms(t), ms(r), args.json));
+    crate::print(&host_report(args.runs, ms(o), ms(t), ms(r), args.json))?;
     guest_first_vs_steady(dir, args.runs, args.json)
 }
 
@@ -371,8 +356,7 @@ fn guest_first_vs_steady(dir: &Path, runs: usize, json: bool) -> Result<()> {
         med(first_repart),
         med(steady_repart),
     );
-    print!("{}", guest_report(runs, f, s, fr, sr, json));
-    Ok(())
+    crate::print(&guest_report(runs, f, s, fr, sr, json))
 }
 
 /// What the host part prints: its table, or with `json` its JSON line. Times in ms: ours, the

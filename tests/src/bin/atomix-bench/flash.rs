@@ -1,36 +1,16 @@
-//! Benchmark: `atomix flash` against `dd` writing the same image to the same loop device, side
-//! by side in one run (DESIGN section 8; issue 4's target: our write throughput at least 0.9x
-//! dd's).
+//! `atomix-bench flash`: `atomix flash` against `dd` writing the same image to the same loop
+//! device (DESIGN section 8, issue 4).
 //!
-//! - image: `--size` MiB (default 1024) of pseudo-random data with a 64 MiB hole in the middle
-//!   (free space in a real image), so compression or zero detection cannot help either side;
-//! - target: one loop device over a backing file of the image's size, in the same directory
-//!   as the image (the same file system for both sides);
-//! - ours: `atomix flash --yes --no-verify IMAGE /dev/loopN` (release build; the write and its
-//!   fsync, no verification) — wall time of the process;
-//! - anchor: `dd if=IMAGE of=/dev/loopN bs=4M conv=fsync` — wall time of the process;
-//! - verification, separately: ours is `atomix flash --yes --json` (its `verify_seconds`: read
-//!   back with O_DIRECT and SHA-256), the anchor right after a dd write is
-//!   `dd if=/dev/loopN bs=4M iflag=direct | sha256sum`; both must give the image's SHA-256.
-//!
-//! Before every run the loop device is discarded (`blkdiscard`: the backing file becomes a hole
-//! again, so every run allocates the same blocks), dirty data is synced and the page cache is
-//! dropped (`echo 3 > /proc/sys/vm/drop_caches`), so each run starts from the same state. The
-//! order of ours and dd alternates between rounds; medians are reported. Needs root.
-//!
-//! The table is a markdown `bench_table::Table` whose target is a ratio at least 0.9
-//! (`Target::AtLeast`).
-//!
-//! Usage: atomix-bench-flash --atomix PATH [--rounds N] [--size MIB] [--dir DIR] [--json]
+//! Owns: the image, the loop device, the rounds, their checks and the table. Must not: flash by
+//! any other path than the `atomix` binary it is given.
 
 use std::fs::{self, File};
-use std::io::Write as _;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use atomix_systests::bench::Stats;
 use atomix_systests::bench_table::{JsonStyle, Table, Target, json_text};
 use atomix_systests::run_checked;
@@ -39,43 +19,55 @@ const MIB: u64 = 1 << 20;
 /// Target: our write throughput at least this fraction of dd's.
 const TARGET_RATIO: f64 = 0.9;
 
-struct Args {
-    atomix: PathBuf,
-    rounds: usize,
-    size_mib: u64,
-    dir: Option<PathBuf>,
-    json: bool,
+/// `atomix flash` against `dd`, writing the same image to the same loop device (needs root).
+///
+/// Side by side in one run (DESIGN section 8; issue 4's target: our write throughput at least
+/// 0.9x dd's):
+///
+/// - image: --size MiB of pseudo-random data with a 64 MiB hole in the middle (free space in a
+///   real image), so compression or zero detection cannot help either side;
+/// - target: one loop device over a backing file of the image's size, in the same directory as
+///   the image (the same file system for both sides);
+/// - ours: `atomix flash --yes --no-verify IMAGE /dev/loopN` (release build; the write and its
+///   fsync, no verification): wall time of the process;
+/// - anchor: `dd if=IMAGE of=/dev/loopN bs=4M conv=fsync`: wall time of the process (and, as a
+///   second, harder anchor, the same dd with oflag=direct, which ours also uses);
+/// - verification, separately: ours is `atomix flash --yes --json` (its verify_seconds: read
+///   back with O_DIRECT and SHA-256), the anchor right after a dd write is
+///   `dd if=/dev/loopN bs=4M iflag=direct | sha256sum`; both must give the image's SHA-256.
+///
+/// Before every run the loop device is discarded (blkdiscard: the backing file becomes a hole
+/// again, so every run allocates the same blocks), dirty data is synced and the page cache is
+/// dropped (echo 3 > /proc/sys/vm/drop_caches), so each run starts from the same state. The
+/// order of ours and dd alternates between rounds; medians are reported. Run it through
+/// scripts/bench-flash.sh.
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The release `atomix` binary to measure.
+    #[arg(long, value_name = "PATH")]
+    pub atomix: PathBuf,
+    /// Rounds (each: ours, dd, dd oflag=direct, and both verifications).
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = crate::at_least_one)]
+    pub rounds: usize,
+    /// The image's size in MiB (at least 128).
+    #[arg(long = "size", value_name = "MIB", default_value_t = 1024, value_parser = size_mib)]
+    pub size_mib: u64,
+    /// Where the image and the loop device's backing file go (default: a temporary directory
+    /// under $TMPDIR).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print the result as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
-fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        atomix: PathBuf::new(),
-        rounds: 5,
-        size_mib: 1024,
-        dir: None,
-        json: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--atomix" => args.atomix = it.next().context("--atomix PATH")?.into(),
-            "--rounds" => args.rounds = it.next().context("--rounds N")?.parse()?,
-            "--size" => args.size_mib = it.next().context("--size MIB")?.parse()?,
-            "--dir" => args.dir = Some(it.next().context("--dir DIR")?.into()),
-            "--json" => args.json = true,
-            other => bail!(
-                "unknown argument {other:?}; usage: atomix-bench-flash --atomix PATH \
-                 [--rounds N] [--size MIB] [--dir DIR] [--json]"
-            ),
-        }
+/// `--size`: at least 128 (MiB).
+fn size_mib(value: &str) -> Result<u64, String> {
+    match value.parse() {
+        Ok(n) if n >= 128 => Ok(n),
+        _ => Err("expected a number of MiB >= 128".to_owned()),
     }
-    ensure!(
-        !args.atomix.as_os_str().is_empty(),
-        "--atomix PATH (the release atomix binary) is required"
-    );
-    ensure!(args.rounds > 0, "--rounds must be at least 1");
-    ensure!(args.size_mib >= 128, "--size must be at least 128 (MiB)");
-    Ok(args)
 }
 
 /// Runs `cmd` and returns its wall time in seconds (and its stdout).
@@ -166,18 +158,11 @@ fn dd_verify(dev: &Path, bytes: u64) -> Result<(f64, String)> {
     Ok((secs, hash))
 }
 
-fn main() -> ExitCode {
-    match real_main() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("atomix-bench-flash: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn real_main() -> Result<()> {
-    let args = parse_args()?;
+/// Runs the rounds and prints the table (or the JSON).
+///
+/// # Errors
+/// Not root, a tool fails, or a copy does not read back as the image.
+pub fn run(args: &Args) -> Result<()> {
     ensure!(
         rustix::process::geteuid().is_root(),
         "needs root (loop devices, blkdiscard, drop_caches)"
@@ -274,9 +259,7 @@ fn real_main() -> Result<()> {
         ours_verify: median_f64(&ours_v)?,
         dd_verify: median_f64(&dd_v)?,
     };
-    std::io::stdout()
-        .write_all(report(args.rounds, args.size_mib, &medians, args.json).as_bytes())?;
-    Ok(())
+    crate::print(&report(args.rounds, args.size_mib, &medians, args.json))
 }
 
 /// The medians of the rounds, in seconds.
