@@ -3,7 +3,7 @@
 # --activation none` against the original AtomixOS service, both on 127.0.0.1 and measured in
 # one run: RSS (at start, idle once provisioned, after the load, peak) and the throughput,
 # p50/p99 latency and errors of GET /api/health, GET /api/nonce and a signed POST /api/validate
-# at 1 and 200 concurrent clients, cell by cell interleaved (how: tests/src/bin/atomix-bench-api.rs).
+# at 1 and 200 concurrent clients, cell by cell interleaved (how: `atomix-bench api --help`).
 # Each server gets a fresh config root, provisioned with a small config whose admin key is made
 # here by ssh-keygen; both are killed by pid on every path. About a minute with the default S (3).
 #
@@ -18,8 +18,8 @@ case ${1:-} in -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; 
 scripts/setup.sh >/dev/null 2>&1 || scripts/setup.sh
 # Ours as the device gets it (scripts/rootfs.sh): the device profile, static musl.
 cargo build --profile device --target x86_64-unknown-linux-musl --locked -q -p atomix-provision
-cargo build --release --locked -q -p atomix-systests --bin atomix-bench-api
-target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+cargo build --release --locked -q -p atomix-systests --bin atomix-bench
+target=$(cargo run --release --locked -q -p atomix-systests --bin atomix-bench -- target-dir)
 ours=$target/x86_64-unknown-linux-musl/device/atomix-provision
 theirs=${ATOMIX_CACHE:-$repo/.cache}/orig-venv/bin/atomixos-provision
 
@@ -52,7 +52,7 @@ ATOMIXOS_CONFIG_SCHEMA=$repo/../shared/anchors/atomixos-provision/config.schema.
 pid_orig=$!
 pids+=("$pid_orig")
 
-if ! "$target/release/atomix-bench-api" --ours "$port_ours:$pid_ours" \
+if ! "$target/release/atomix-bench" api --ours "$port_ours:$pid_ours" \
      --original "$port_orig:$pid_orig" --key "$work/admin" "$@"; then
   for side in ours original; do
     echo "--- the last lines of $side's log:" >&2

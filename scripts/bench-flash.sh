@@ -13,6 +13,6 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
 scripts/setup.sh >&2
-cargo build --release --locked -p atomix -p atomix-systests --bin atomix --bin atomix-bench-flash
-target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-exec "$target/release/atomix-bench-flash" --atomix "$target/release/atomix" "$@"
+cargo build --release --locked -p atomix -p atomix-systests --bin atomix --bin atomix-bench
+target=$(cargo run --release --locked -q -p atomix-systests --bin atomix-bench -- target-dir)
+exec "$target/release/atomix-bench" flash --atomix "$target/release/atomix" "$@"

@@ -12,6 +12,6 @@ cd "$repo"
 
 # The rock64 initramfs the images carry needs the aarch64 /init.
 cargo build --profile init --target aarch64-unknown-linux-gnu -p atomix-initrd --locked
-cargo build --release --locked -p atomix -p atomix-systests --bin atomix --bin atomix-bench-image
-target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-exec "$target/release/atomix-bench-image" --atomix "$target/release/atomix" "$@"
+cargo build --release --locked -p atomix -p atomix-systests --bin atomix --bin atomix-bench
+target=$(cargo run --release --locked -q -p atomix-systests --bin atomix-bench -- target-dir)
+exec "$target/release/atomix-bench" image --atomix "$target/release/atomix" "$@"

@@ -5,7 +5,7 @@
 # time and median peak RSS (GNU time's %M) of each, and ours as a fraction of theirs.
 # With --boots B, also in the guest (QEMU, the real root filesystem, about 5 minutes a boot):
 # systemd start -> provisioned and marked good for a boot-partition seed, and the container's
-# start alone, median of B first boots (atomix-bench-rootfs --provision).
+# start alone, median of B first boots (atomix-bench rootfs --provision).
 #
 # Usage: scripts/bench-provision.sh [--runs N] [--boots B] [--json]   (as root; installs what it needs)
 set -euo pipefail
@@ -24,8 +24,8 @@ done
 scripts/setup.sh >/dev/null 2>&1 || scripts/setup.sh
 # The binary as the device gets it (scripts/rootfs.sh): the device profile, static musl.
 cargo build --profile device --target x86_64-unknown-linux-musl --locked -q -p atomix-provision
-target=$(cargo metadata --format-version 1 --no-deps \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+cargo build --release --locked -q -p atomix-systests --bin atomix-bench
+target=$(cargo run --release --locked -q -p atomix-systests --bin atomix-bench -- target-dir)
 ours=$target/x86_64-unknown-linux-musl/device/atomix-provision
 theirs=${ATOMIX_CACHE:-$repo/.cache}/orig-venv/bin/atomixos-provision
 export ATOMIXOS_CONFIG_SCHEMA=$repo/../shared/anchors/atomixos-provision/config.schema.json
@@ -82,12 +82,11 @@ if [ "$boots" -eq 0 ]; then
   exit 0
 fi
 cargo build --profile init --target aarch64-unknown-linux-gnu -p atomix-initrd --locked -q
-cargo build --release --locked -q -p atomix-systests --bin atomix-bench-rootfs
 scripts/rootfs.sh --board qemu-virt --quiet >/dev/null
 if [ "$json" = 1 ]; then
-  guest=$("$target/release/atomix-bench-rootfs" --provision --boots "$boots" --json)
+  guest=$("$target/release/atomix-bench" rootfs --provision --boots "$boots" --json)
   python3 -c 'import json,sys; print(json.dumps({"host": json.loads(sys.argv[1]), "guest": json.loads(sys.argv[2])}, indent=2))' "$host" "$guest"
 else
   printf '%s\n\n' "$host"
-  "$target/release/atomix-bench-rootfs" --provision --boots "$boots"
+  "$target/release/atomix-bench" rootfs --provision --boots "$boots"
 fi

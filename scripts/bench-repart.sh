@@ -12,6 +12,6 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
 cargo build --profile init --target aarch64-unknown-linux-gnu -p atomix-initrd --locked
-cargo build --release --locked -p atomix -p atomix-systests --bin atomix --bin atomix-bench-repart
-target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-exec "$target/release/atomix-bench-repart" --atomix "$target/release/atomix" "$@"
+cargo build --release --locked -p atomix -p atomix-systests --bin atomix --bin atomix-bench
+target=$(cargo run --release --locked -q -p atomix-systests --bin atomix-bench -- target-dir)
+exec "$target/release/atomix-bench" repart --atomix "$target/release/atomix" "$@"

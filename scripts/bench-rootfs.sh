@@ -12,7 +12,7 @@ cd "$repo"
 
 scripts/setup.sh
 cargo build --profile init --target aarch64-unknown-linux-gnu -p atomix-initrd --locked
-cargo build --release --locked -p atomix-systests --bin atomix-bench-rootfs
+cargo build --release --locked -p atomix-systests --bin atomix-bench
 scripts/rootfs.sh --board qemu-virt --quiet >/dev/null
-target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-exec "$target/release/atomix-bench-rootfs" "$@"
+target=$(cargo run --release --locked -q -p atomix-systests --bin atomix-bench -- target-dir)
+exec "$target/release/atomix-bench" rootfs "$@"

@@ -11,4 +11,4 @@ cd "$repo"
 
 scripts/setup.sh >&2
 cargo build --profile init --target aarch64-unknown-linux-gnu -p atomix-initrd --locked
-cargo run --release --locked -p atomix-systests --bin atomix-bench -- "$@"
+cargo run --release --locked -p atomix-systests --bin atomix-bench -- boot "$@"

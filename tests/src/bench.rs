@@ -1,6 +1,6 @@
-//! The benchmark behind `atomix-bench` (DESIGN section 8): our initramfs against a hand-written
-//! busybox one (the anchor), built and booted in the same invocation on the same kernel, disk
-//! image and QEMU configuration.
+//! The benchmark behind `atomix-bench boot` (DESIGN section 8): our initramfs against a
+//! hand-written busybox one (the anchor), built and booted in the same invocation on the same
+//! kernel, disk image and QEMU configuration.
 //!
 //! Both initramfs are cpio newc archives made by `atomix-image`'s writer and compressed with zstd
 //! at [`initramfs::ZSTD_LEVEL`]; both load the same module closure of the `qemu-virt` board in
@@ -33,6 +33,7 @@ use atomix_image::modules::{Module, ModuleError, ModuleIndex};
 use atomix_qemu::{Ending, QemuError};
 use serde_json::{Value, json};
 
+use crate::bench_table::{Align, Table, fixed};
 use crate::{Artifacts, HarnessError, KERNEL_CONSOLE_ARGS, Probe, build_test_rootfs};
 
 /// The board whose module list both initramfs load.
@@ -630,94 +631,64 @@ impl BenchResult {
 
     /// The per-boot numbers and the table, as printed.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "modules ({}): {}\n",
-            self.modules.len(),
-            self.modules.join(" ")
-        );
-        let _ = writeln!(
-            out,
-            "{:<9} {:>4} {:>11} {:>12} {:>13} {:>12} {:>9} {:>9}",
-            "side",
-            "boot",
-            "initrd ms",
-            "to probe ms",
-            "rootfs at ms",
-            "total_ms",
-            "RSS KiB",
-            "wall ms"
+        let right = Align::Right;
+        let mut boots = Table::columns(
+            [
+                "side",
+                "boot",
+                "initrd ms",
+                "to probe ms",
+                "rootfs at ms",
+                "total_ms",
+                "RSS KiB",
+                "wall ms",
+            ],
+            &[
+                (9, Align::Left),
+                (4, right),
+                (11, right),
+                (12, right),
+                (13, right),
+                (12, right),
+                (9, right),
+                (9, right),
+            ],
         );
         for (side, samples) in [(Side::Ours, &self.ours), (Side::Baseline, &self.baseline)] {
             for (i, s) in samples.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "{:<9} {:>4} {:>11.3} {:>12.3} {:>13.3} {:>12} {:>9} {:>9.0}",
+                boots.row([
                     side.to_string(),
-                    i + 1,
-                    s.initrd_ms,
-                    s.to_rootfs_ms,
-                    s.rootfs_at_ms,
-                    s.total_ms
-                        .map_or_else(|| "-".to_owned(), |t| format!("{t:.3}")),
+                    (i + 1).to_string(),
+                    format!("{:.3}", s.initrd_ms),
+                    format!("{:.3}", s.to_rootfs_ms),
+                    format!("{:.3}", s.rootfs_at_ms),
+                    fixed(s.total_ms, 3),
                     s.peak_rss_kib
                         .map_or_else(|| "-".to_owned(), |k| k.to_string()),
-                    s.wall_ms
-                );
+                    format!("{:.0}", s.wall_ms),
+                ]);
             }
         }
-        out.push('\n');
-        let rows = self.rows();
-        let cells: Vec<[String; 5]> = rows
-            .iter()
-            .map(|r| {
-                [
-                    r.metric.to_owned(),
-                    value(r.ours, r.unit),
-                    value(r.baseline, r.unit),
-                    r.ratio()
-                        .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}")),
-                    target_cell(r),
-                ]
-            })
-            .collect();
-        let header = [
-            "metric".to_owned(),
-            "ours".to_owned(),
-            "baseline (anchor)".to_owned(),
-            "ratio".to_owned(),
-            "target".to_owned(),
-        ];
-        let mut width = header.clone().map(|h| h.chars().count());
-        for row in &cells {
-            for (w, cell) in width.iter_mut().zip(row) {
-                *w = (*w).max(cell.chars().count());
-            }
+        let mut table = Table::padded(
+            ["metric", "ours", "baseline (anchor)", "ratio", "target"],
+            &[Align::Left, right, right, right, Align::Left],
+        );
+        for r in self.rows() {
+            table.row([
+                r.metric.to_owned(),
+                value(r.ours, r.unit),
+                value(r.baseline, r.unit),
+                fixed(r.ratio(), 2),
+                target_cell(&r),
+            ]);
         }
-        let line = |out: &mut String, row: &[String; 5]| {
-            let _ = writeln!(
-                out,
-                "| {:<w0$} | {:>w1$} | {:>w2$} | {:>w3$} | {:<w4$} |",
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                row[4],
-                w0 = width[0],
-                w1 = width[1],
-                w2 = width[2],
-                w3 = width[3],
-                w4 = width[4],
-            );
-        };
-        line(&mut out, &header);
-        let rule = width.map(|w| "-".repeat(w));
-        line(&mut out, &rule);
-        for row in &cells {
-            line(&mut out, row);
-        }
-        out
+        format!(
+            "modules ({}): {}\n\n{}\n{}",
+            self.modules.len(),
+            self.modules.join(" "),
+            boots.render(),
+            table.render()
+        )
     }
 
     /// The machine-readable result (`--json`).
@@ -1149,8 +1120,7 @@ ROOTFS-DONE
         assert!(get("sysroot").is_dir());
     }
 
-    #[test]
-    fn table_has_every_metric_and_verdicts() {
+    fn sample_result() -> BenchResult {
         let sample = |initrd_ms, rss| BootSample {
             initrd_ms,
             to_rootfs_ms: initrd_ms + 60.0,
@@ -1160,7 +1130,7 @@ ROOTFS-DONE
             wall_ms: 2000.0,
             log: PathBuf::from("x.log"),
         };
-        let result = BenchResult {
+        BenchResult {
             ours: vec![sample(100.0, Some(2000)), sample(120.0, Some(2100))],
             baseline: vec![sample(300.0, Some(900)), sample(260.0, None)],
             sizes: Sizes {
@@ -1172,7 +1142,12 @@ ROOTFS-DONE
                 baseline_init: 1800 << 10,
             },
             modules: vec!["virtio_blk".to_owned()],
-        };
+        }
+    }
+
+    #[test]
+    fn table_has_every_metric_and_verdicts() {
+        let result = sample_result();
         let rows = result.rows();
         assert_eq!(rows[0].ours, Some(110.0));
         assert_eq!(rows[0].baseline, Some(280.0));
@@ -1192,4 +1167,206 @@ ROOTFS-DONE
         assert_eq!(json["targets_met"], true);
         assert_eq!(json["rows"].as_array().unwrap().len(), rows.len());
     }
+
+    #[test]
+    fn render_as_printed() {
+        let mut result = sample_result();
+        result.ours[1].total_ms = Some(95.125);
+        let expected = [
+            "modules (1): virtio_blk",
+            "",
+            "side      boot   initrd ms  to probe ms  rootfs at ms     total_ms   RSS KiB   wall ms",
+            "ours         1     100.000      160.000      1100.000            -      2000      2000",
+            "ours         2     120.000      180.000      1120.000       95.125      2100      2000",
+            "baseline     1     300.000      360.000      1300.000            -       900      2000",
+            "baseline     2     260.000      320.000      1260.000            -         -      2000",
+            "",
+            "| metric                                      |      ours | baseline (anchor) | ratio | target             |",
+            "| ------------------------------------------- | --------- | ----------------- | ----- | ------------------ |",
+            "| initrd time (to exec of /sbin/init), median |  110.0 ms |          280.0 ms |  0.39 | ratio <= 0.50: met |",
+            "| initrd time, min                            |  100.0 ms |          260.0 ms |  0.38 |                    |",
+            "| initrd time, max                            |  120.0 ms |          300.0 ms |  0.40 |                    |",
+            "| to the rootfs init's first line, median     |  170.0 ms |          340.0 ms |  0.50 |                    |",
+            "| initrd.json total_ms, median                |   95.1 ms |                 - |     - |                    |",
+            "| rootfs init reached (uptime), median        | 1110.0 ms |         1280.0 ms |  0.87 |                    |",
+            "| initramfs with modules (zstd)               |  2.00 MiB |          3.00 MiB |  0.67 |                    |",
+            "| initramfs without modules (zstd)            | 600.0 KiB |          1.00 MiB |  0.59 | <= 1.00 MiB: met   |",
+            "| /init size                                  |  1.00 MiB |          1.76 MiB |  0.57 |                    |",
+            "| /init peak RSS (VmHWM, max)                 |  2100 KiB |           900 KiB |  2.33 | <= 4096 KiB: met   |",
+            "",
+        ];
+        assert_eq!(result.render(), expected.join("\n"));
+        result.sizes.ours_without_modules = 2 << 20;
+        let missed = result.render();
+        assert!(
+            missed.contains(
+                "| initramfs without modules (zstd)            |  2.00 MiB |          1.00 MiB |  \
+                 2.00 | <= 1.00 MiB: MISSED |\n"
+            ),
+            "{missed}"
+        );
+    }
+
+    #[test]
+    fn json_as_printed() {
+        let mut result = sample_result();
+        result.ours[1].total_ms = Some(95.125);
+        assert_eq!(format!("{:#}\n", result.to_json()), JSON);
+    }
+
+    /// `to_json` of `render_as_printed`'s result, as `atomix-bench` prints it.
+    const JSON: &str = r#"{
+  "baseline": [
+    {
+      "console_log": "x.log",
+      "initrd_ms": 300.0,
+      "peak_rss_kib": 900,
+      "rootfs_at_ms": 1300.0,
+      "to_rootfs_ms": 360.0,
+      "total_ms": null,
+      "wall_ms": 2000.0
+    },
+    {
+      "console_log": "x.log",
+      "initrd_ms": 260.0,
+      "peak_rss_kib": null,
+      "rootfs_at_ms": 1260.0,
+      "to_rootfs_ms": 320.0,
+      "total_ms": null,
+      "wall_ms": 2000.0
+    }
+  ],
+  "boots": 2,
+  "modules": [
+    "virtio_blk"
+  ],
+  "ours": [
+    {
+      "console_log": "x.log",
+      "initrd_ms": 100.0,
+      "peak_rss_kib": 2000,
+      "rootfs_at_ms": 1100.0,
+      "to_rootfs_ms": 160.0,
+      "total_ms": null,
+      "wall_ms": 2000.0
+    },
+    {
+      "console_log": "x.log",
+      "initrd_ms": 120.0,
+      "peak_rss_kib": 2100,
+      "rootfs_at_ms": 1120.0,
+      "to_rootfs_ms": 180.0,
+      "total_ms": 95.125,
+      "wall_ms": 2000.0
+    }
+  ],
+  "rows": [
+    {
+      "baseline": 280.0,
+      "met": true,
+      "metric": "initrd time (to exec of /sbin/init), median",
+      "ours": 110.0,
+      "ratio": 0.39285714285714285,
+      "target": {
+        "ratio_at_most": 0.5
+      },
+      "unit": "ms"
+    },
+    {
+      "baseline": 260.0,
+      "met": null,
+      "metric": "initrd time, min",
+      "ours": 100.0,
+      "ratio": 0.38461538461538464,
+      "target": null,
+      "unit": "ms"
+    },
+    {
+      "baseline": 300.0,
+      "met": null,
+      "metric": "initrd time, max",
+      "ours": 120.0,
+      "ratio": 0.4,
+      "target": null,
+      "unit": "ms"
+    },
+    {
+      "baseline": 340.0,
+      "met": null,
+      "metric": "to the rootfs init's first line, median",
+      "ours": 170.0,
+      "ratio": 0.5,
+      "target": null,
+      "unit": "ms"
+    },
+    {
+      "baseline": null,
+      "met": null,
+      "metric": "initrd.json total_ms, median",
+      "ours": 95.125,
+      "ratio": null,
+      "target": null,
+      "unit": "ms"
+    },
+    {
+      "baseline": 1280.0,
+      "met": null,
+      "metric": "rootfs init reached (uptime), median",
+      "ours": 1110.0,
+      "ratio": 0.8671875,
+      "target": null,
+      "unit": "ms"
+    },
+    {
+      "baseline": 3145728.0,
+      "met": null,
+      "metric": "initramfs with modules (zstd)",
+      "ours": 2097152.0,
+      "ratio": 0.6666666666666666,
+      "target": null,
+      "unit": "bytes"
+    },
+    {
+      "baseline": 1048576.0,
+      "met": true,
+      "metric": "initramfs without modules (zstd)",
+      "ours": 614400.0,
+      "ratio": 0.5859375,
+      "target": {
+        "at_most": 1048576.0
+      },
+      "unit": "bytes"
+    },
+    {
+      "baseline": 1843200.0,
+      "met": null,
+      "metric": "/init size",
+      "ours": 1048576.0,
+      "ratio": 0.5688888888888889,
+      "target": null,
+      "unit": "bytes"
+    },
+    {
+      "baseline": 900.0,
+      "met": true,
+      "metric": "/init peak RSS (VmHWM, max)",
+      "ours": 2100.0,
+      "ratio": 2.3333333333333335,
+      "target": {
+        "at_most": 4096.0
+      },
+      "unit": "KiB"
+    }
+  ],
+  "sizes": {
+    "baseline_init": 1843200,
+    "baseline_with_modules": 3145728,
+    "baseline_without_modules": 1048576,
+    "init": 1048576,
+    "ours_with_modules": 2097152,
+    "ours_without_modules": 614400
+  },
+  "targets_met": true
+}
+"#;
 }

@@ -5,9 +5,10 @@
 //! probe init from `tests/rootfs/` ([`build_test_rootfs`]); parsing the probe's console markers
 //! ([`Probe`]); the QEMU configuration the tests boot with ([`qemu_config_for`]); power cycles
 //! of the real root filesystem and commands in it ([`appliance`], [`Guest`]); provisioning seeds
-//! ([`seed`]); and the
-//! benchmark behind `atomix-bench` ([`bench`]: ours against a busybox initramfs, DESIGN
-//! section 8).
+//! ([`seed`]); the
+//! benchmark behind `atomix-bench boot` ([`bench`]: ours against a busybox initramfs, DESIGN
+//! section 8); and how every `atomix-bench` subcommand prints its tables and JSON
+//! ([`bench_table`]).
 //!
 //! Must not: build initramfs or disk images itself (that is `atomix-image`, which [`bench`]
 //! calls), run QEMU itself (that is `atomix-qemu`), or decide what a test asserts.
@@ -17,6 +18,7 @@
 pub mod appliance;
 mod artifacts;
 pub mod bench;
+pub mod bench_table;
 mod fixtures;
 mod guest;
 mod probe;

@@ -1,80 +1,70 @@
-//! Benchmark: building the flashable rock64 image, ours against the shell pipeline doing the
-//! same work, side by side in one run (DESIGN section 8).
+//! `atomix-bench image`: building the flashable rock64 image, ours against the shell pipeline
+//! doing the same work (DESIGN section 8).
 //!
-//! - ours: `atomix image build --board rock64` (release build) with explicit inputs, which packs
-//!   the rootfs, writes the loader files, the GPT, the vfat (with the generated boot.scr) and
-//!   the squashfs, fsyncs the image and hashes every input and the whole image for its
-//!   manifest;
-//! - anchor, a bash script: `mksquashfs` (the same flags), `mkimage` (boot.scr from the same
-//!   rendered text), `truncate`, `dd` of the two loader files, `sfdisk` (p1 and p2 with the
-//!   same types, labels, attributes and UUIDs), `truncate` + `mkfs.vfat -F 16` of a 128 MiB
-//!   file and `mcopy` of the four boot files, `dd conv=notrunc,sparse` of the vfat and the
-//!   squashfs into place, `sync` of the image (ours fsyncs it); then `sha256sum` of the same
-//!   inputs and the image (ours hashes them for the manifest), timed apart and reported as its
-//!   own row: it is most of the anchor's time on a small rootfs.
-//!
-//! Two rootfs trees, each its own row: the unpacked kernel module tree of the cache (~290 MB,
-//! ~3700 files: mksquashfs dominates, as with a real rootfs) and the probe rootfs of the T3
-//! tests (busybox: the rest of the pipeline dominates). The same kernel, initramfs (the rock64
-//! initramfs, built once), DTB and loader files everywhere. Runs alternate; one untimed warm-up
-//! round of each first; medians of N. Every run's two images are checked to agree: the same
-//! `sfdisk -d`, the same raw region (loader files at 32 KiB and 8 MiB), the same squashfs bytes
-//! in rootfs-a, and (first run) the same four files in boot-a.
-//!
-//! Usage: atomix-bench-image --atomix PATH [--runs N] [--dir DIR] [--rootfs DIR] [--json]
+//! Owns: the shared inputs, the anchor's script, the runs, their checks and the table. Must not:
+//! build the image by any other path than the `atomix` binary it is given.
 
 use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use atomix_board::Board;
 use atomix_board::bootscript::{self, BuildInfo};
 use atomix_image::disk;
+use atomix_systests::bench_table::{JsonStyle, Table, Target, json_text};
 use atomix_systests::{median, run_checked};
 
 const MIB: u64 = 1 << 20;
 const EPOCH: &str = "1700000000";
 const ID: &str = "bench";
+/// Target: our time at most this multiple of the anchor's.
+const TARGET_RATIO: f64 = 1.0;
 
-struct Args {
-    atomix: PathBuf,
-    runs: usize,
-    dir: Option<PathBuf>,
-    rootfs: Option<PathBuf>,
-    json: bool,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        atomix: PathBuf::new(),
-        runs: 5,
-        dir: None,
-        rootfs: None,
-        json: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--atomix" => args.atomix = it.next().context("--atomix PATH")?.into(),
-            "--runs" => args.runs = it.next().context("--runs N")?.parse()?,
-            "--dir" => args.dir = Some(it.next().context("--dir DIR")?.into()),
-            "--rootfs" => args.rootfs = Some(it.next().context("--rootfs DIR")?.into()),
-            "--json" => args.json = true,
-            other => bail!(
-                "unknown argument {other:?}; usage: atomix-bench-image --atomix PATH [--runs N] \
-                 [--dir DIR] [--rootfs DIR] [--json]"
-            ),
-        }
-    }
-    ensure!(
-        !args.atomix.as_os_str().is_empty(),
-        "--atomix PATH (the release atomix binary) is required"
-    );
-    ensure!(args.runs > 0, "--runs must be at least 1");
-    Ok(args)
+/// Building the flashable rock64 image, ours against the shell pipeline doing the same work.
+///
+/// Side by side in one run (DESIGN section 8):
+///
+/// - ours: `atomix image build --board rock64` (release build) with explicit inputs, which packs
+///   the rootfs, writes the loader files, the GPT, the vfat (with the generated boot.scr) and
+///   the squashfs, fsyncs the image and hashes every input and the whole image for its
+///   manifest;
+/// - anchor, a bash script: `mksquashfs` (the same flags), `mkimage` (boot.scr from the same
+///   rendered text), `truncate`, `dd` of the two loader files, `sfdisk` (p1 and p2 with the
+///   same types, labels, attributes and UUIDs), `truncate` + `mkfs.vfat -F 16` of a 128 MiB
+///   file and `mcopy` of the four boot files, `dd conv=notrunc,sparse` of the vfat and the
+///   squashfs into place, `sync` of the image (ours fsyncs it); then `sha256sum` of the same
+///   inputs and the image (ours hashes them for the manifest), timed apart and reported as its
+///   own row: it is most of the anchor's time on a small rootfs.
+///
+/// Two rootfs trees, each its own row: the unpacked kernel module tree of the cache (~290 MB,
+/// ~3700 files: mksquashfs dominates, as with a real rootfs) and the probe rootfs of the T3
+/// tests (busybox: the rest of the pipeline dominates). The same kernel, initramfs (the rock64
+/// initramfs, built once), DTB and loader files everywhere. Runs alternate; one untimed warm-up
+/// round of each first; medians of N. Every run's two images are checked to agree: the same
+/// `sfdisk -d`, the same raw region (loader files at 32 KiB and 8 MiB), the same squashfs bytes
+/// in rootfs-a, and (first run) the same four files in boot-a. Run it through
+/// scripts/bench-image.sh.
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The release `atomix` binary to measure.
+    #[arg(long, value_name = "PATH")]
+    pub atomix: PathBuf,
+    /// Timed runs of each side (after one untimed warm-up round).
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = crate::at_least_one)]
+    pub runs: usize,
+    /// Where the inputs and images go (default: <target>/systest-tmp/bench-image, emptied).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// One rootfs tree to build from instead of the two default ones.
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+    /// Print the result as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Everything both sides build from.
@@ -263,18 +253,11 @@ struct Row {
     anchor_hash: Duration,
 }
 
-fn main() -> ExitCode {
-    match real_main() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("atomix-bench-image: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn real_main() -> Result<()> {
-    let args = parse_args()?;
+/// Runs the rounds and prints the table (or the JSON line).
+///
+/// # Errors
+/// An input is missing, a tool fails, or the two sides' images differ.
+pub fn run(args: &Args) -> Result<()> {
     let artifacts = atomix_systests::Artifacts::locate()?;
     let dir = match &args.dir {
         Some(d) => {
@@ -390,7 +373,13 @@ fn real_main() -> Result<()> {
         });
     }
 
-    if args.json {
+    crate::print(&report(args.runs, &rows, args.json))
+}
+
+/// What is printed: the table, or with `json` the JSON line.
+fn report(runs: usize, rows: &[Row], json: bool) -> String {
+    let target = Target::AtMost(TARGET_RATIO);
+    if json {
         let rows: Vec<serde_json::Value> = rows
             .iter()
             .map(|r| {
@@ -401,39 +390,91 @@ fn real_main() -> Result<()> {
                     "anchor_s": secs(r.anchor),
                     "anchor_sha256sum_s": secs(r.anchor_hash),
                     "ratio": ratio,
-                    "target_ratio": 1.0,
-                    "met": ratio <= 1.0,
+                    "target_ratio": TARGET_RATIO,
+                    "met": target.met(ratio),
                 })
             })
             .collect();
-        println!("{}", serde_json::json!({ "runs": args.runs, "rows": rows }));
-        return Ok(());
+        let result = serde_json::json!({ "runs": runs, "rows": rows });
+        return json_text(&result, JsonStyle::Line);
     }
-    println!(
-        "rock64 image build (1169 MiB sparse: loader, GPT, boot-a vfat, rootfs-a squashfs, \
-         sha256 of the parts and the image), median of {}",
-        args.runs
-    );
-    println!("| metric | ours | anchor | ratio | target |");
-    println!("|---|---|---|---|---|");
-    for r in &rows {
+    let mut table =
+        Table::markdown(["metric", "ours", "anchor", "ratio", "target"]).with_title(format!(
+            "rock64 image build (1169 MiB sparse: loader, GPT, boot-a vfat, rootfs-a squashfs, \
+             sha256 of the parts and the image), median of {runs}"
+        ));
+    for r in rows {
         let ratio = secs(r.ours) / secs(r.anchor);
-        println!(
-            "| image build, {} (s) | {:.2} | {:.2} | {:.2} | <= 1.00 ({}) |",
-            r.what,
-            secs(r.ours),
-            secs(r.anchor),
-            ratio,
-            if ratio <= 1.0 { "met" } else { "NOT met" }
-        );
-        println!(
-            "| of which sha256sum of the parts and the image (s) | - | {:.2} | - | - |",
-            secs(r.anchor_hash)
+        table
+            .row([
+                format!("image build, {} (s)", r.what),
+                format!("{:.2}", secs(r.ours)),
+                format!("{:.2}", secs(r.anchor)),
+                format!("{ratio:.2}"),
+                target.cell(ratio),
+            ])
+            .row([
+                "of which sha256sum of the parts and the image (s)".to_owned(),
+                "-".to_owned(),
+                format!("{:.2}", secs(r.anchor_hash)),
+                "-".to_owned(),
+                "-".to_owned(),
+            ]);
+    }
+    table.render()
+        + "images: the same partition table, raw region and squashfs in every run; the same boot \
+           files in the first\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Vec<Row> {
+        vec![
+            Row {
+                what: "kernel module tree (6.1.0-28-arm64)".to_owned(),
+                ours: Duration::from_secs_f64(12.345),
+                anchor: Duration::from_secs_f64(20.5),
+                anchor_hash: Duration::from_secs_f64(4.125),
+            },
+            Row {
+                what: "probe rootfs (busybox)".to_owned(),
+                ours: Duration::from_millis(875),
+                anchor: Duration::from_millis(500),
+                anchor_hash: Duration::from_millis(250),
+            },
+        ]
+    }
+
+    #[test]
+    fn table_as_printed() {
+        assert_eq!(
+            report(5, &rows(), false),
+            "rock64 image build (1169 MiB sparse: loader, GPT, boot-a vfat, rootfs-a squashfs, \
+             sha256 of the parts and the image), median of 5\n\
+             | metric | ours | anchor | ratio | target |\n\
+             |---|---|---|---|---|\n\
+             | image build, kernel module tree (6.1.0-28-arm64) (s) | 12.35 | 20.50 | 0.60 | \
+             <= 1.00 (met) |\n\
+             | of which sha256sum of the parts and the image (s) | - | 4.12 | - | - |\n\
+             | image build, probe rootfs (busybox) (s) | 0.88 | 0.50 | 1.75 | <= 1.00 (NOT met) |\n\
+             | of which sha256sum of the parts and the image (s) | - | 0.25 | - | - |\n\
+             images: the same partition table, raw region and squashfs in every run; the same \
+             boot files in the first\n"
         );
     }
-    println!(
-        "images: the same partition table, raw region and squashfs in every run; the same boot \
-         files in the first"
-    );
-    Ok(())
+
+    #[test]
+    fn json_as_printed() {
+        assert_eq!(
+            report(5, &rows(), true),
+            "{\"rows\":[{\"anchor_s\":20.5,\"anchor_sha256sum_s\":4.125,\"met\":true,\
+             \"ours_s\":12.345,\"ratio\":0.6021951219512195,\
+             \"rootfs\":\"kernel module tree (6.1.0-28-arm64)\",\"target_ratio\":1.0},\
+             {\"anchor_s\":0.5,\"anchor_sha256sum_s\":0.25,\"met\":false,\"ours_s\":0.875,\
+             \"ratio\":1.75,\"rootfs\":\"probe rootfs (busybox)\",\"target_ratio\":1.0}],\
+             \"runs\":5}\n"
+        );
+    }
 }

@@ -1,38 +1,14 @@
-//! Benchmark (DESIGN section 8, issue 10): the provisioning API, ours (`atomix-provision serve`)
-//! against the original AtomixOS service, both already running on loopback (started and killed
-//! by `scripts/bench-api.sh`), measured in one run by this load generator, interleaved so that
-//! both see the same machine: each cell is run in `--rounds` (3) parts, ours and the original's
-//! in turn, the side that goes first alternating.
+//! `atomix-bench api` (DESIGN section 8, issue 10): the load generator that measures the
+//! provisioning API, ours (`atomix-provision serve`) against the original AtomixOS service, both
+//! already running on loopback (started and killed by `scripts/bench-api.sh`).
 //!
-//! - Each server is provisioned first: an unauthenticated initial import (spec 6.3) of the
-//!   smallest valid config with `--key`'s public half as the admin's key, followed to its end.
-//! - RSS: `VmRSS` of each server's process (`/proc/PID/status`) at start, idle (provisioned,
-//!   before any load) and after the cells, and `VmHWM` then. The original's `ssh-keygen`
-//!   children (one per verification) are not counted.
-//! - Cells: `GET /api/health`, `GET /api/nonce` and a signed `POST /api/validate` (of that
-//!   config) at each `--concurrency` (1 and 200): that many clients, each on its own HTTP/1.1
-//!   keep-alive connection (opened before the clock starts), in a closed loop, for `--seconds`
-//!   (3) or until `--max-requests` (200000) were started, whichever comes first, a side and
-//!   cell. Every latency is kept, so the percentiles are exact; throughput is the successful
-//!   requests over the time from the first start to the last answer, summed over the rounds. Every failure (a status other than 200, an I/O error, a
-//!   timeout of [`TIMEOUT`]) is counted, reported and left out of the latencies.
-//! - A signed validate is what an operator's client does: `GET /api/nonce`, the ed25519 SSHSIG
-//!   made in this process (`atomix_api::sign`), then the `POST`. Its latency spans all three:
-//!   a validate cannot be made without its nonce, and the nonce alone has its own cells.
-//! - Client `i` connects from its own loopback address 127.0.0.(1+i), as that many operators
-//!   would. Both services keep at most 16 outstanding nonces per client address and evict that
-//!   address's oldest when it asks for more, so 200 clients sharing 127.0.0.1 would mostly find
-//!   their nonce evicted by the time they post it; `--one-address` runs them so, to show it.
-//!
-//! Usage: atomix-bench-api --ours PORT:PID --original PORT:PID --key KEY [--seconds S]
-//! [--rounds R] [--max-requests N] [--concurrency 1,200] [--routes health,nonce,validate]
-//! [--client-threads T] [--one-address] [--json]
+//! Owns: provisioning both servers, their RSS readings, the HTTP/1.1 clients, the cells, their
+//! percentiles and the table. Must not: start or stop the servers (the script does).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -43,6 +19,7 @@ use atomix_api::{
     HEADER_NONCE, HEADER_SIGNATURE, JobResponse, JobState, NonceResponse, SubmitResponse, routes,
     signed_message,
 };
+use atomix_systests::bench_table::{JsonStyle, Table, json_text};
 use serde_json::{Value, json};
 use ssh_key::PrivateKey;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
@@ -50,7 +27,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Barrier;
 
 /// The config both servers are provisioned with and validate (its admin key replaced).
-const MINIMAL: &str = include_str!("../../../config/tests/fixtures/minimal.toml");
+const MINIMAL: &str = include_str!("../../../../config/tests/fixtures/minimal.toml");
 /// How long one request (or a validate's round) may take; longer is an error.
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a server may take to answer its first health check.
@@ -66,120 +43,139 @@ const TARGET_VALIDATE_RATIO: f64 = 10.0;
 /// The concurrency of the p99 target.
 const TARGET_CONCURRENCY: usize = 200;
 
-struct Args {
-    ours: Server,
-    original: Server,
-    key: PathBuf,
-    seconds: f64,
-    rounds: usize,
-    max_requests: u64,
-    concurrency: Vec<usize>,
-    routes: Vec<Kind>,
-    client_threads: usize,
-    one_address: bool,
-    json: bool,
+/// The provisioning API, ours against the original, both already running on 127.0.0.1.
+///
+/// Measured in one run by this load generator, interleaved so that both see the same machine:
+/// each cell is run in --rounds parts, ours and the original's in turn, the side that goes
+/// first alternating.
+///
+/// - Each server is provisioned first: an unauthenticated initial import (spec 6.3) of the
+///   smallest valid config with --key's public half as the admin's key, followed to its end.
+/// - RSS: VmRSS of each server's process (/proc/PID/status) at start, idle (provisioned,
+///   before any load) and after the cells, and VmHWM then. The original's ssh-keygen children
+///   (one per verification) are not counted.
+/// - Cells: GET /api/health, GET /api/nonce and a signed POST /api/validate (of that config) at
+///   each --concurrency: that many clients, each on its own HTTP/1.1 keep-alive connection
+///   (opened before the clock starts), in a closed loop, for --seconds or until --max-requests
+///   were started, whichever comes first, a side and cell. Every latency is kept, so the
+///   percentiles are exact; throughput is the successful requests over the time from the first
+///   start to the last answer, summed over the rounds. Every failure (a status other than 200,
+///   an I/O error, a timeout of 10 s) is counted, reported and left out of the latencies.
+/// - A signed validate is what an operator's client does: GET /api/nonce, the ed25519 SSHSIG
+///   made in this process (atomix_api::sign), then the POST. Its latency spans all three: a
+///   validate cannot be made without its nonce, and the nonce alone has its own cells.
+/// - Client i connects from its own loopback address 127.0.0.(1+i), as that many operators
+///   would. Both services keep at most 16 outstanding nonces per client address and evict that
+///   address's oldest when it asks for more, so 200 clients sharing 127.0.0.1 would mostly find
+///   their nonce evicted by the time they post it; --one-address runs them so, to show it.
+///
+/// Run it through scripts/bench-api.sh, which starts both servers.
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// Our server: its port on 127.0.0.1 and its process id.
+    #[arg(long, value_name = "PORT:PID", value_parser = server)]
+    pub ours: Server,
+    /// The original's server: its port on 127.0.0.1 and its process id.
+    #[arg(long, value_name = "PORT:PID", value_parser = server)]
+    pub original: Server,
+    /// The admin's private key (OpenSSH); its public half goes into the config.
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// How long a cell may last, a side (0 < S <= 60), split over the rounds.
+    #[arg(long, value_name = "S", default_value_t = 3.0, value_parser = seconds)]
+    pub seconds: f64,
+    /// The parts each cell is run in, alternating the sides (1 to 100).
+    #[arg(long, value_name = "R", default_value_t = 3, value_parser = rounds)]
+    pub rounds: usize,
+    /// At most this many requests are started in a cell, a side (split over the rounds).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 200_000,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_requests: u64,
+    /// The numbers of concurrent clients, comma-separated (each 1 to 1000).
+    #[arg(
+        long,
+        value_name = "N,M",
+        value_delimiter = ',',
+        action = clap::ArgAction::Set,
+        default_value = "1,200",
+        value_parser = clients
+    )]
+    pub concurrency: Vec<usize>,
+    /// The routes measured, comma-separated.
+    #[arg(
+        long,
+        value_name = "health,nonce,validate",
+        value_delimiter = ',',
+        action = clap::ArgAction::Set,
+        default_value = "health,nonce,validate",
+        value_enum
+    )]
+    pub routes: Vec<Kind>,
+    /// Worker threads of the clients' runtime.
+    #[arg(long, value_name = "T", default_value_t = 1, value_parser = crate::at_least_one)]
+    pub client_threads: usize,
+    /// Run every client from 127.0.0.1 instead of its own loopback address.
+    #[arg(long)]
+    pub one_address: bool,
+    /// Print the result as JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
+/// A server under test.
 #[derive(Debug, Clone, Copy)]
-struct Server {
+pub struct Server {
     port: u16,
     pid: u32,
 }
 
-const USAGE: &str = "usage: atomix-bench-api --ours PORT:PID --original PORT:PID --key KEY \
-                     [--seconds S] [--rounds R] [--max-requests N] [--concurrency 1,200] \
-                     [--routes health,nonce,validate] [--client-threads T] [--one-address] [--json]";
-
-fn parse_args() -> Result<Args> {
-    let server = |s: String| -> Result<Server> {
-        let (port, pid) = s.split_once(':').context("PORT:PID")?;
-        Ok(Server {
-            port: port.parse().context("PORT:PID: the port")?,
-            pid: pid.parse().context("PORT:PID: the pid")?,
-        })
-    };
-    let (mut ours, mut original, mut key) = (None, None, None);
-    let (mut seconds, mut rounds, mut max_requests, mut client_threads) = (3.0, 3, 200_000, 1);
-    let mut concurrency = vec![1, TARGET_CONCURRENCY];
-    let mut routes = Kind::ALL.to_vec();
-    let (mut one_address, mut json) = (false, false);
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        let mut value = |what: &str| it.next().with_context(|| format!("{a} {what}"));
-        match a.as_str() {
-            "--ours" => ours = Some(server(value("PORT:PID")?)?),
-            "--original" => original = Some(server(value("PORT:PID")?)?),
-            "--key" => key = Some(PathBuf::from(value("KEY")?)),
-            "--seconds" => seconds = value("S")?.parse()?,
-            "--rounds" => rounds = value("R")?.parse()?,
-            "--max-requests" => max_requests = value("N")?.parse()?,
-            "--client-threads" => client_threads = value("T")?.parse()?,
-            "--concurrency" => {
-                concurrency = value("N,M")?
-                    .split(',')
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?;
-            }
-            "--routes" => {
-                routes = value("health,nonce,validate")?
-                    .split(',')
-                    .map(|r| {
-                        Kind::ALL
-                            .into_iter()
-                            .find(|k| k.name() == r)
-                            .with_context(|| format!("--routes: no route {r:?}"))
-                    })
-                    .collect::<Result<_>>()?;
-            }
-            "--one-address" => one_address = true,
-            "--json" => json = true,
-            other => bail!("unknown argument {other:?}; {USAGE}"),
-        }
-    }
-    ensure!(seconds > 0.0 && seconds <= 60.0, "--seconds: 0 < S <= 60");
-    ensure!((1..=100).contains(&rounds), "--rounds: 1 to 100");
-    ensure!(max_requests > 0, "--max-requests must be at least 1");
-    ensure!(
-        concurrency.iter().all(|&c| (1..=1000).contains(&c)),
-        "--concurrency: 1 to 1000 clients"
-    );
-    ensure!(client_threads > 0, "--client-threads must be at least 1");
-    Ok(Args {
-        ours: ours.context(USAGE)?,
-        original: original.context(USAGE)?,
-        key: key.context(USAGE)?,
-        seconds,
-        rounds,
-        max_requests,
-        concurrency,
-        routes,
-        client_threads,
-        one_address,
-        json,
+/// `--ours` / `--original`: PORT:PID.
+fn server(value: &str) -> Result<Server, String> {
+    let (port, pid) = value.split_once(':').ok_or("expected PORT:PID")?;
+    Ok(Server {
+        port: port.parse().map_err(|_| "PORT:PID: the port")?,
+        pid: pid.parse().map_err(|_| "PORT:PID: the pid")?,
     })
 }
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("atomix-bench-api: {e:#}");
-            ExitCode::FAILURE
-        }
+/// `--seconds`: 0 < S <= 60.
+fn seconds(value: &str) -> Result<f64, String> {
+    match value.parse() {
+        Ok(s) if s > 0.0 && s <= 60.0 => Ok(s),
+        _ => Err("expected seconds S with 0 < S <= 60".to_owned()),
+    }
+}
+
+/// `--rounds`: 1 to 100.
+fn rounds(value: &str) -> Result<usize, String> {
+    match value.parse() {
+        Ok(n) if (1..=100).contains(&n) => Ok(n),
+        _ => Err("expected a number from 1 to 100".to_owned()),
+    }
+}
+
+/// One number of `--concurrency`: 1 to 1000 clients.
+fn clients(value: &str) -> Result<usize, String> {
+    match value.parse() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err("expected a number of clients from 1 to 1000".to_owned()),
     }
 }
 
 /// What is measured in a cell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
     Health,
     Nonce,
     Validate,
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Health, Kind::Nonce, Kind::Validate];
-
     fn name(self) -> &'static str {
         match self {
             Kind::Health => "health",
@@ -568,8 +564,11 @@ struct Row {
     target: Option<(String, bool)>,
 }
 
-fn run() -> Result<()> {
-    let args = parse_args()?;
+/// Provisions both servers, runs the cells and prints the table (or the JSON).
+///
+/// # Errors
+/// A server does not start or provision, the key cannot be read, or a client task fails.
+pub fn run(args: &Args) -> Result<()> {
     let key = PrivateKey::read_openssh_file(&args.key)
         .with_context(|| format!("cannot read the key {}", args.key.display()))?;
     let config = config_for(&key)?;
@@ -642,6 +641,34 @@ fn run() -> Result<()> {
     let rss_after = [rss(args.ours.pid)?, rss(args.original.pid)?];
     let load_after = load();
 
+    let rows = rows(rss_start, rss_idle, rss_after, &cells);
+    crate::print(&report(args, &load_before, &load_after, &cells, &rows))
+}
+
+/// A number with 3 significant digits or so (NaN and infinity as `-`).
+fn number(x: f64) -> String {
+    if !x.is_finite() {
+        "-".to_owned()
+    } else if x.abs() >= 100.0 || x == x.trunc() {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// One route at one concurrency: ours and the original's.
+type CellPair = (Kind, usize, Cell, Cell);
+
+/// The table's rows from the RSS readings (`VmRSS`, `VmHWM` in KiB; ours, the original's) and
+/// the cells.
+fn rows(
+    rss_start: [(u64, u64); 2],
+    rss_idle: [(u64, u64); 2],
+    rss_after: [(u64, u64); 2],
+    cells: &[CellPair],
+) -> Vec<Row> {
     let mut rows = Vec::new();
     // The issue's RSS targets are idle and after the scenario; the peak (200 connections
     // open at once, each with its buffers) is shown beside them without one.
@@ -665,7 +692,7 @@ fn run() -> Result<()> {
             }),
         });
     }
-    for (kind, clients, ours, original) in &cells {
+    for (kind, clients, ours, original) in cells {
         let name = format!("{} x{clients}", kind.name());
         let rate_ratio = ours.per_second() / original.per_second();
         rows.push(Row {
@@ -701,7 +728,17 @@ fn run() -> Result<()> {
         });
     }
 
-    let load = format!("load average {load_before} before, {load_after} after");
+    rows
+}
+
+/// What is printed: the table (and every failure by kind), or with `args.json` the JSON.
+fn report(
+    args: &Args,
+    load_before: &str,
+    load_after: &str,
+    cells: &[CellPair],
+    rows: &[Row],
+) -> String {
     if args.json {
         let json_cells: Vec<Value> = cells
             .iter()
@@ -730,7 +767,7 @@ fn run() -> Result<()> {
                        "met": r.target.as_ref().map(|t| t.1)})
             })
             .collect();
-        let out = json!({
+        let result = json!({
             "seconds": args.seconds,
             "rounds": args.rounds,
             "max_requests": args.max_requests,
@@ -741,49 +778,430 @@ fn run() -> Result<()> {
             "cells": json_cells,
             "rows": json_rows,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
+        return json_text(&result, JsonStyle::Pretty);
     }
-    println!(
-        "provisioning API on 127.0.0.1, ours vs the original; {} s or {} requests a cell and \
-         side, in {} rounds; {load}",
-        args.seconds, args.max_requests, args.rounds
-    );
-    println!("| metric | ours | original | ratio | target | met? |");
-    println!("|---|---|---|---|---|---|");
-    for r in &rows {
+    let mut table = Table::markdown(["metric", "ours", "original", "ratio", "target", "met?"])
+        .with_title(format!(
+            "provisioning API on 127.0.0.1, ours vs the original; {} s or {} requests a cell and \
+             side, in {} rounds; load average {load_before} before, {load_after} after",
+            args.seconds, args.max_requests, args.rounds
+        ));
+    for r in rows {
         let (target, met) = match &r.target {
             Some((t, true)) => (t.as_str(), "yes"),
             Some((t, false)) => (t.as_str(), "NO"),
             None => ("-", "-"),
         };
-        println!(
-            "| {} | {} | {} | {} | {target} | {met} |",
-            r.metric,
+        table.row([
+            r.metric.clone(),
             number(r.ours),
             number(r.original),
-            number(r.ours / r.original)
-        );
+            number(r.ours / r.original),
+            target.to_owned(),
+            met.to_owned(),
+        ]);
     }
-    for (kind, clients, ours, original) in &cells {
+    let mut out = table.render();
+    for (kind, clients, ours, original) in cells {
         for (name, c) in [("ours", ours), ("original", original)] {
             for (what, n) in &c.errors {
-                println!("{} x{clients}, {name}: {n} x {what}", kind.name());
+                let _ = writeln!(out, "{} x{clients}, {name}: {n} x {what}", kind.name());
             }
         }
     }
-    Ok(())
+    out
 }
 
-/// A number with 3 significant digits or so (NaN and infinity as `-`).
-fn number(x: f64) -> String {
-    if !x.is_finite() {
-        "-".to_owned()
-    } else if x.abs() >= 100.0 || x == x.trunc() {
-        format!("{x:.0}")
-    } else if x.abs() >= 10.0 {
-        format!("{x:.1}")
-    } else {
-        format!("{x:.2}")
+#[cfg(test)]
+mod tests {
+    use clap::{Parser as _, ValueEnum as _};
+
+    use super::*;
+
+    fn args() -> Args {
+        Args {
+            ours: Server { port: 1, pid: 2 },
+            original: Server { port: 3, pid: 4 },
+            key: PathBuf::from("/k"),
+            seconds: 3.0,
+            rounds: 3,
+            max_requests: 200_000,
+            concurrency: vec![1, 200],
+            routes: vec![Kind::Health, Kind::Nonce, Kind::Validate],
+            client_threads: 1,
+            one_address: false,
+            json: false,
+        }
     }
+
+    fn cell(ms: &[f64], secs: u64, errors: &[(&str, u64)]) -> Cell {
+        Cell {
+            latencies: ms
+                .iter()
+                .map(|m| Duration::from_secs_f64(m / 1e3))
+                .collect(),
+            elapsed: Duration::from_secs(secs),
+            errors: errors.iter().map(|(w, n)| ((*w).to_owned(), *n)).collect(),
+        }
+    }
+
+    fn sample() -> (Vec<CellPair>, Vec<Row>) {
+        let cells = vec![
+            (
+                Kind::Health,
+                1,
+                cell(&[1.0, 2.0, 3.0, 4.0], 1, &[]),
+                cell(&[10.0, 20.0], 1, &[("health: HTTP 503", 2)]),
+            ),
+            (
+                Kind::Nonce,
+                200,
+                cell(&[], 1, &[("connect: refused", 200)]),
+                cell(&[1.0], 1, &[]),
+            ),
+            (
+                Kind::Validate,
+                200,
+                cell(&[5.0, 7.5], 2, &[]),
+                cell(&[400.0], 2, &[("validate: HTTP 401", 3)]),
+            ),
+        ];
+        let rows = rows(
+            [(8192, 8192), (40960, 41000)],
+            [(9216, 9300), (51200, 52000)],
+            [(10752, 20480), (61440, 81920)],
+            &cells,
+        );
+        (cells, rows)
+    }
+
+    /// `atomix-bench api` with the required options.
+    const BASE: [&str; 8] = [
+        "atomix-bench",
+        "api",
+        "--ours",
+        "1:2",
+        "--original",
+        "3:4",
+        "--key",
+        "/k",
+    ];
+
+    fn parse(extra: &[&str]) -> Args {
+        let cli = crate::Cli::try_parse_from(BASE.iter().chain(extra)).unwrap();
+        match cli.command {
+            crate::Command::Api(args) => args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn options_as_before() {
+        let defaults = parse(&[]);
+        assert_eq!((defaults.ours.port, defaults.ours.pid), (1, 2));
+        assert_eq!((defaults.original.port, defaults.original.pid), (3, 4));
+        assert_eq!(defaults.seconds, 3.0);
+        assert_eq!((defaults.rounds, defaults.max_requests), (3, 200_000));
+        assert_eq!(defaults.concurrency, [1, TARGET_CONCURRENCY]);
+        assert_eq!(defaults.routes, Kind::value_variants());
+        assert_eq!(defaults.client_threads, 1);
+        assert!(!defaults.one_address && !defaults.json);
+        // A list is one comma-separated value; given again, the last one counts.
+        let lists = parse(&[
+            "--concurrency=1,5",
+            "--concurrency",
+            "7,1000",
+            "--routes",
+            "validate,nonce,validate",
+        ]);
+        assert_eq!(lists.concurrency, [7, 1000]);
+        assert_eq!(lists.routes, [Kind::Validate, Kind::Nonce, Kind::Validate]);
+        let edges = parse(&["--seconds", "0.5", "--rounds", "100", "--max-requests", "1"]);
+        assert_eq!(
+            (edges.seconds, edges.rounds, edges.max_requests),
+            (0.5, 100, 1)
+        );
+        for bad in [
+            &["--seconds", "0"][..],
+            &["--seconds", "60.5"],
+            &["--seconds", "NaN"],
+            &["--rounds", "0"],
+            &["--rounds", "101"],
+            &["--max-requests", "0"],
+            &["--concurrency", "1,1001"],
+            &["--concurrency", "0"],
+            &["--concurrency", ""],
+            &["--routes", "health,nope"],
+            &["--client-threads", "0"],
+        ] {
+            let e = crate::Cli::try_parse_from(BASE.iter().chain(bad)).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+        }
+        for server in ["12", "x:1", "1:x", "70000:1"] {
+            assert!(super::server(server).is_err(), "{server}");
+        }
+    }
+
+    #[test]
+    fn table_as_printed() {
+        let (cells, rows) = sample();
+        let text = report(&args(), "0.50 0.40 0.30", "1.20 0.60 0.35", &cells, &rows);
+        let expected = [
+            concat!(
+                "provisioning API on 127.0.0.1, ours vs the original; 3 s or 200000 requests a ",
+                "cell and side, in 3 rounds; load average 0.50 0.40 0.30 before, 1.20 0.60 0.35 ",
+                "after"
+            ),
+            "| metric | ours | original | ratio | target | met? |",
+            "|---|---|---|---|---|---|",
+            "| RSS at start (MiB) | 8 | 40 | 0.20 | ratio <= 0.2 | yes |",
+            "| RSS idle, provisioned (MiB) | 9 | 50 | 0.18 | ratio <= 0.2 | yes |",
+            "| RSS after the cells (MiB) | 10.5 | 60 | 0.17 | ratio <= 0.2 | yes |",
+            "| peak RSS, VmHWM (MiB) | 20 | 80 | 0.25 | - | - |",
+            "| health x1 req/s | 4 | 2 | 2 | - | - |",
+            "| health x1 p50 (ms) | 2 | 10 | 0.20 | - | - |",
+            "| health x1 p99 (ms) | 4 | 20 | 0.20 | - | - |",
+            "| health x1 errors | 0 | 2 | 0 | 0 | yes |",
+            "| nonce x200 req/s | 0 | 1 | 0 | - | - |",
+            "| nonce x200 p50 (ms) | - | 1 | - | - | - |",
+            "| nonce x200 p99 (ms) | - | 1 | - | < 5 ms | NO |",
+            "| nonce x200 errors | 200 | 0 | - | 0 | NO |",
+            "| validate x200 req/s | 1 | 0.50 | 2 | ratio >= 10 | NO |",
+            "| validate x200 p50 (ms) | 5 | 400 | 0.01 | - | - |",
+            "| validate x200 p99 (ms) | 7.50 | 400 | 0.02 | - | - |",
+            "| validate x200 errors | 0 | 3 | 0 | 0 | yes |",
+            "health x1, original: 2 x health: HTTP 503",
+            "nonce x200, ours: 200 x connect: refused",
+            "validate x200, original: 3 x validate: HTTP 401",
+            "",
+        ];
+        assert_eq!(text, expected.join("\n"));
+    }
+
+    #[test]
+    fn json_as_printed() {
+        let (cells, rows) = sample();
+        let json = Args {
+            json: true,
+            ..args()
+        };
+        let text = report(&json, "0.50 0.40 0.30", "1.20 0.60 0.35", &cells, &rows);
+        assert_eq!(text, JSON);
+    }
+
+    /// `report`'s JSON for `sample()`, as printed.
+    const JSON: &str = r#"{
+  "cells": [
+    {
+      "clients": 1,
+      "original": {
+        "errors": {
+          "health: HTTP 503": 2
+        },
+        "max_ms": 20.0,
+        "p50_ms": 10.0,
+        "p99_ms": 20.0,
+        "per_second": 2.0,
+        "requests": 2,
+        "seconds": 1.0
+      },
+      "ours": {
+        "errors": {},
+        "max_ms": 4.0,
+        "p50_ms": 2.0,
+        "p99_ms": 4.0,
+        "per_second": 4.0,
+        "requests": 4,
+        "seconds": 1.0
+      },
+      "route": "health"
+    },
+    {
+      "clients": 200,
+      "original": {
+        "errors": {},
+        "max_ms": 1.0,
+        "p50_ms": 1.0,
+        "p99_ms": 1.0,
+        "per_second": 1.0,
+        "requests": 1,
+        "seconds": 1.0
+      },
+      "ours": {
+        "errors": {
+          "connect: refused": 200
+        },
+        "max_ms": null,
+        "p50_ms": null,
+        "p99_ms": null,
+        "per_second": 0.0,
+        "requests": 0,
+        "seconds": 1.0
+      },
+      "route": "nonce"
+    },
+    {
+      "clients": 200,
+      "original": {
+        "errors": {
+          "validate: HTTP 401": 3
+        },
+        "max_ms": 400.0,
+        "p50_ms": 400.0,
+        "p99_ms": 400.0,
+        "per_second": 0.5,
+        "requests": 1,
+        "seconds": 2.0
+      },
+      "ours": {
+        "errors": {},
+        "max_ms": 7.5,
+        "p50_ms": 5.0,
+        "p99_ms": 7.5,
+        "per_second": 1.0,
+        "requests": 2,
+        "seconds": 2.0
+      },
+      "route": "validate"
+    }
+  ],
+  "client_threads": 1,
+  "load_after": "1.20 0.60 0.35",
+  "load_before": "0.50 0.40 0.30",
+  "max_requests": 200000,
+  "one_address": false,
+  "rounds": 3,
+  "rows": [
+    {
+      "met": true,
+      "metric": "RSS at start (MiB)",
+      "original": 40.0,
+      "ours": 8.0,
+      "ratio": 0.2,
+      "target": "ratio <= 0.2"
+    },
+    {
+      "met": true,
+      "metric": "RSS idle, provisioned (MiB)",
+      "original": 50.0,
+      "ours": 9.0,
+      "ratio": 0.18,
+      "target": "ratio <= 0.2"
+    },
+    {
+      "met": true,
+      "metric": "RSS after the cells (MiB)",
+      "original": 60.0,
+      "ours": 10.5,
+      "ratio": 0.175,
+      "target": "ratio <= 0.2"
+    },
+    {
+      "met": null,
+      "metric": "peak RSS, VmHWM (MiB)",
+      "original": 80.0,
+      "ours": 20.0,
+      "ratio": 0.25,
+      "target": null
+    },
+    {
+      "met": null,
+      "metric": "health x1 req/s",
+      "original": 2.0,
+      "ours": 4.0,
+      "ratio": 2.0,
+      "target": null
+    },
+    {
+      "met": null,
+      "metric": "health x1 p50 (ms)",
+      "original": 10.0,
+      "ours": 2.0,
+      "ratio": 0.2,
+      "target": null
+    },
+    {
+      "met": null,
+      "metric": "health x1 p99 (ms)",
+      "original": 20.0,
+      "ours": 4.0,
+      "ratio": 0.2,
+      "target": null
+    },
+    {
+      "met": true,
+      "metric": "health x1 errors",
+      "original": 2.0,
+      "ours": 0.0,
+      "ratio": 0.0,
+      "target": "0"
+    },
+    {
+      "met": null,
+      "metric": "nonce x200 req/s",
+      "original": 1.0,
+      "ours": 0.0,
+      "ratio": 0.0,
+      "target": null
+    },
+    {
+      "met": null,
+      "metric": "nonce x200 p50 (ms)",
+      "original": 1.0,
+      "ours": null,
+      "ratio": null,
+      "target": null
+    },
+    {
+      "met": false,
+      "metric": "nonce x200 p99 (ms)",
+      "original": 1.0,
+      "ours": null,
+      "ratio": null,
+      "target": "< 5 ms"
+    },
+    {
+      "met": false,
+      "metric": "nonce x200 errors",
+      "original": 0.0,
+      "ours": 200.0,
+      "ratio": null,
+      "target": "0"
+    },
+    {
+      "met": false,
+      "metric": "validate x200 req/s",
+      "original": 0.5,
+      "ours": 1.0,
+      "ratio": 2.0,
+      "target": "ratio >= 10"
+    },
+    {
+      "met": null,
+      "metric": "validate x200 p50 (ms)",
+      "original": 400.0,
+      "ours": 5.0,
+      "ratio": 0.0125,
+      "target": null
+    },
+    {
+      "met": null,
+      "metric": "validate x200 p99 (ms)",
+      "original": 400.0,
+      "ours": 7.5,
+      "ratio": 0.01875,
+      "target": null
+    },
+    {
+      "met": true,
+      "metric": "validate x200 errors",
+      "original": 3.0,
+      "ours": 0.0,
+      "ratio": 0.0,
+      "target": "0"
+    }
+  ],
+  "seconds": 3.0
+}
+"#;
 }

@@ -1,33 +1,26 @@
-//! Benchmark: first-boot repartitioning of a flashed 16 GiB image file, ours against the anchor,
-//! side by side in one run (DESIGN section 8).
+//! `atomix-bench repart`: first-boot repartitioning of a flashed 16 GiB image file, ours
+//! against systemd-repart + mkfs.f2fs + sload.f2fs (DESIGN section 8), and in QEMU our first
+//! boot against the steady-state boot.
 //!
-//! - ours: `atomix repart --board rock64 --dry-run=no IMAGE` (boot-b vfat, rootfs-b, data f2fs
-//!   with its five directories, backup GPT moved);
-//! - anchor: `systemd-repart --dry-run=no --empty=allow --discard=no --seed=<disk GUID>` with the
-//!   same definitions minus `Format=f2fs` and `MakeDirectories=` (v252 cannot make f2fs; it does
-//!   make the vfat, with mkfs.vfat through a loop device), then, as systemd-repart itself formats,
-//!   through a loop device over the data partition (`losetup -o --sizelimit`): `mkfs.f2fs -f -t 0
-//!   -l data` and `sload.f2fs` of a directory holding the five directories.
-//!
-//! Each run starts from a fresh sparse copy of the same flashed image; the order alternates;
-//! the median of N runs is reported. Both results are checked to have the same partition table
-//! (starts, sizes, types, labels and, with the same seed, UUIDs). Needs root (loop devices).
-//!
-//! Usage: atomix-bench-repart --atomix PATH [--runs N] [--dir DIR] [--json]
+//! Owns: the flashed image, the anchor's definitions and steps, the runs, their checks and the
+//! two tables. Must not: repartition by any other path than the `atomix` binary it is given.
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
-use atomix_repart::gpt::{self, Geometry, Guid, Partition, Table, types};
+use anyhow::{Context, Result, ensure};
+use atomix_repart::gpt::{self, Geometry, Guid, Partition, types};
 use atomix_repart::vfat;
+use atomix_systests::bench_table::{JsonStyle, Table, Target, json_text};
 use atomix_systests::{median, run_checked};
 
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
+/// Target: our time at most this fraction of the anchor's.
+const TARGET_RATIO: f64 = 0.5;
 const DIRS: [&str; 5] = [
     "config",
     "config/quadlet",
@@ -36,39 +29,41 @@ const DIRS: [&str; 5] = [
     "logs",
 ];
 
-struct Args {
-    atomix: PathBuf,
-    runs: usize,
-    dir: Option<PathBuf>,
-    json: bool,
-}
-
-fn parse_args() -> Result<Args> {
-    let mut args = Args {
-        atomix: PathBuf::new(),
-        runs: 5,
-        dir: None,
-        json: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--atomix" => args.atomix = it.next().context("--atomix PATH")?.into(),
-            "--runs" => args.runs = it.next().context("--runs N")?.parse()?,
-            "--dir" => args.dir = Some(it.next().context("--dir DIR")?.into()),
-            "--json" => args.json = true,
-            other => bail!(
-                "unknown argument {other:?}; usage: atomix-bench-repart --atomix PATH \
-                 [--runs N] [--dir DIR] [--json]"
-            ),
-        }
-    }
-    ensure!(
-        !args.atomix.as_os_str().is_empty(),
-        "--atomix PATH (the release atomix binary) is required"
-    );
-    ensure!(args.runs > 0, "--runs must be at least 1");
-    Ok(args)
+/// First-boot repartitioning of a flashed 16 GiB image file, ours against the anchor (needs
+/// root: loop devices).
+///
+/// Side by side in one run (DESIGN section 8):
+///
+/// - ours: `atomix repart --board rock64 --dry-run=no IMAGE` (boot-b vfat, rootfs-b, data f2fs
+///   with its five directories, backup GPT moved);
+/// - anchor: `systemd-repart --dry-run=no --empty=allow --discard=no --seed=<disk GUID>` with the
+///   same definitions minus Format=f2fs and MakeDirectories= (v252 cannot make f2fs; it does
+///   make the vfat, with mkfs.vfat through a loop device), then, as systemd-repart itself formats,
+///   through a loop device over the data partition (`losetup -o --sizelimit`): `mkfs.f2fs -f -t 0
+///   -l data` and `sload.f2fs` of a directory holding the five directories.
+///
+/// Each run starts from a fresh sparse copy of the same flashed image; the order alternates;
+/// the median of N runs is reported. Both results are checked to have the same partition table
+/// (starts, sizes, types, labels and, with the same seed, UUIDs).
+///
+/// Then, in QEMU (the real arm64 kernel and our /init), the initrd time of a first boot of a
+/// flashed 16 GiB disk against the steady-state boot that follows it (initrd.json, median of
+/// N), as a second table. Run it through scripts/bench-repart.sh.
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct Args {
+    /// The release `atomix` binary to measure.
+    #[arg(long, value_name = "PATH")]
+    pub atomix: PathBuf,
+    /// Runs of each side (and first/steady boot pairs in QEMU).
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = crate::at_least_one)]
+    pub runs: usize,
+    /// Where the images go (default: a temporary directory under $TMPDIR).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Print the results as JSON (one line for each table) instead of the tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The flashed rock64 image: raw region bytes, boot-a FAT16, rootfs-a data, backup after
@@ -77,7 +72,7 @@ fn flashed(path: &Path) -> Result<Guid> {
     let size = 1169 * MIB;
     let g = Geometry::new(size, 512)?;
     let disk_guid = Guid::from_seed(b"bench/disk");
-    let mut t = Table::spanning(&g, disk_guid);
+    let mut t = gpt::Table::spanning(&g, disk_guid);
     t.first_usable_lba = 32768;
     t.partitions = vec![
         Partition {
@@ -195,7 +190,7 @@ fn anchor(defs: &Path, staging: &Path, seed: Guid, image: &Path) -> Result<Ancho
 }
 
 /// Every partition (start, size, type, UUID, label, attributes) and the usable range.
-fn layout(image: &Path) -> Result<Table> {
+fn layout(image: &Path) -> Result<gpt::Table> {
     let mut t = gpt::read(&mut fs::File::open(image)?, 16 * GIB)?;
     // The disk GUID is the flashed image's on both sides; compare the partitions and range.
     t.disk_guid = Guid::NIL;
@@ -206,18 +201,11 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn main() -> ExitCode {
-    match real_main() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("atomix-bench-repart: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn real_main() -> Result<()> {
-    let args = parse_args()?;
+/// Runs the host benchmark and prints its table (or JSON line), then the guest's.
+///
+/// # Errors
+/// Not root, a tool or a boot fails, or the two sides made different partition tables.
+pub fn run(args: &Args) -> Result<()> {
     ensure!(
         rustix::process::geteuid().is_root(),
         "the anchor needs root (systemd-repart formats vfat through a loop device; mkfs.f2fs \
@@ -283,40 +271,7 @@ fn real_main() -> Result<()> {
         median(&anchor_t).context("no runs")?,
         median(&repart_t).context("no runs")?,
     );
-    let ratio = ms(o) / ms(t);
-    if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "runs": args.runs,
-                "ours_ms": ms(o),
-                "anchor_ms": ms(t),
-                "anchor_systemd_repart_ms": ms(r),
-                "ratio": ratio,
-                "target_ratio": 0.5,
-                "met": ratio <= 0.5,
-            })
-        );
-    } else {
-        println!(
-            "first-boot repartitioning of a flashed 16 GiB image file, median of {}",
-            args.runs
-        );
-        println!("| metric | ours | anchor | ratio | target |");
-        println!("|---|---|---|---|---|");
-        println!(
-            "| partitions + vfat + f2fs + dirs (ms) | {:.1} | {:.1} | {:.2} | <= 0.50 ({}) |",
-            ms(o),
-            ms(t),
-            ratio,
-            if ratio <= 0.5 { "met" } else { "NOT met" }
-        );
-        println!(
-            "| of which systemd-repart (table + vfat) (ms) | - | {:.1} | - | - |",
-            ms(r)
-        );
-        println!("layouts: identical (starts, sizes, types, UUIDs, labels) in every run");
-    }
+    crate::print(&host_report(args.runs, ms(o), ms(t), ms(r), args.json))?;
     guest_first_vs_steady(dir, args.runs, args.json)
 }
 
@@ -401,23 +356,120 @@ fn guest_first_vs_steady(dir: &Path, runs: usize, json: bool) -> Result<()> {
         med(first_repart),
         med(steady_repart),
     );
+    crate::print(&guest_report(runs, f, s, fr, sr, json))
+}
+
+/// What the host part prints: its table, or with `json` its JSON line. Times in ms: ours, the
+/// anchor, and of that systemd-repart.
+fn host_report(runs: usize, o: f64, t: f64, r: f64, json: bool) -> String {
+    let ratio = o / t;
+    let target = Target::AtMost(TARGET_RATIO);
     if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "guest_first_boot_initrd_ms": f,
-                "guest_steady_boot_initrd_ms": s,
-                "guest_first_boot_repart_ms": fr,
-                "guest_steady_boot_repart_ms": sr,
-            })
-        );
-    } else {
-        println!();
-        println!("in the guest (QEMU TCG), 16 GiB disk, initrd.json, median of {runs}");
-        println!("| metric | first boot | steady-state boot | ratio |");
-        println!("|---|---|---|---|");
-        println!("| /init total (ms) | {f:.1} | {s:.1} | {:.2} |", f / s);
-        println!("| repart stage (ms) | {fr:.1} | {sr:.1} | {:.2} |", fr / sr);
+        let result = serde_json::json!({
+            "runs": runs,
+            "ours_ms": o,
+            "anchor_ms": t,
+            "anchor_systemd_repart_ms": r,
+            "ratio": ratio,
+            "target_ratio": TARGET_RATIO,
+            "met": target.met(ratio),
+        });
+        return json_text(&result, JsonStyle::Line);
     }
-    Ok(())
+    let mut table = Table::markdown(["metric", "ours", "anchor", "ratio", "target"]).with_title(
+        format!("first-boot repartitioning of a flashed 16 GiB image file, median of {runs}"),
+    );
+    table
+        .row([
+            "partitions + vfat + f2fs + dirs (ms)".to_owned(),
+            format!("{o:.1}"),
+            format!("{t:.1}"),
+            format!("{ratio:.2}"),
+            target.cell(ratio),
+        ])
+        .row([
+            "of which systemd-repart (table + vfat) (ms)".to_owned(),
+            "-".to_owned(),
+            format!("{r:.1}"),
+            "-".to_owned(),
+            "-".to_owned(),
+        ]);
+    table.render() + "layouts: identical (starts, sizes, types, UUIDs, labels) in every run\n"
+}
+
+/// What the guest part prints: its table (after an empty line), or with `json` its JSON line.
+/// Medians in ms: `/init` total of the first and the steady-state boot, and their repart stages.
+fn guest_report(runs: usize, f: f64, s: f64, fr: f64, sr: f64, json: bool) -> String {
+    if json {
+        let result = serde_json::json!({
+            "guest_first_boot_initrd_ms": f,
+            "guest_steady_boot_initrd_ms": s,
+            "guest_first_boot_repart_ms": fr,
+            "guest_steady_boot_repart_ms": sr,
+        });
+        return json_text(&result, JsonStyle::Line);
+    }
+    let mut table = Table::markdown(["metric", "first boot", "steady-state boot", "ratio"])
+        .with_title(format!(
+            "in the guest (QEMU TCG), 16 GiB disk, initrd.json, median of {runs}"
+        ));
+    for (metric, first, steady) in [("/init total (ms)", f, s), ("repart stage (ms)", fr, sr)] {
+        table.row([
+            metric.to_owned(),
+            format!("{first:.1}"),
+            format!("{steady:.1}"),
+            format!("{:.2}", first / steady),
+        ]);
+    }
+    format!("\n{}", table.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_table_as_printed() {
+        assert_eq!(
+            host_report(5, 812.25, 2034.5, 640.0, false),
+            "first-boot repartitioning of a flashed 16 GiB image file, median of 5\n\
+             | metric | ours | anchor | ratio | target |\n\
+             |---|---|---|---|---|\n\
+             | partitions + vfat + f2fs + dirs (ms) | 812.2 | 2034.5 | 0.40 | <= 0.50 (met) |\n\
+             | of which systemd-repart (table + vfat) (ms) | - | 640.0 | - | - |\n\
+             layouts: identical (starts, sizes, types, UUIDs, labels) in every run\n"
+        );
+        let text = host_report(5, 1500.0, 2000.0, 640.0, false);
+        assert!(
+            text.contains("| 1500.0 | 2000.0 | 0.75 | <= 0.50 (NOT met) |\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn host_json_as_printed() {
+        assert_eq!(
+            host_report(5, 812.25, 2034.5, 640.0, true),
+            "{\"anchor_ms\":2034.5,\"anchor_systemd_repart_ms\":640.0,\"met\":true,\
+             \"ours_ms\":812.25,\"ratio\":0.39923814204964364,\"runs\":5,\
+             \"target_ratio\":0.5}\n"
+        );
+    }
+
+    #[test]
+    fn guest_table_and_json_as_printed() {
+        assert_eq!(
+            guest_report(3, 1850.0, 420.5, 1400.25, 2.5, false),
+            "\nin the guest (QEMU TCG), 16 GiB disk, initrd.json, median of 3\n\
+             | metric | first boot | steady-state boot | ratio |\n\
+             |---|---|---|---|\n\
+             | /init total (ms) | 1850.0 | 420.5 | 4.40 |\n\
+             | repart stage (ms) | 1400.2 | 2.5 | 560.10 |\n"
+        );
+        assert_eq!(
+            guest_report(3, 1850.0, 420.5, 1400.25, 2.5, true),
+            "{\"guest_first_boot_initrd_ms\":1850.0,\"guest_first_boot_repart_ms\":1400.25,\
+             \"guest_steady_boot_initrd_ms\":420.5,\"guest_steady_boot_repart_ms\":2.5}\n"
+        );
+    }
 }
