@@ -5,13 +5,12 @@
 //! probe init from `tests/rootfs/` ([`build_test_rootfs`]); parsing the probe's console markers
 //! ([`Probe`]); the QEMU configuration the tests boot with ([`qemu_config_for`]); power cycles
 //! of the real root filesystem and commands in it ([`appliance`], [`Guest`]); provisioning seeds
-//! ([`seed`]); the
-//! benchmark behind `atomix-bench boot` ([`bench`]: ours against a busybox initramfs, DESIGN
-//! section 8); and how every `atomix-bench` subcommand prints its tables and JSON
-//! ([`bench_table`]).
+//! ([`seed`]); the benchmark behind `atomix-bench boot` ([`mod@bench`]: ours against a busybox
+//! initramfs, DESIGN section 8); and how every `atomix-bench` subcommand prints its tables and
+//! JSON ([`bench_table`]).
 //!
-//! Must not: build initramfs or disk images itself (that is `atomix-image`, which [`bench`]
-//! calls), run QEMU itself (that is `atomix-qemu`), or decide what a test asserts.
+//! Must not: build initramfs or disk images itself (that is `atomix-image`, which
+//! [`mod@bench`] calls), run QEMU itself (that is `atomix-qemu`), or decide what a test asserts.
 
 #![forbid(unsafe_code)]
 

@@ -14,6 +14,10 @@ use atomix_systests::bench_table::{JsonStyle, json_text};
 /// Run it through scripts/bench.sh.
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
+#[allow(
+    rustdoc::invalid_html_tags,
+    reason = "the doc comment is the --help text, where <target> is a placeholder, not HTML"
+)]
 pub struct Args {
     /// Boots of each side.
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = crate::at_least_one)]

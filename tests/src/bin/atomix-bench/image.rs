@@ -58,6 +58,10 @@ pub struct Args {
     pub runs: usize,
     /// Where the inputs and images go (default: <target>/systest-tmp/bench-image, emptied).
     #[arg(long, value_name = "DIR")]
+    #[allow(
+        rustdoc::invalid_html_tags,
+        reason = "the doc comment is the --help text, where <target> is a placeholder, not HTML"
+    )]
     pub dir: Option<PathBuf>,
     /// One rootfs tree to build from instead of the two default ones.
     #[arg(long, value_name = "DIR")]
