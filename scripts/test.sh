@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test tier, as CI runs it (DESIGN section 6):
-#   lint   rustfmt, clippy -D warnings (host and the aarch64 /init), cargo deny (deny.toml)
+#   lint   rustfmt, clippy -D warnings (host and the aarch64 /init), rustdoc -D warnings,
+#          cargo deny (deny.toml)
 #   T0/T1  unit tests with fakes; image-file tests with the real host tools
 #   T2     privileged: loop devices, squashfs + overlay mounts, switch_root in a mount namespace
 #   T1     also the root filesystem squashfs: contents, owners, a fresh build gives the same bytes
@@ -22,6 +23,8 @@ step "lint: clippy (host)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 step "lint: clippy (aarch64: /init and the f2fs library it links)"
 cargo clippy --target aarch64-unknown-linux-gnu -p atomix-initrd -p atomix-f2fs --locked -- -D warnings
+step "lint: rustdoc (the library crates' docs and links; the CLI's doc comments are its --help)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --exclude atomix --locked
 step "lint: cargo deny (licenses, banned and duplicate crates, sources; offline: no advisories)"
 cargo deny --offline --locked check licenses bans sources
 
