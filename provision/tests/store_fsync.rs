@@ -1,8 +1,9 @@
 //! Durability order: every change to an entry of the config root's parent (the rename of a
 //! root, the marker written or removed, the trash removed) is followed by an fsync of that
-//! parent before the next such change, and the last one is fsynced too. Together with the
-//! crash matrix this is what makes a power cut (not just a process stop) land in a state the
-//! recovery table handles.
+//! parent before the next such change, and the last one is fsynced too; and nothing in a
+//! written candidate (a file's contents, owner or mode, a directory's entries) changes after
+//! its last fsync. Together with the crash matrix this is what makes a power cut (not just a
+//! process stop) land in a state the recovery table handles.
 
 #![allow(clippy::unwrap_used)]
 
@@ -158,3 +159,133 @@ fn every_recovery_step_is_fsynced_before_the_next() {
 }
 
 use atomix_provision::store::Payload;
+
+/// Records every change to an entry (its contents, owner, mode, or an entry made or removed in
+/// a directory) and every fsync, in order, as `(synced, path)`.
+struct Changes {
+    log: RefCell<Vec<(bool, PathBuf)>>,
+}
+
+impl Changes {
+    fn change(&self, path: &Path) {
+        self.log.borrow_mut().push((false, path.to_owned()));
+    }
+    fn sync(&self, path: &Path) {
+        self.log.borrow_mut().push((true, path.to_owned()));
+    }
+    fn parent(&self, path: &Path) {
+        self.change(path.parent().unwrap());
+    }
+}
+
+impl Fs for Changes {
+    fn create_dir(&self, path: &Path, mode: u32) -> Result<(), FsError> {
+        self.parent(path);
+        self.change(path);
+        RealFs.create_dir(path, mode)
+    }
+    fn write_file(&self, path: &Path, mode: u32, contents: &[u8]) -> Result<(), FsError> {
+        self.parent(path);
+        self.change(path);
+        RealFs.write_file(path, mode, contents)?;
+        self.sync(path);
+        Ok(())
+    }
+    fn rename(&self, from: &Path, to: &Path) -> Result<(), FsError> {
+        self.parent(from);
+        self.parent(to);
+        RealFs.rename(from, to)
+    }
+    fn remove_file(&self, path: &Path) -> Result<(), FsError> {
+        self.parent(path);
+        RealFs.remove_file(path)
+    }
+    fn remove_dir(&self, path: &Path) -> Result<(), FsError> {
+        self.parent(path);
+        RealFs.remove_dir(path)
+    }
+    fn fsync_dir(&self, path: &Path) -> Result<(), FsError> {
+        self.sync(path);
+        RealFs.fsync_dir(path)
+    }
+    fn fsync_file(&self, path: &Path) -> Result<(), FsError> {
+        self.sync(path);
+        RealFs.fsync_file(path)
+    }
+    fn chown(&self, path: &Path, uid: u32, gid: u32) -> Result<(), FsError> {
+        // A symlink cannot be opened to be fsynced: its directory's fsync is all there is.
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_symlink()) {
+            self.parent(path);
+        } else {
+            self.change(path);
+        }
+        RealFs.chown(path, uid, gid)
+    }
+    fn set_mode(&self, path: &Path, mode: u32) -> Result<(), FsError> {
+        self.change(path);
+        RealFs.set_mode(path, mode)
+    }
+    fn symlink(&self, target: &Path, path: &Path) -> Result<(), FsError> {
+        self.parent(path);
+        RealFs.symlink(target, path)
+    }
+    fn read_dir(&self, path: &Path) -> Result<Vec<String>, FsError> {
+        RealFs.read_dir(path)
+    }
+    fn read(&self, path: &Path) -> Result<Vec<u8>, FsError> {
+        RealFs.read(path)
+    }
+    fn read_link(&self, path: &Path) -> Result<PathBuf, FsError> {
+        RealFs.read_link(path)
+    }
+    fn metadata(&self, path: &Path) -> Result<Option<Metadata>, FsError> {
+        RealFs.metadata(path)
+    }
+}
+
+/// A written candidate is durable as a whole before promotion can expose it: no entry in it (a
+/// file, the payload chowned to its owner, a carried entry copied with its owner, a directory
+/// that got entries) changes after its last fsync.
+#[test]
+fn nothing_in_a_candidate_changes_after_its_last_fsync() {
+    use std::os::unix::fs::MetadataExt;
+
+    use atomix_provision::store::{CandidateSpec, DirModes, Owner, write_candidate};
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = root_in(dir.path());
+    provision_old(&root); // hand-placed entries to carry forward (files, a directory)
+    let me = std::fs::metadata(dir.path()).unwrap();
+    let files = new_rendered();
+    let modes = DirModes::standard();
+    let p = payload(&[("app/config.yaml", "a: 1\n"), ("top", "t")]);
+    let spec = CandidateSpec {
+        files: &files,
+        dir_modes: &modes,
+        payload: &p,
+        payload_owner: Some(Owner {
+            uid: me.uid(),
+            gid: me.gid(),
+        }),
+    };
+    let rec = Changes {
+        log: RefCell::new(Vec::new()),
+    };
+    let report = write_candidate(&rec, &root, &spec).unwrap();
+    assert!(!report.carried.is_empty() && !report.payload.is_empty());
+    let log = rec.log.into_inner();
+    let candidate = root.candidate();
+    let mut checked = 0;
+    for (i, (synced, path)) in log.iter().enumerate() {
+        if *synced || !path.starts_with(&candidate) {
+            continue;
+        }
+        checked += 1;
+        assert!(
+            log[i + 1..].iter().any(|(s, p)| *s && p == path),
+            "{} changes (step {i}) and is not fsynced after it: {log:#?}",
+            path.display()
+        );
+    }
+    assert!(checked > 20, "{checked} changes seen");
+}

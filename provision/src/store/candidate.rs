@@ -19,7 +19,7 @@ use atomix_config::files::FileSet;
 use atomix_config::root_files::RENDERED_NAMES;
 
 use super::error::StoreError;
-use super::fs::Fs;
+use super::fs::{Fs, Kind};
 use super::root::ConfigRoot;
 use super::tree::{TEMP_SUFFIX, copy_tree};
 
@@ -199,6 +199,11 @@ fn fill(
     if let Some(owner) = spec.payload_owner {
         for path in &report.payload {
             fs.chown(path, owner.uid, owner.gid)?;
+            // The owner changed after the file's fsync: sync it again (POSIX does not promise
+            // that syncing its directory keeps it). Directories are synced at the end.
+            if fs.metadata(path)?.map(|m| m.kind) == Some(Kind::File) {
+                fs.fsync_file(path)?;
+            }
         }
     }
 
@@ -229,7 +234,7 @@ fn fill(
 fn fsync_dirs(fs: &dyn Fs, path: &Path) -> Result<(), StoreError> {
     for name in fs.read_dir(path)? {
         let child = path.join(name);
-        if fs.metadata(&child)?.map(|m| m.kind) == Some(super::fs::Kind::Dir) {
+        if fs.metadata(&child)?.map(|m| m.kind) == Some(Kind::Dir) {
             fsync_dirs(fs, &child)?;
         }
     }

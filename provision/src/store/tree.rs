@@ -66,7 +66,8 @@ pub fn same_tree(fs: &dyn Fs, a: &Path, b: &Path) -> Result<bool, FsError> {
 
 /// Copies the entry at `from` to `to` (which must not exist): files with their contents,
 /// directories recursively, symlinks as symlinks, each with its mode and owner. Devices, FIFOs
-/// and sockets are not copied; their paths are returned.
+/// and sockets are not copied; their paths are returned. Files are fsynced once their owner and
+/// mode are set; the directories are the caller's to fsync.
 pub fn copy_tree(fs: &dyn Fs, from: &Path, to: &Path) -> Result<Vec<PathBuf>, FsError> {
     let mut skipped = Vec::new();
     copy_entry(fs, from, to, &mut skipped)?;
@@ -106,6 +107,11 @@ fn copy_entry(
     if meta.kind != Kind::Symlink && meta.mode & 0o7000 != 0 {
         // chown clears set-id bits; put them back.
         fs.set_mode(to, meta.mode)?;
+    }
+    if meta.kind == Kind::File {
+        // The owner (and mode) changed after the write's fsync: sync the file again.
+        // Directories are synced by the caller once the tree is complete.
+        fs.fsync_file(to)?;
     }
     Ok(())
 }
