@@ -67,17 +67,17 @@ struct Marks {
     multi_user: f64,
 }
 
-/// Boots `disk` to a root shell and reads the marks.
-fn boot(artifacts: &Artifacts, disk: &Path, name: &str) -> Result<Marks> {
-    let cfg = artifacts.appliance_config(
-        disk,
-        BOOT_TIMEOUT,
-        &format!("bench-rootfs-{name}"),
-        Vec::new(),
-        Vec::new(),
-    )?;
+/// Boots `disk` in the bench board (its console log named `log`) and waits for the root shell.
+fn boot_to_shell(artifacts: &Artifacts, disk: &Path, log: &str, name: &str) -> Result<Guest> {
+    let cfg = artifacts.appliance_config(disk, BOOT_TIMEOUT, log, Vec::new(), Vec::new())?;
     let mut guest = Guest::boot(name, cfg);
     guest.shell(TO_SHELL)?;
+    Ok(guest)
+}
+
+/// Boots `disk` to a root shell and reads the marks.
+fn boot(artifacts: &Artifacts, disk: &Path, name: &str) -> Result<Marks> {
+    let mut guest = boot_to_shell(artifacts, disk, &format!("bench-rootfs-{name}"), name)?;
     let state = guest.sh("systemctl is-system-running --wait", TO_SHELL)?;
     ensure!(
         state.text().trim() == "running",
@@ -118,15 +118,7 @@ fn rootfs_build(root: &Path, flags: &[&str]) -> Result<(Value, f64)> {
 
 /// First boot of `disk` (a fresh flash with a seed on its boot partition) to provisioned.
 fn provisioned_boot(artifacts: &Artifacts, disk: &Path, name: &str) -> Result<ProvisionMarks> {
-    let cfg = artifacts.appliance_config(
-        disk,
-        BOOT_TIMEOUT,
-        &format!("bench-provision-{name}"),
-        Vec::new(),
-        Vec::new(),
-    )?;
-    let mut guest = Guest::boot(name, cfg);
-    guest.shell(TO_SHELL)?;
+    let mut guest = boot_to_shell(artifacts, disk, &format!("bench-provision-{name}"), name)?;
     let done = guest.sh(
         "timeout 1200 sh -c 'until test -e /data/.completed_first_boot; do sleep 1; done'",
         BOOT_TIMEOUT,
